@@ -1,0 +1,99 @@
+"""`paybridge`: serve, demo, bench and the operator commands. The only place that reads os.environ."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bridge import __version__
+from bridge.config import Settings, load_settings
+from bridge.errors import ConfigError, StoreError
+from bridge.logs import configure_logging
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+EXIT_STORE = 3
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the bridge server")
+    p.add_argument("--data-dir", type=Path, help="where the SQLite database lives (default ./paybridge-data)")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="listen port (default 8080; 0 picks a free one)")
+    p.add_argument("--config", type=Path, help="a TOML settings file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paybridge", description="Paybridge payment bridge")
+    parser.add_argument("--version", action="version", version=f"paybridge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    try:
+        from bridge import operator_cli
+    except ImportError:  # pragma: no cover - optional commands not installed
+        pass
+    else:
+        operator_cli.add_parsers(sub)
+    return parser
+
+
+def bound_port(site: object, default: int) -> int:
+    """The port a started aiohttp TCPSite listens on (useful with port 0)."""
+    server = getattr(site, "_server", None)
+    sockets = getattr(server, "sockets", None)
+    return int(sockets[0].getsockname()[1]) if sockets else default
+
+
+async def serve(settings: Settings) -> int:
+    from aiohttp import web
+
+    from bridge.services.admin import ensure_admin_token
+    from bridge.web.app import create_app
+
+    admin_hash, new_token = ensure_admin_token(settings.data_dir, settings.admin_token)
+    app = create_app(settings, admin_hash=admin_hash)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    await site.start()
+    port = bound_port(site, settings.port)
+    if new_token:
+        print(f"Admin token (shown once; store it now): {new_token}", flush=True)
+    print(f"paybridge listening on http://{settings.host}:{port} (data in {settings.data_dir})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            settings = load_settings(
+                config_file=args.config,
+                env=os.environ,
+                overrides={"data_dir": args.data_dir, "host": args.host, "port": args.port},
+            )
+            configure_logging(settings.log_format, settings.log_level)
+            return asyncio.run(serve(settings))
+        from bridge import operator_cli
+
+        return operator_cli.run(args, os.environ)
+    except ConfigError as e:
+        print(f"paybridge: configuration error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as e:
+        print(f"paybridge: database error: {e}", file=sys.stderr)
+        return EXIT_STORE
+    except KeyboardInterrupt:
+        return 130

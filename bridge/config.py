@@ -1,0 +1,140 @@
+"""Settings: one frozen object, built and checked at start-up, passed explicitly.
+
+Sources, later wins: defaults < TOML file (`--config`) < `PAYBRIDGE_<NAME>` environment
+variables < command-line flags. Only `load_settings` (called by the CLI) reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("paybridge-data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # how phones reach us, for pair_url; default http://host:port
+    admin_token: str = field(default="", repr=False)  # empty: generated on first start
+    log_format: str = "auto"  # "json", "console" or "auto" (console on a terminal)
+    log_level: str = "info"
+    # Orders
+    order_ttl_default: int = 300
+    order_ttl_min: int = 60
+    order_ttl_max: int = 86_400
+    amount_direction: str = "down"  # unique pay amounts step "down" or "up" from the asked amount
+    amount_steps: int = 10
+    amount_step_cents: int = 1
+    # Matching
+    clock_skew: int = 120  # s a payment may be observed before its order's creation
+    late_grace: int = 300  # s after expiry a payment still pays the order (flagged late)
+    accept_late: bool = True
+    dedupe_window: int = 86_400  # s within which the same notification re-read is a duplicate
+    # Webhooks
+    allow_private_webhooks: bool = False
+    webhook_timeout: float = 10.0
+    webhook_schedule: str = "0,5,300,1800,7200,18000,36000,36000"  # s before attempt 1..n
+    webhook_concurrency: int = 64
+    # Devices
+    heartbeat_interval: int = 30
+    heartbeat_timeout: int = 90
+    ws_ping_interval: float = 20.0
+    auth_timeout: float = 10.0
+    device_max_frames_per_second: int = 200
+    pairing_attempts_per_minute: int = 10
+    # Limits
+    max_body: int = 64 * 1024
+    expiry_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.port <= 65535):
+            raise ConfigError("port must be 0..65535 (PAYBRIDGE_PORT)")
+        if self.amount_direction not in ("down", "up"):
+            raise ConfigError("amount_direction must be 'down' or 'up' (PAYBRIDGE_AMOUNT_DIRECTION)")
+        if not (0 <= self.amount_steps <= 1000):
+            raise ConfigError("amount_steps must be 0..1000 (PAYBRIDGE_AMOUNT_STEPS)")
+        if not (self.order_ttl_min <= self.order_ttl_default <= self.order_ttl_max):
+            raise ConfigError("order_ttl_default must lie within order_ttl_min..order_ttl_max")
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigError("log_format must be auto, json or console (PAYBRIDGE_LOG_FORMAT)")
+        if self.admin_token and len(self.admin_token) < 22:
+            raise ConfigError("PAYBRIDGE_ADMIN_TOKEN must be at least 22 characters (128 bits)")
+        self.schedule()  # validates
+
+    def schedule(self) -> tuple[int, ...]:
+        try:
+            parts = tuple(int(p) for p in self.webhook_schedule.split(","))
+        except ValueError:
+            raise ConfigError("webhook_schedule is comma-separated seconds (PAYBRIDGE_WEBHOOK_SCHEDULE)") from None
+        if not parts or any(p < 0 for p in parts):
+            raise ConfigError("webhook_schedule needs at least one non-negative delay")
+        return parts
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "paybridge.db"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    try:
+        if kind in (bool, "bool"):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        if kind in (int, "int"):
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if kind in (float, "float"):
+            return float(value)
+        if kind in (Path, "Path"):
+            return Path(str(value)).expanduser()
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} (PAYBRIDGE_{name.upper()}) has an invalid value") from None
+
+
+def load_settings(
+    *, config_file: Path | None, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Merge defaults, the TOML file, `PAYBRIDGE_*` variables and flags into Settings."""
+    known = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {config_file}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {e}") from None
+        section = data.get("paybridge", data)
+        for key, value in section.items():
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r} in {config_file}")
+            values[key] = _coerce(key, known[key], value)
+    for key, kind in known.items():
+        env_name = f"PAYBRIDGE_{key.upper()}"
+        if env_name in env:
+            values[key] = _coerce(key, kind, env[env_name])
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _coerce(key, known[key], value)
+    return dataclasses.replace(Settings(), **values)

@@ -1,0 +1,82 @@
+"""Which pending order a reported payment pays. Pure: candidates in, decision out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Candidate", "MatchDecision", "MatchRules", "channel_family", "choose", "compatible"]
+
+
+def channel_family(report_channel: str | None) -> str | None:
+    """The order channel a report channel pays: 收钱吧 relays count as their wallet, banks as unionpay."""
+    if report_channel is None:
+        return None
+    if report_channel.startswith("cashbar-"):
+        return report_channel.removeprefix("cashbar-")
+    if report_channel == "bank":
+        return "unionpay"
+    if report_channel == "cashbar":
+        return None  # 收钱吧 without a named wallet: any channel
+    return report_channel
+
+
+def compatible(order_channel: str, report_channel: str | None) -> bool:
+    family = channel_family(report_channel)
+    return order_channel == "any" or family is None or family == order_channel
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRules:
+    clock_skew_ms: int = 120_000  # a payment may be observed this long before the order's creation
+    late_grace_ms: int = 300_000  # a payment this long after expiry still pays the order, flagged late
+    accept_late: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An order whose pay amount equals the payment's amount, on an account the device sees."""
+
+    order_id: str
+    channel: str
+    status: str  # "pending" or "expired"
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MatchDecision:
+    order_id: str | None
+    late: bool
+    reason: str  # "matched", "late", "no_order", "ambiguous", "no_amount", "unrecognised"
+
+
+def choose(
+    candidates: list[Candidate], *, observed_at: int, report_channel: str | None, rules: MatchRules
+) -> MatchDecision:
+    """Pick the one order this payment pays, or say why none.
+
+    A pending order matches when the payment was observed between its creation (minus the clock
+    skew) and its expiry. Failing that, an order that expired at most `late_grace_ms` before the
+    payment matches late. Two or more equally good orders are ambiguous: a human decides.
+    """
+    fits = [c for c in candidates if compatible(c.channel, report_channel)]
+    on_time = [
+        c for c in fits if c.status == "pending" and c.created_at - rules.clock_skew_ms <= observed_at <= c.expires_at
+    ]
+    if len(on_time) == 1:
+        return MatchDecision(on_time[0].order_id, late=False, reason="matched")
+    if len(on_time) > 1:
+        return MatchDecision(None, late=False, reason="ambiguous")
+    if rules.accept_late:
+        late = [
+            c
+            for c in fits
+            if c.status in ("pending", "expired")
+            and c.expires_at < observed_at <= c.expires_at + rules.late_grace_ms
+            and c.created_at - rules.clock_skew_ms <= observed_at
+        ]
+        if len(late) == 1:
+            return MatchDecision(late[0].order_id, late=True, reason="late")
+        if len(late) > 1:
+            return MatchDecision(None, late=False, reason="ambiguous")
+    return MatchDecision(None, late=False, reason="no_order")

@@ -1,0 +1,95 @@
+"""Errors of the bridge, classified by what the caller does next.
+
+BridgeError                      base of everything we raise on purpose
+├── ConfigError                  bad settings: the CLI exits with code 2
+├── ApiError                     mapped to a JSON error body by the web middleware
+│   ├── BadRequest        400    fix the request (`invalid_request`, `unknown_field`, …)
+│   ├── Unauthorized      401    send valid credentials
+│   ├── Forbidden         403    these credentials may not do this
+│   ├── NotFound          404    no such thing (or not yours: we never say which)
+│   ├── Conflict          409    the state does not allow it (`amount_exhausted`, …)
+│   ├── PayloadTooLarge   413    send less
+│   ├── RateLimited       429    slow down
+│   └── Unavailable       503    try again later (database busy, disk full)
+└── StoreError                   the database failed; retryable or not
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApiError",
+    "BadRequest",
+    "BridgeError",
+    "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "StoreError",
+    "Unauthorized",
+    "Unavailable",
+]
+
+
+class BridgeError(Exception):
+    """Base of all errors the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """A setting is missing or invalid; the message names it."""
+
+
+class StoreError(BridgeError):
+    """The database failed."""
+
+
+class ApiError(BridgeError):
+    status: int = 500
+    default_code: str = "internal"
+
+    def __init__(self, message: str, code: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code or self.default_code
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    status = 400
+    default_code = "invalid_request"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    default_code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    default_code = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    default_code = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    default_code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    default_code = "payload_too_large"
+
+
+class RateLimited(ApiError):
+    status = 429
+    default_code = "rate_limited"
+
+
+class Unavailable(ApiError):
+    status = 503
+    default_code = "unavailable"

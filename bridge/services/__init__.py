@@ -1,0 +1,1 @@
+"""Business operations: pure core decisions + store calls, each in one transaction."""

@@ -1,0 +1,61 @@
+"""The admin token and merchants: created by admins, shown once, stored hashed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from bridge.clock import rfc3339
+from bridge.core.signing import new_secret
+from bridge.core.tokens import api_key_from_bytes, hash_secret
+from bridge.ids import new_id, random_bytes
+from bridge.services.context import Context
+from bridge.store import merchants as store
+from bridge.store.database import Tx
+
+__all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token"]
+
+ADMIN_TOKEN_FILE = "admin_token.sha256"  # noqa: S105 - a file name
+
+
+def ensure_admin_token(data_dir: Path, configured: str) -> tuple[str, str | None]:
+    """(hash of the admin token, the new token if one was generated just now).
+
+    A configured token (PAYBRIDGE_ADMIN_TOKEN) wins. Otherwise the token's hash is kept in the
+    data dir (mode 0600); the token itself is generated once, returned to be printed once, and
+    never stored. Delete the file to get a new token.
+    """
+    if configured:
+        return hash_secret(configured), None
+    path = data_dir / ADMIN_TOKEN_FILE
+    if path.exists():
+        return path.read_text(encoding="ascii").strip(), None
+    token = api_key_from_bytes("pba", random_bytes(24))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(hash_secret(token) + "\n")
+    return hash_secret(token), token
+
+
+async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:
+    api_key = api_key_from_bytes("pbk", random_bytes(24))
+    webhook_secret = new_secret(random_bytes(24))
+    merchant_id = new_id("mch")
+
+    async def op(tx: Tx) -> int:
+        now = ctx.clock.now_ms()
+        await store.insert_merchant(
+            tx, id=merchant_id, name=name, api_key_hash=hash_secret(api_key), webhook_secret=webhook_secret, now=now
+        )
+        return now
+
+    now = await ctx.db.write(op)
+    return {
+        "id": merchant_id,
+        "name": name,
+        "api_key": api_key,
+        "webhook_secret": webhook_secret,
+        "created_at": rfc3339(now),
+    }

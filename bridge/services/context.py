@@ -1,0 +1,35 @@
+"""What every service needs, built once by the app and passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bridge.clock import Clock
+from bridge.config import Settings
+from bridge.core.matching import MatchRules
+from bridge.core.status import HealthRules
+from bridge.metrics import Metrics
+from bridge.services.events import EventBus
+from bridge.store.database import Database
+
+__all__ = ["Context"]
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    clock: Clock
+    bus: EventBus = field(default_factory=EventBus)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @property
+    def match_rules(self) -> MatchRules:
+        s = self.settings
+        return MatchRules(
+            clock_skew_ms=s.clock_skew * 1000, late_grace_ms=s.late_grace * 1000, accept_late=s.accept_late
+        )
+
+    @property
+    def health_rules(self) -> HealthRules:
+        return HealthRules(heartbeat_timeout_ms=self.settings.heartbeat_timeout * 1000)

@@ -1,0 +1,167 @@
+"""Pairing relay phones, listing and revoking them, and their status changes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bridge.core.protocol import decode_public_key
+from bridge.core.states import DeviceStatus
+from bridge.core.tokens import hash_secret, normalise_pairing_code, pairing_code_from_bytes
+from bridge.errors import BadRequest, NotFound
+from bridge.ids import new_id, random_bytes
+from bridge.services.context import Context
+from bridge.services.events import emit
+from bridge.services.views import device_json
+from bridge.store import devices as store
+from bridge.store import merchants as merchants_store
+from bridge.store.database import Tx
+
+__all__ = [
+    "PAIRING_TTL_MS",
+    "create_pairing_code",
+    "get_device",
+    "list_devices",
+    "pair_device",
+    "revoke_device",
+    "set_status",
+]
+
+PAIRING_TTL_MS = 10 * 60 * 1000
+
+
+async def create_pairing_code(ctx: Context, merchant_id: str) -> tuple[str, int]:
+    code = pairing_code_from_bytes(random_bytes(8))
+
+    async def op(tx: Tx) -> int:
+        now = ctx.clock.now_ms()
+        await merchants_store.insert_pairing_code(
+            tx, code_hash=hash_secret(code), merchant_id=merchant_id, now=now, expires_at=now + PAIRING_TTL_MS
+        )
+        return now + PAIRING_TTL_MS
+
+    return code, await ctx.db.write(op)
+
+
+async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, channels: list[str]) -> dict[str, Any]:
+    try:
+        decode_public_key(public_key)
+    except ValueError as e:
+        raise BadRequest(str(e), "invalid_public_key") from None
+    try:
+        normalised = normalise_pairing_code(code)
+    except ValueError:
+        normalised = ""
+    device_id = new_id("dev")
+
+    async def op(tx: Tx) -> dict[str, Any]:
+        now = ctx.clock.now_ms()
+        merchant_id = (
+            await merchants_store.consume_pairing_code(
+                tx, code_hash=hash_secret(normalised), now=now, device_id=device_id
+            )
+            if normalised
+            else None
+        )
+        if merchant_id is None:
+            raise NotFound("this pairing code is wrong, used or expired; ask for a new one", "invalid_pairing_code")
+        await store.insert_device(
+            tx, id=device_id, merchant_id=merchant_id, name=name, public_key=public_key, channels=channels, now=now
+        )
+        return {
+            "device_id": device_id,
+            "merchant_id": merchant_id,
+            "heartbeat_interval": ctx.settings.heartbeat_interval,
+        }
+
+    return await ctx.db.write(op)
+
+
+async def list_devices(ctx: Context, merchant_id: str | None) -> list[dict[str, Any]]:
+    async def op(tx: Tx) -> list[dict[str, Any]]:
+        out = []
+        for row in await store.list_devices(tx, merchant_id):
+            d = device_json(row)
+            d["account_ids"] = await store.device_account_ids(tx, row["id"])
+            out.append(d)
+        return out
+
+    return await ctx.db.read(op)
+
+
+async def get_device(ctx: Context, merchant_id: str | None, device_id: str) -> dict[str, Any]:
+    async def op(tx: Tx) -> dict[str, Any]:
+        row = await store.get_device(tx, device_id)
+        if row is None or (merchant_id is not None and row["merchant_id"] != merchant_id):
+            raise NotFound("no such device")
+        d = device_json(row)
+        d["account_ids"] = await store.device_account_ids(tx, device_id)
+        return d
+
+    return await ctx.db.read(op)
+
+
+async def revoke_device(ctx: Context, merchant_id: str | None, device_id: str) -> dict[str, Any]:
+    async def op(tx: Tx) -> dict[str, Any]:
+        row = await store.get_device(tx, device_id)
+        if row is None or (merchant_id is not None and row["merchant_id"] != merchant_id):
+            raise NotFound("no such device")
+        was = row["status"]
+        await store.revoke_device(tx, device_id, now=ctx.clock.now_ms())
+        row = await store.get_device(tx, device_id)
+        assert row is not None
+        if was != DeviceStatus.OFFLINE:
+            await emit(
+                tx,
+                ctx.bus,
+                merchant_id=row["merchant_id"],
+                type="device.offline",
+                data={"device": device_json(row)},
+                now=ctx.clock.now_ms(),
+            )
+        return device_json(row)
+
+    return await ctx.db.write(op)
+
+
+async def set_status(
+    ctx: Context,
+    device_id: str,
+    status: DeviceStatus,
+    reasons: list[str],
+    *,
+    connected_since: int | None = None,
+    clear_connected: bool = False,
+    heartbeat: dict[str, Any] | None = None,
+) -> None:
+    """Store a device's status (and latest heartbeat); raise `device.*` when the status changes."""
+
+    async def op(tx: Tx) -> None:
+        now = ctx.clock.now_ms()
+        row = await store.get_device(tx, device_id)
+        if row is None:
+            return
+        await store.update_status(
+            tx,
+            device_id,
+            status=status,
+            reasons=reasons,
+            last_seen=now,
+            connected_since=connected_since,
+            clear_connected=clear_connected,
+            heartbeat=None if heartbeat is None else json.dumps(heartbeat, ensure_ascii=False),
+            heartbeat_at=None if heartbeat is None else now,
+        )
+        if row["status"] != status and row["revoked_at"] is None:
+            fresh = await store.get_device(tx, device_id)
+            assert fresh is not None
+            await emit(
+                tx,
+                ctx.bus,
+                merchant_id=row["merchant_id"],
+                type=f"device.{status.value}",
+                data={"device": device_json(fresh)},
+                now=now,
+            )
+
+    await ctx.db.write(op)

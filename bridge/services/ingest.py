@@ -1,0 +1,187 @@
+"""A device report, from frame to committed outcome: dedupe, record, match, raise events. One transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from bridge.core.dedupe import notification_fingerprint
+from bridge.core.matching import Candidate, choose
+from bridge.core.protocol import Report
+from bridge.core.states import OrderStatus, PaymentStatus, transition
+from bridge.ids import new_id
+from bridge.services.context import Context
+from bridge.services.events import emit
+from bridge.services.orders import render
+from bridge.services.views import payment_json
+from bridge.store import devices as devices_store
+from bridge.store import orders as orders_store
+from bridge.store import payments as store
+from bridge.store.database import Tx
+
+__all__ = ["Outcome", "ingest_report"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str  # "accepted" | "duplicate"
+    payment_id: str | None
+    order_id: str | None = None
+    reason: str = ""
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, report: Report) -> Outcome:
+    """Commit one report and everything it causes; return what to ack (after the commit)."""
+    rules = ctx.match_rules
+    window_ms = ctx.settings.dedupe_window * 1000
+    fp = notification_fingerprint(report.package, report.key, report.when, report.title, report.text)
+
+    async def op(tx: Tx) -> Outcome:
+        now = ctx.clock.now_ms()
+        seen = await store.find_report(tx, device_id, report.event_id)
+        if seen is not None:
+            return Outcome("duplicate", seen["payment_id"], reason="same_event")
+        again = await store.find_fingerprint(tx, merchant_id, fp, since=now - window_ms)
+        if again is not None:
+            await store.insert_report(
+                tx,
+                device_id=device_id,
+                event_id=report.event_id,
+                seq=report.seq,
+                now=now,
+                outcome="duplicate",
+                payment_id=again["payment_id"],
+            )
+            return Outcome("duplicate", again["payment_id"], reason="same_notification")
+        tx.checkpoint("ingest.deduped")
+
+        payment_id = new_id("pay")
+        decision_order: str | None = None
+        late = False
+        if report.kind == "unrecognised":
+            reason = "unrecognised"
+        elif report.amount_cents is None:
+            reason = "no_amount"
+        else:
+            account_ids = await devices_store.device_account_ids(tx, device_id)
+            rows = await orders_store.match_candidates(
+                tx,
+                merchant_id,
+                report.amount_cents,
+                account_ids,
+                since=report.observed_at - rules.late_grace_ms,
+            )
+            decision = choose(
+                [Candidate(r["id"], r["channel"], r["status"], r["created_at"], r["expires_at"]) for r in rows],
+                observed_at=report.observed_at,
+                report_channel=report.channel,
+                rules=rules,
+            )
+            decision_order, late, reason = decision.order_id, decision.late, decision.reason
+        status = PaymentStatus.MATCHED if decision_order else PaymentStatus.UNMATCHED
+        await store.insert_payment(
+            tx,
+            id=payment_id,
+            merchant_id=merchant_id,
+            device_id=device_id,
+            kind=report.kind,
+            channel=report.channel,
+            amount_cents=report.amount_cents,
+            status=status,
+            reason=reason,
+            order_id=decision_order,
+            late=late,
+            observed_at=report.observed_at,
+            now=now,
+            event_id=report.event_id,
+            fingerprint=fp,
+            notification=json.dumps(
+                {
+                    "package": report.package,
+                    "title": report.title,
+                    "text": report.text,
+                    "when": report.when,
+                    "key": report.key,
+                    "parse_reason": report.parse_reason,
+                },
+                ensure_ascii=False,
+            ),
+        )
+        tx.checkpoint("ingest.payment_recorded")
+        await store.insert_fingerprint(tx, merchant_id=merchant_id, fingerprint=fp, now=now, payment_id=payment_id)
+        await store.insert_report(
+            tx,
+            device_id=device_id,
+            event_id=report.event_id,
+            seq=report.seq,
+            now=now,
+            outcome="accepted",
+            payment_id=payment_id,
+        )
+        await devices_store.record_report(tx, device_id, now=now, day=_day(now), seq=report.seq)
+        payment_row = await store.get_payment(tx, merchant_id, payment_id)
+        assert payment_row is not None
+        if report.kind == "payment":
+            await emit(
+                tx,
+                ctx.bus,
+                merchant_id=merchant_id,
+                type="payment.received",
+                data={"payment": payment_json(payment_row)},
+                now=now,
+            )
+        if decision_order is not None:
+            await mark_paid(
+                ctx,
+                tx,
+                merchant_id=merchant_id,
+                order_id=decision_order,
+                payment_id=payment_id,
+                now=now,
+                late=late,
+                manual=False,
+            )
+            tx.after_commit.append(ctx.metrics.matches.labels("late" if late else "on_time").inc)
+        else:
+            tx.checkpoint("ingest.unmatched")
+            await emit(
+                tx,
+                ctx.bus,
+                merchant_id=merchant_id,
+                type="payment.unmatched",
+                data={"payment": payment_json(payment_row)},
+                now=now,
+            )
+            tx.after_commit.append(ctx.metrics.unmatched.labels(reason).inc)
+        return Outcome("accepted", payment_id, decision_order, reason)
+
+    return await ctx.db.write(op)
+
+
+async def mark_paid(
+    ctx: Context, tx: Tx, *, merchant_id: str, order_id: str, payment_id: str, now: int, late: bool, manual: bool
+) -> None:
+    """Order -> paid and its `order.paid` event, inside the caller's transaction."""
+    row = await orders_store.get_order(tx, merchant_id, order_id)
+    assert row is not None
+    transition(OrderStatus(row["status"]), OrderStatus.PAID)
+    if not await orders_store.set_paid(tx, order_id, payment_id=payment_id, now=now, late=late, manual=manual):
+        raise RuntimeError("order changed underneath a write transaction")
+    tx.checkpoint("ingest.order_paid")
+    row = await orders_store.get_order(tx, merchant_id, order_id)
+    payment = await store.get_payment(tx, merchant_id, payment_id)
+    assert row is not None and payment is not None
+    await emit(
+        tx,
+        ctx.bus,
+        merchant_id=merchant_id,
+        type="order.paid",
+        data={"order": await render(tx, row), "payment": payment_json(payment)},
+        now=now,
+        notify_url=row["notify_url"],
+    )

@@ -1,0 +1,215 @@
+"""Creating, reading, closing and expiring orders; unique pay amounts per receiving account."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.core.amounts import candidate_amounts
+from bridge.errors import Conflict, NotFound
+from bridge.ids import new_id
+from bridge.services.context import Context
+from bridge.services.events import emit
+from bridge.services.views import order_json
+from bridge.store import devices as devices_store
+from bridge.store import merchants as merchants_store
+from bridge.store import orders as store
+from bridge.store.database import Row, Tx
+
+__all__ = [
+    "ORDER_CHANNELS",
+    "NewOrder",
+    "close_order",
+    "create_order",
+    "expire_orders",
+    "get_order",
+    "list_orders",
+    "render",
+]
+
+ORDER_CHANNELS = ("alipay", "wechat", "unionpay", "any")
+WALLETS = ("alipay", "wechat", "unionpay")
+
+
+@dataclass(frozen=True, slots=True)
+class NewOrder:
+    merchant_order_id: str
+    amount_cents: int
+    channel: str
+    expires_in: int
+    notify_url: str | None
+    metadata: dict[str, Any]
+
+    def params_hash(self) -> str:
+        canon = json.dumps(
+            [self.amount_cents, self.channel, self.expires_in, self.notify_url, self.metadata],
+            sort_keys=True,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canon.encode()).hexdigest()
+
+
+async def render(tx: Tx, row: Row) -> dict[str, Any]:
+    account = None
+    if row["account_id"] is not None:
+        account = await merchants_store.get_account(tx, row["merchant_id"], row["account_id"])
+    return order_json(row, account)
+
+
+async def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[str | None, list[str]]]:
+    """The ways to place an order: (account id or None, the slots it must hold), best first."""
+    accounts = await merchants_store.accounts_for_merchant(tx, merchant_id)
+    by_channel: dict[str, list[Row]] = {}
+    for a in accounts:
+        by_channel.setdefault(a["channel"], []).append(a)
+    if channel == "any":
+        slots: list[str] = []
+        for wallet in WALLETS:
+            acc = by_channel.get(wallet)
+            slots.extend([str(a["id"]) for a in acc] if acc else [f"{merchant_id}:{wallet}"])
+        return [(None, slots)]
+    chosen = by_channel.get(channel)
+    if not chosen:
+        return [(None, [f"{merchant_id}:{channel}"])]
+    online = await devices_store.online_account_ids(tx, merchant_id)
+    ordered = sorted(chosen, key=lambda a: (a["id"] not in online,))  # online first, then creation order
+    # An `any` order holds every slot including the implicit one; accounts also collide with it.
+    return [(str(a["id"]), [str(a["id"])]) for a in ordered]
+
+
+async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[dict[str, Any], bool, list[str]]:
+    """Create (or return the identical existing) order; (order JSON, created?, warnings)."""
+    s = ctx.settings
+    params_hash = new.params_hash()
+
+    async def op(tx: Tx) -> tuple[dict[str, Any], bool, list[str]]:
+        now = ctx.clock.now_ms()
+        warnings = [] if await devices_store.merchant_has_online_device(tx, merchant_id) else ["no_online_device"]
+        existing = await store.get_order_by_merchant_ref(tx, merchant_id, new.merchant_order_id)
+        if existing is not None:
+            if existing["params_hash"] != params_hash:
+                raise Conflict(
+                    "an order with this merchant_order_id exists with different parameters",
+                    "merchant_order_id_conflict",
+                )
+            return await render(tx, existing), False, warnings
+        amounts = candidate_amounts(
+            new.amount_cents, steps=s.amount_steps, step=s.amount_step_cents, direction=s.amount_direction
+        )
+        groups = await _slot_groups(tx, merchant_id, new.channel)
+        all_slots = sorted({slot for _, slots in groups for slot in slots})
+        taken = await store.slots_taken(tx, all_slots, amounts)
+        order_id = new_id("ord")
+        for amount in amounts:
+            for account_id, slots in groups:
+                if any((slot, amount) in taken for slot in slots):
+                    continue
+                await store.insert_order(
+                    tx,
+                    id=order_id,
+                    merchant_id=merchant_id,
+                    merchant_order_id=new.merchant_order_id,
+                    channel=new.channel,
+                    amount_cents=new.amount_cents,
+                    pay_amount_cents=amount,
+                    account_id=account_id,
+                    notify_url=new.notify_url,
+                    metadata=json.dumps(new.metadata, ensure_ascii=False),
+                    params_hash=params_hash,
+                    now=now,
+                    expires_at=now + new.expires_in * 1000,
+                )
+                for slot in slots:
+                    if not await store.lock_amount(tx, slot, amount, order_id):
+                        raise Conflict("pay amount taken concurrently; retry", "amount_exhausted")
+                row = await store.get_order(tx, merchant_id, order_id)
+                assert row is not None
+                tx.after_commit.append(ctx.metrics.orders.inc)
+                return await render(tx, row), True, warnings
+        raise Conflict(
+            "every pay amount near this amount is held by a pending order; retry later or pick another amount",
+            "amount_exhausted",
+        )
+
+    return await ctx.db.write(op)
+
+
+async def get_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
+    async def op(tx: Tx) -> dict[str, Any]:
+        row = await store.get_order(tx, merchant_id, order_id)
+        if row is None:
+            raise NotFound("no such order")
+        return await render(tx, row)
+
+    return await ctx.db.read(op)
+
+
+async def close_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
+    async def op(tx: Tx) -> dict[str, Any]:
+        now = ctx.clock.now_ms()
+        row = await store.get_order(tx, merchant_id, order_id)
+        if row is None:
+            raise NotFound("no such order")
+        if not await store.set_closed(tx, order_id, now=now):
+            raise Conflict(f"only pending orders can be closed; this one is {row['status']}", "order_not_pending")
+        row = await store.get_order(tx, merchant_id, order_id)
+        assert row is not None
+        data = await render(tx, row)
+        await emit(
+            tx,
+            ctx.bus,
+            merchant_id=merchant_id,
+            type="order.closed",
+            data={"order": data},
+            now=now,
+            notify_url=row["notify_url"],
+        )
+        return data
+
+    return await ctx.db.write(op)
+
+
+async def expire_orders(ctx: Context, limit: int = 500) -> int:
+    """Expire every pending order whose time is up (one transaction per batch); return how many."""
+
+    async def op(tx: Tx) -> int:
+        now = ctx.clock.now_ms()
+        rows = await store.expire_due(tx, now=now, limit=limit)
+        for row in rows:
+            data = await render(tx, row)
+            await emit(
+                tx,
+                ctx.bus,
+                merchant_id=row["merchant_id"],
+                type="order.expired",
+                data={"order": data},
+                now=now,
+                notify_url=row["notify_url"],
+            )
+        return len(rows)
+
+    return await ctx.db.write(op)
+
+
+async def list_orders(
+    ctx: Context,
+    merchant_id: str,
+    *,
+    merchant_order_id: str | None,
+    status: str | None,
+    before: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """A page of orders, newest first; pass the last id as `starting_after` for the next page."""
+
+    async def op(tx: Tx) -> dict[str, Any]:
+        rows = await store.list_orders(
+            tx, merchant_id, merchant_order_id=merchant_order_id, status=status, before=before, limit=limit + 1
+        )
+        data = [await render(tx, r) for r in rows[:limit]]
+        return {"data": data, "has_more": len(rows) > limit}
+
+    return await ctx.db.read(op)

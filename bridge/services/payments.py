@@ -1,0 +1,145 @@
+"""Payments seen by devices: listing and manual resolution; receiving accounts and their devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.core.states import PaymentStatus, transition
+from bridge.errors import Conflict, NotFound
+from bridge.ids import new_id
+from bridge.services.context import Context
+from bridge.services.ingest import mark_paid
+from bridge.services.orders import render
+from bridge.services.views import account_json, payment_json
+from bridge.store import devices as devices_store
+from bridge.store import merchants as merchants_store
+from bridge.store import orders as orders_store
+from bridge.store import payments as store
+from bridge.store.database import Tx
+
+__all__ = ["create_account", "get_payment", "ignore", "link_device", "list_accounts", "list_payments", "match_manually"]
+
+
+async def list_payments(
+    ctx: Context, merchant_id: str, *, status: str | None, before: str | None, limit: int
+) -> dict[str, Any]:
+    async def op(tx: Tx) -> dict[str, Any]:
+        rows = await store.list_payments(tx, merchant_id, status=status, before=before, limit=limit + 1)
+        return {"data": [payment_json(r) for r in rows[:limit]], "has_more": len(rows) > limit}
+
+    return await ctx.db.read(op)
+
+
+async def get_payment(ctx: Context, merchant_id: str, payment_id: str) -> dict[str, Any]:
+    async def op(tx: Tx) -> dict[str, Any]:
+        row = await store.get_payment(tx, merchant_id, payment_id)
+        if row is None:
+            raise NotFound("no such payment")
+        return payment_json(row)
+
+    return await ctx.db.read(op)
+
+
+async def match_manually(ctx: Context, merchant_id: str, payment_id: str, order_id: str) -> dict[str, Any]:
+    """A human says this unmatched payment pays that order: order -> paid (manual), one transaction."""
+
+    async def op(tx: Tx) -> dict[str, Any]:
+        now = ctx.clock.now_ms()
+        payment = await store.get_payment(tx, merchant_id, payment_id)
+        if payment is None:
+            raise NotFound("no such payment")
+        order = await orders_store.get_order(tx, merchant_id, order_id)
+        if order is None:
+            raise NotFound("no such order")
+        if payment["status"] != PaymentStatus.UNMATCHED:
+            raise Conflict(f"this payment is already {payment['status']}", "payment_not_unmatched")
+        if order["status"] not in ("pending", "expired"):
+            raise Conflict(
+                f"this order is {order['status']}; only pending or expired orders can be paid", "order_not_payable"
+            )
+        transition(PaymentStatus.UNMATCHED, PaymentStatus.MATCHED)
+        await store.set_payment_status(
+            tx, payment_id, status=PaymentStatus.MATCHED, reason="manual", order_id=order_id, manual=True
+        )
+        await mark_paid(
+            ctx, tx, merchant_id=merchant_id, order_id=order_id, payment_id=payment_id, now=now, late=False, manual=True
+        )
+        fresh = await orders_store.get_order(tx, merchant_id, order_id)
+        paid = await store.get_payment(tx, merchant_id, payment_id)
+        assert fresh is not None and paid is not None
+        return {"payment": payment_json(paid), "order": await render(tx, fresh)}
+
+    return await ctx.db.write(op)
+
+
+async def ignore(ctx: Context, merchant_id: str, payment_id: str) -> dict[str, Any]:
+    async def op(tx: Tx) -> dict[str, Any]:
+        payment = await store.get_payment(tx, merchant_id, payment_id)
+        if payment is None:
+            raise NotFound("no such payment")
+        if payment["status"] != PaymentStatus.UNMATCHED:
+            raise Conflict(f"this payment is already {payment['status']}", "payment_not_unmatched")
+        await store.set_payment_status(
+            tx, payment_id, status=PaymentStatus.IGNORED, reason="ignored_by_merchant", manual=True
+        )
+        row = await store.get_payment(tx, merchant_id, payment_id)
+        assert row is not None
+        return payment_json(row)
+
+    return await ctx.db.write(op)
+
+
+async def create_account(
+    ctx: Context, merchant_id: str, *, channel: str, name: str, qr_payload: str | None, device_ids: list[str]
+) -> dict[str, Any]:
+    account_id = new_id("acc")
+
+    async def op(tx: Tx) -> dict[str, Any]:
+        for device_id in device_ids:
+            d = await devices_store.get_device(tx, device_id)
+            if d is None or d["merchant_id"] != merchant_id:
+                raise NotFound(f"no such device: {device_id}")
+        await merchants_store.insert_account(
+            tx,
+            id=account_id,
+            merchant_id=merchant_id,
+            channel=channel,
+            name=name,
+            qr_payload=qr_payload,
+            now=ctx.clock.now_ms(),
+        )
+        for device_id in device_ids:
+            await devices_store.link_account(tx, device_id, account_id)
+        row = await merchants_store.get_account(tx, merchant_id, account_id)
+        out = account_json(row)
+        assert out is not None
+        out["device_ids"] = device_ids
+        return out
+
+    return await ctx.db.write(op)
+
+
+async def list_accounts(ctx: Context, merchant_id: str) -> list[dict[str, Any]]:
+    async def op(tx: Tx) -> list[dict[str, Any]]:
+        out = []
+        for row in await merchants_store.accounts_for_merchant(tx, merchant_id):
+            a = account_json(row)
+            assert a is not None
+            a["device_ids"] = await merchants_store.account_device_ids(tx, row["id"])
+            out.append(a)
+        return out
+
+    return await ctx.db.read(op)
+
+
+async def link_device(ctx: Context, merchant_id: str, account_id: str, device_id: str) -> dict[str, Any]:
+    async def op(tx: Tx) -> dict[str, Any]:
+        if await merchants_store.get_account(tx, merchant_id, account_id) is None:
+            raise NotFound("no such account")
+        d = await devices_store.get_device(tx, device_id)
+        if d is None or d["merchant_id"] != merchant_id:
+            raise NotFound("no such device")
+        await devices_store.link_account(tx, device_id, account_id)
+        return {"account_id": account_id, "device_id": device_id}
+
+    return await ctx.db.write(op)

@@ -1,0 +1,85 @@
+"""JSON shapes of our objects (the API contract). Rows in, dicts out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bridge.clock import rfc3339
+from bridge.core.amounts import format_fen
+from bridge.store.database import Row
+
+__all__ = ["account_json", "device_json", "order_json", "payment_json"]
+
+
+def account_json(row: Row | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"id": row["id"], "name": row["name"], "channel": row["channel"], "qr_payload": row["qr_payload"]}
+
+
+def order_json(row: Row, account: Row | None = None) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "merchant_order_id": row["merchant_order_id"],
+        "status": row["status"],
+        "channel": row["channel"],
+        "amount": format_fen(row["amount_cents"]),
+        "amount_cents": row["amount_cents"],
+        "pay_amount": format_fen(row["pay_amount_cents"]),
+        "pay_amount_cents": row["pay_amount_cents"],
+        "account": account_json(account),
+        "notify_url": row["notify_url"],
+        "created_at": rfc3339(row["created_at"]),
+        "expires_at": rfc3339(row["expires_at"]),
+        "paid_at": rfc3339(row["paid_at"]),
+        "closed_at": rfc3339(row["closed_at"]),
+        "payment_id": row["payment_id"],
+        "late": bool(row["late"]),
+        "manual": bool(row["manual"]),
+        "metadata": json.loads(row["metadata"]),
+    }
+
+
+def payment_json(row: Row) -> dict[str, Any]:
+    amount = row["amount_cents"]
+    note = json.loads(row["notification"])
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "kind": row["kind"],
+        "channel": row["channel"],
+        "amount": None if amount is None else format_fen(amount),
+        "amount_cents": amount,
+        "order_id": row["order_id"],
+        "late": bool(row["late"]),
+        "manual": bool(row["manual"]),
+        "device_id": row["device_id"],
+        "event_id": row["event_id"],
+        "observed_at": rfc3339(row["observed_at"]),
+        "received_at": rfc3339(row["received_at"]),
+        "notification": note,
+    }
+
+
+def device_json(row: Row) -> dict[str, Any]:
+    heartbeat = json.loads(row["last_heartbeat"]) if row["last_heartbeat"] else None
+    return {
+        "id": row["id"],
+        "merchant_id": row["merchant_id"],
+        "name": row["name"],
+        "channels": json.loads(row["channels"]),
+        "status": row["status"],
+        "status_reasons": json.loads(row["status_reasons"]),
+        "revoked": row["revoked_at"] is not None,
+        "revoked_at": rfc3339(row["revoked_at"]),
+        "created_at": rfc3339(row["created_at"]),
+        "last_seen": rfc3339(row["last_seen"]),
+        "connected_since": rfc3339(row["connected_since"]),
+        "last_heartbeat": heartbeat,
+        "last_heartbeat_at": rfc3339(row["last_heartbeat_at"]),
+        "last_report_at": rfc3339(row["last_report_at"]),
+        "reports_today": row["reports_today"],
+        "last_seq": row["last_seq"],
+    }

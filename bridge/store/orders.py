@@ -1,0 +1,171 @@
+"""Orders and the amount locks that keep pending pay amounts unique."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from bridge.store.database import Row, Tx
+
+__all__ = [
+    "expire_due",
+    "get_order",
+    "get_order_by_merchant_ref",
+    "insert_order",
+    "list_orders",
+    "lock_amount",
+    "match_candidates",
+    "release_locks",
+    "set_closed",
+    "set_paid",
+    "slots_taken",
+]
+
+
+async def get_order(tx: Tx, merchant_id: str, order_id: str) -> Row | None:
+    return await tx.one("SELECT * FROM orders WHERE id = ? AND merchant_id = ?", (order_id, merchant_id))
+
+
+async def get_order_by_merchant_ref(tx: Tx, merchant_id: str, merchant_order_id: str) -> Row | None:
+    return await tx.one(
+        "SELECT * FROM orders WHERE merchant_id = ? AND merchant_order_id = ?", (merchant_id, merchant_order_id)
+    )
+
+
+async def slots_taken(tx: Tx, slots: Sequence[str], amounts: Sequence[int]) -> set[tuple[str, int]]:
+    """Which (slot, amount) pairs are held by pending orders."""
+    if not slots or not amounts:
+        return set()
+    q = (
+        f"SELECT slot, pay_amount_cents FROM amount_locks WHERE slot IN ({','.join('?' * len(slots))})"
+        f" AND pay_amount_cents IN ({','.join('?' * len(amounts))})"
+    )
+    rows = await tx.all(q, (*slots, *amounts))
+    return {(str(r[0]), int(r[1])) for r in rows}
+
+
+async def lock_amount(tx: Tx, slot: str, amount: int, order_id: str) -> bool:
+    """Take (slot, amount) for an order; False if another pending order holds it."""
+    try:
+        await tx.execute(
+            "INSERT INTO amount_locks (slot, pay_amount_cents, order_id) VALUES (?, ?, ?)", (slot, amount, order_id)
+        )
+    except sqlite3.IntegrityError:
+        return False
+    return True
+
+
+async def release_locks(tx: Tx, order_id: str) -> None:
+    await tx.execute("DELETE FROM amount_locks WHERE order_id = ?", (order_id,))
+
+
+async def insert_order(
+    tx: Tx,
+    *,
+    id: str,
+    merchant_id: str,
+    merchant_order_id: str,
+    channel: str,
+    amount_cents: int,
+    pay_amount_cents: int,
+    account_id: str | None,
+    notify_url: str | None,
+    metadata: str,
+    params_hash: str,
+    now: int,
+    expires_at: int,
+) -> None:
+    await tx.execute(
+        "INSERT INTO orders (id, merchant_id, merchant_order_id, channel, amount_cents, pay_amount_cents,"
+        " account_id, status, notify_url, metadata, params_hash, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+        (
+            id,
+            merchant_id,
+            merchant_order_id,
+            channel,
+            amount_cents,
+            pay_amount_cents,
+            account_id,
+            notify_url,
+            metadata,
+            params_hash,
+            now,
+            expires_at,
+        ),
+    )
+
+
+async def list_orders(
+    tx: Tx, merchant_id: str, *, merchant_order_id: str | None, status: str | None, before: str | None, limit: int
+) -> list[Row]:
+    where = ["merchant_id = ?"]
+    params: list[object] = [merchant_id]
+    if merchant_order_id is not None:
+        where.append("merchant_order_id = ?")
+        params.append(merchant_order_id)
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if before is not None:
+        where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ?)")
+        params.append(before)
+    params.append(limit)
+    return await tx.all(
+        f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", params
+    )
+
+
+async def match_candidates(
+    tx: Tx, merchant_id: str, amount: int, account_ids: Sequence[str], *, since: int
+) -> list[Row]:
+    """Pending or recently expired orders of this amount the reporting device can see.
+
+    A device linked to accounts sees those accounts' orders and `any` orders; a device linked
+    to none sees all of its merchant's orders.
+    """
+    q = (
+        "SELECT * FROM orders WHERE merchant_id = ? AND pay_amount_cents = ?"
+        " AND status IN ('pending', 'expired') AND expires_at >= ?"
+    )
+    params: list[object] = [merchant_id, amount, since]
+    if account_ids:
+        q += f" AND (account_id IS NULL OR account_id IN ({','.join('?' * len(account_ids))}))"
+        params.extend(account_ids)
+    return await tx.all(q, params)
+
+
+async def set_paid(tx: Tx, order_id: str, *, payment_id: str, now: int, late: bool, manual: bool) -> bool:
+    n = await tx.execute(
+        "UPDATE orders SET status = 'paid', paid_at = ?, payment_id = ?, late = ?, manual = ?"
+        " WHERE id = ? AND status IN ('pending', 'expired')",
+        (now, payment_id, int(late), int(manual), order_id),
+    )
+    if n == 1:
+        await release_locks(tx, order_id)
+    return n == 1
+
+
+async def set_closed(tx: Tx, order_id: str, *, now: int) -> bool:
+    n = await tx.execute(
+        "UPDATE orders SET status = 'closed', closed_at = ? WHERE id = ? AND status = 'pending'", (now, order_id)
+    )
+    if n == 1:
+        await release_locks(tx, order_id)
+    return n == 1
+
+
+async def expire_due(tx: Tx, *, now: int, limit: int) -> list[Row]:
+    """Expire up to `limit` pending orders whose time is up; return them (now expired)."""
+    rows = await tx.all(
+        "SELECT * FROM orders WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+        (now, limit),
+    )
+    expired: list[Row] = []
+    for r in rows:
+        await tx.execute("UPDATE orders SET status = 'expired' WHERE id = ? AND status = 'pending'", (r["id"],))
+        await release_locks(tx, r["id"])
+        row = await tx.one("SELECT * FROM orders WHERE id = ?", (r["id"],))
+        assert row is not None
+        expired.append(row)
+    return expired

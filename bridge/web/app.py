@@ -1,0 +1,108 @@
+"""The aiohttp application: routes, middleware, and the owned background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from bridge.clock import Clock, SystemClock
+from bridge.config import Settings
+from bridge.core.ratelimit import RateLimiter
+from bridge.services.admin import ensure_admin_token
+from bridge.services.context import Context
+from bridge.services.orders import expire_orders
+from bridge.store.database import Database, Tx
+from bridge.web import admin, devices, orders, ws
+from bridge.web.hub import DeviceHub
+from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_LIMITER
+from bridge.web.middleware import error_middleware
+
+__all__ = ["create_app", "spawn"]
+
+log = structlog.get_logger("bridge.app")
+
+
+def spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    """Start an owned background task that logs if it crashes."""
+    task = asyncio.create_task(coro, name=name)
+
+    def done(t: asyncio.Task[None]) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("task.crashed", task=name, error=repr(t.exception()))
+
+    task.add_done_callback(done)
+    return task
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CTX]
+    await ctx.db.open()
+
+    async def all_offline(tx: Tx) -> None:  # nothing is connected to a process that just started
+        await tx.execute("UPDATE devices SET status = 'offline', connected_since = NULL WHERE status != 'offline'")
+
+    await ctx.db.write(all_offline)
+    yield
+    await app[HUB].close_all()
+    await ctx.db.close()
+
+
+async def _expiry(app: web.Application) -> AsyncIterator[None]:
+    ctx = app[CTX]
+
+    async def loop() -> None:
+        while True:
+            try:
+                while await expire_orders(ctx) > 0:
+                    pass
+            except Exception as e:  # the database may be busy; try again next tick
+                log.warning("expiry.failed", error=repr(e))
+            await asyncio.sleep(ctx.settings.expiry_interval)
+
+    task = spawn(loop(), "order-expiry")
+    yield
+    await _stop(task)
+
+
+async def _monitor(app: web.Application) -> AsyncIterator[None]:
+    task = spawn(app[HUB].monitor(), "device-monitor")
+    yield
+    await _stop(task)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    admin_hash: str | None = None,
+    extra_contexts: list[Callable[[web.Application], AsyncIterator[None]]] | None = None,
+) -> web.Application:
+    ctx = Context(settings=settings, db=Database(settings.database_path), clock=clock or SystemClock())
+    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
+    app[CTX] = ctx
+    app[ADMIN_HASH] = admin_hash or ensure_admin_token(settings.data_dir, settings.admin_token)[0]
+    app[KEY_CACHE] = {}
+    app[PAIR_LIMITER] = RateLimiter(
+        rate=settings.pairing_attempts_per_minute, per=60.0, burst=settings.pairing_attempts_per_minute
+    )
+    app[HUB] = DeviceHub(ctx)
+    for module in (admin, orders, devices, ws):
+        module.add_routes(app)
+
+    async def close_devices(app: web.Application) -> None:
+        await app[HUB].close_all()
+
+    app.on_shutdown.append(close_devices)
+    app.cleanup_ctx.extend([_database, _expiry, _monitor, *(extra_contexts or [])])
+    return app

@@ -1,0 +1,68 @@
+"""Bearer credentials: the admin token and merchant API keys (hashed, compared in constant time)."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from bridge.core.tokens import hash_secret
+from bridge.errors import Unauthorized
+from bridge.store import merchants as store
+from bridge.store.database import Tx
+from bridge.web.keys import ADMIN_HASH, CTX, KEY_CACHE
+
+__all__ = ["admin_or_merchant", "require_admin", "require_merchant"]
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send Authorization: Bearer <api key>", headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+def _is_admin(request: web.Request, token: str) -> bool:
+    return hmac.compare_digest(hash_secret(token), request.app[ADMIN_HASH])
+
+
+async def _merchant_id(request: web.Request, token: str) -> str | None:
+    digest = hash_secret(token)
+    cache = request.app[KEY_CACHE]
+    if digest in cache:
+        return cache[digest]
+
+    async def op(tx: Tx) -> str | None:
+        row = await store.merchant_by_key_hash(tx, digest)
+        return None if row is None else str(row["id"])
+
+    merchant_id = await request.app[CTX].db.read(op)
+    if merchant_id is not None:
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[digest] = merchant_id
+    return merchant_id
+
+
+async def require_admin(request: web.Request) -> None:
+    if not _is_admin(request, _bearer(request)):
+        raise Unauthorized("this needs the admin token", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def require_merchant(request: web.Request) -> str:
+    merchant_id = await _merchant_id(request, _bearer(request))
+    if merchant_id is None:
+        raise Unauthorized("invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    return merchant_id
+
+
+async def admin_or_merchant(request: web.Request) -> str | None:
+    """None for the admin (sees everything), else the merchant id."""
+    token = _bearer(request)
+    if _is_admin(request, token):
+        return None
+    merchant_id = await _merchant_id(request, token)
+    if merchant_id is None:
+        raise Unauthorized("invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    return merchant_id

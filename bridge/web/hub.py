@@ -1,0 +1,96 @@
+"""Live device connections of this process: who is connected, kicking, and the silence monitor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+
+from bridge.core.protocol import CLOSE_CODES
+from bridge.core.states import DeviceStatus
+from bridge.services import devices as device_service
+from bridge.services.context import Context
+
+__all__ = ["Connection", "DeviceHub"]
+
+log = structlog.get_logger("bridge.devices")
+
+
+@dataclass(eq=False)
+class Connection:
+    device_id: str
+    merchant_id: str
+    ws: web.WebSocketResponse
+    connected_at: int
+    last_heartbeat_at: int
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closing: bool = False
+
+    async def send(self, obj: dict[str, object]) -> None:
+        async with self.send_lock:
+            if not self.ws.closed:
+                await self.ws.send_str(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+
+    async def close(self, code: str, message: str) -> None:
+        """Send an error frame (best effort) and close with the documented close code."""
+        if self.closing:
+            return
+        self.closing = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.send({"type": "error", "code": code, "message": message}), 1.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code=CLOSE_CODES[code], message=code.encode()), 1.0)
+
+
+class DeviceHub:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._conns: dict[str, Connection] = {}
+
+    def is_connected(self, device_id: str) -> bool:
+        return device_id in self._conns
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    async def register(self, conn: Connection) -> None:
+        old = self._conns.get(conn.device_id)
+        self._conns[conn.device_id] = conn
+        self.ctx.metrics.connected_devices.set(len(self._conns))
+        if old is not None:
+            await old.close("replaced", "this device connected again elsewhere")
+
+    def unregister(self, conn: Connection) -> bool:
+        """Forget a connection; True if it was the device's current one."""
+        if self._conns.get(conn.device_id) is conn:
+            del self._conns[conn.device_id]
+            self.ctx.metrics.connected_devices.set(len(self._conns))
+            return True
+        return False
+
+    async def kick(self, device_id: str, code: str, message: str) -> None:
+        conn = self._conns.get(device_id)
+        if conn is not None:
+            await conn.close(code, message)
+
+    async def close_all(self) -> None:
+        await asyncio.gather(
+            *(c.close("going_away", "the bridge is shutting down") for c in list(self._conns.values())),
+            return_exceptions=True,
+        )
+
+    async def monitor(self, interval: float = 5.0) -> None:
+        """Close connections that stopped heartbeating; they are marked offline on close."""
+        timeout = self.ctx.settings.heartbeat_timeout * 1000
+        while True:
+            await asyncio.sleep(interval)
+            now = self.ctx.clock.now_ms()
+            for conn in list(self._conns.values()):
+                if now - conn.last_heartbeat_at > timeout:
+                    log.info("device.silent", device_id=conn.device_id)
+                    await device_service.set_status(self.ctx, conn.device_id, DeviceStatus.OFFLINE, ["no_heartbeat"])
+                    await conn.close("going_away", "no heartbeat for too long; reconnect")

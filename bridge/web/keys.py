@@ -1,0 +1,17 @@
+"""Typed keys of what the aiohttp Application carries."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.core.ratelimit import RateLimiter
+from bridge.services.context import Context
+from bridge.web.hub import DeviceHub
+
+__all__ = ["ADMIN_HASH", "CTX", "HUB", "KEY_CACHE", "PAIR_LIMITER"]
+
+CTX = web.AppKey("ctx", Context)
+ADMIN_HASH = web.AppKey("admin_hash", str)
+KEY_CACHE = web.AppKey("key_cache", dict[str, str])
+PAIR_LIMITER = web.AppKey("pair_limiter", RateLimiter)
+HUB = web.AppKey("hub", DeviceHub)

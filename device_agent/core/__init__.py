@@ -1,0 +1,1 @@
+"""Pure logic of the device agent: no I/O, no clocks, no randomness (they are passed in)."""
