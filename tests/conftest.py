@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import RunningBridge, running_bridge, test_settings
+from tests.harness import RunningBridge, make_settings, running_bridge
 
 
 @pytest.fixture
 async def bridge(tmp_path: Path) -> AsyncIterator[RunningBridge]:
     """A real bridge on an ephemeral loopback port with a fresh SQLite file."""
-    async with running_bridge(test_settings(tmp_path / "data")) as b:
+    async with running_bridge(make_settings(tmp_path / "data")) as b:
         yield b

@@ -1,0 +1,88 @@
+"""A failure at any step of ingest leaves nothing behind, no ack goes out, and a resend succeeds."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge.store.database import Tx
+from tests.harness import RunningBridge
+
+CHECKPOINTS = ["ingest.deduped", "ingest.payment_recorded", "ingest.order_paid"]
+
+
+class Crash(Exception):
+    pass
+
+
+async def _counts(bridge: RunningBridge) -> dict[str, int]:
+    async def op(tx: Tx) -> dict[str, int]:
+        out = {}
+        for table in ("payments", "reports", "fingerprints", "events", "deliveries"):
+            row = await tx.one(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - fixed table names
+            assert row is not None
+            out[table] = int(row[0])
+        return out
+
+    return await bridge.ctx.db.read(op)
+
+
+@pytest.mark.parametrize("checkpoint", CHECKPOINTS)
+async def test_abort_between_steps_leaves_all_or_nothing(bridge: RunningBridge, checkpoint: str) -> None:
+    """Aborting the ingest transaction at a checkpoint writes nothing and sends no ack; a resend commits once."""
+    m = await bridge.merchant()
+    key = m["api_key"]
+    await bridge.call("POST", "/v1/webhook-endpoints", token=key, json_body={"url": "http://127.0.0.1:9/x"})
+    device = await bridge.pair(key)
+    await device.connect()
+    order = await bridge.order(key, "9.00", notify_url="http://127.0.0.1:9/notify")
+    before = await _counts(bridge)
+
+    def fault(name: str) -> None:
+        if name == checkpoint:
+            raise Crash(name)
+
+    bridge.ctx.db.fault = fault
+    frame = device.report(amount_cents=order["pay_amount_cents"])
+    await device.send(frame)
+    with pytest.raises(asyncio.TimeoutError):
+        await device.recv_type("ack", timeout=0.5)
+    assert await _counts(bridge) == before
+    _, fresh = await bridge.call("GET", f"/v1/orders/{order['id']}", token=key)
+    assert fresh["status"] == "pending"
+
+    bridge.ctx.db.fault = None
+    await device.send(frame)
+    ack = await device.recv_type("ack")
+    assert ack["status"] == "accepted"
+    after = await _counts(bridge)
+    assert after["payments"] == before["payments"] + 1 and after["reports"] == before["reports"] + 1
+    _, fresh = await bridge.call("GET", f"/v1/orders/{order['id']}", token=key)
+    assert fresh["status"] == "paid"
+    await device.close()
+
+
+async def test_one_failing_job_does_not_spoil_the_batch(bridge: RunningBridge) -> None:
+    """Group commit: a job that fails is rolled back alone while concurrent jobs in its batch commit."""
+    db = bridge.ctx.db
+
+    async def good(tx: Tx) -> int:
+        await tx.execute("INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, 'm', 't', 0, '{}')",
+                         (f"evt_good_{id(tx)}",))
+        return 1
+
+    async def bad(tx: Tx) -> int:
+        await tx.execute(
+            "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES ('evt_bad', 'm', 't', 0, '{}')"
+        )
+        raise Crash("after a write")
+
+    results = await asyncio.gather(db.write(good), db.write(bad), db.write(good), return_exceptions=True)
+    assert results[0] == 1 and results[2] == 1 and isinstance(results[1], Crash)
+
+    async def ids(tx: Tx) -> list[str]:
+        return [str(r[0]) for r in await tx.all("SELECT id FROM events WHERE merchant_id = 'm'")]
+
+    got = await db.read(ids)
+    assert "evt_bad" not in got and len(got) == 2
