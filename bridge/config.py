@@ -53,6 +53,7 @@ class Settings:
     pairing_attempts_per_minute: int = 10
     # Limits
     max_body: int = 64 * 1024
+    sqlite_synchronous: str = "FULL"  # FULL: acked data survives power loss; NORMAL: process crashes only
     expiry_interval: float = 1.0
 
     def __post_init__(self) -> None:
@@ -64,6 +65,8 @@ class Settings:
             raise ConfigError("amount_steps must be 0..1000 (PAYBRIDGE_AMOUNT_STEPS)")
         if not (self.order_ttl_min <= self.order_ttl_default <= self.order_ttl_max):
             raise ConfigError("order_ttl_default must lie within order_ttl_min..order_ttl_max")
+        if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError("sqlite_synchronous must be FULL, NORMAL or EXTRA (PAYBRIDGE_SQLITE_SYNCHRONOUS)")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError("log_format must be auto, json or console (PAYBRIDGE_LOG_FORMAT)")
         if self.admin_token and len(self.admin_token) < 22:

@@ -70,8 +70,11 @@ class _Job:
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         self.path = path
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -93,7 +96,7 @@ class Database:
         conn = await aiosqlite.connect(str(self.path), isolation_level=None)
         conn.row_factory = sqlite3.Row
         await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+        await conn.execute(f"PRAGMA synchronous={self.synchronous}")  # validated in __init__
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA busy_timeout=5000")
         return conn

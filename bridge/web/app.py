@@ -88,7 +88,11 @@ def create_app(
     admin_hash: str | None = None,
     extra_contexts: list[Callable[[web.Application], AsyncIterator[None]]] | None = None,
 ) -> web.Application:
-    ctx = Context(settings=settings, db=Database(settings.database_path), clock=clock or SystemClock())
+    ctx = Context(
+        settings=settings,
+        db=Database(settings.database_path, settings.sqlite_synchronous),
+        clock=clock or SystemClock(),
+    )
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
     app[CTX] = ctx
     app[ADMIN_HASH] = admin_hash or ensure_admin_token(settings.data_dir, settings.admin_token)[0]
