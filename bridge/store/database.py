@@ -84,6 +84,9 @@ class Database:
         self.fault: Callable[[str], None] | None = None
         self.commits = 0
         self.writes = 0
+        self.failed_batches = 0
+        self.callback_errors = 0
+        self.last_callback_error = ""
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,37 +177,42 @@ class Database:
                 raise
 
     async def _run_batch(self, conn: aiosqlite.Connection, jobs: list[_Job]) -> None:
+        """Run jobs under savepoints in one transaction; resolve their futures only after COMMIT.
+
+        A job that raises is rolled back alone. Anything that breaks the transaction itself
+        (disk full, I/O error, a lost savepoint) fails the whole batch with `Unavailable`: nothing
+        of it is committed and nobody is told otherwise, so callers retry (devices resend).
+        """
         results: list[tuple[_Job, bool, Any]] = []
         try:
             await conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            err = Unavailable(f"database unavailable: {e}", "database_unavailable")
-            for job in jobs:
-                job.future.set_exception(err)
-            return
-        for i, job in enumerate(jobs):
-            tx = Tx(conn, self.fault)
-            sp = f"j{i}"
-            await conn.execute(f"SAVEPOINT {sp}")
-            try:
-                value = await job.fn(tx)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the job failed: undo only its own work
-                await conn.execute(f"ROLLBACK TO {sp}")
+            for i, job in enumerate(jobs):
+                tx = Tx(conn, self.fault)
+                sp = f"j{i}"
+                await conn.execute(f"SAVEPOINT {sp}")
+                try:
+                    value = await job.fn(tx)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # the job failed: undo only its own work
+                    await conn.execute(f"ROLLBACK TO {sp}")
+                    await conn.execute(f"RELEASE {sp}")
+                    results.append((job, False, _classify(e)))
+                    continue
                 await conn.execute(f"RELEASE {sp}")
-                results.append((job, False, _classify(e)))
-                continue
-            await conn.execute(f"RELEASE {sp}")
-            job.after = tx.after_commit
-            results.append((job, True, value))
-        try:
+                job.after = tx.after_commit
+                results.append((job, True, value))
             await conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            with contextlib.suppress(sqlite3.Error):
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.execute("ROLLBACK"))
+            raise
+        except Exception as e:
+            with contextlib.suppress(Exception):
                 await conn.execute("ROLLBACK")
-            err = Unavailable(f"commit failed: {e}", "database_unavailable")
-            for job, _, _ in results:
+            self.failed_batches += 1
+            err = Unavailable(f"the database refused the write: {e}", "database_unavailable")
+            for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(err)
             return
@@ -215,7 +223,11 @@ class Database:
                 continue
             if ok:
                 for cb in job.after:
-                    cb()
+                    try:
+                        cb()
+                    except Exception as e:  # a wake-up failing must not hide a committed result
+                        self.callback_errors += 1
+                        self.last_callback_error = repr(e)
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)

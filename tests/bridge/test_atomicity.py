@@ -68,8 +68,10 @@ async def test_one_failing_job_does_not_spoil_the_batch(bridge: RunningBridge) -
     db = bridge.ctx.db
 
     async def good(tx: Tx) -> int:
-        await tx.execute("INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, 'm', 't', 0, '{}')",
-                         (f"evt_good_{id(tx)}",))
+        await tx.execute(
+            "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, 'm', 't', 0, '{}')",
+            (f"evt_good_{id(tx)}",),
+        )
         return 1
 
     async def bad(tx: Tx) -> int:
@@ -86,3 +88,32 @@ async def test_one_failing_job_does_not_spoil_the_batch(bridge: RunningBridge) -
 
     got = await db.read(ids)
     assert "evt_bad" not in got and len(got) == 2
+
+
+async def test_a_broken_transaction_fails_the_batch_and_the_writer_lives_on(bridge: RunningBridge) -> None:
+    """When the transaction itself breaks (as on a full disk), every job in the batch gets Unavailable,
+    nothing is committed, and later writes still work."""
+    from bridge.errors import Unavailable
+
+    db = bridge.ctx.db
+
+    async def victim(tx: Tx) -> int:
+        await tx.execute(
+            "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES ('evt_v', 'm', 't', 0, '{}')"
+        )
+        return 1
+
+    async def breaker(tx: Tx) -> int:
+        await tx.execute("ROLLBACK")  # the engine aborting the transaction under us
+        raise Crash("disk full")
+
+    results = await asyncio.gather(db.write(victim), db.write(breaker), return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results), results
+
+    async def count(tx: Tx) -> int:
+        row = await tx.one("SELECT COUNT(*) FROM events WHERE id = 'evt_v'")
+        assert row is not None
+        return int(row[0])
+
+    assert await db.read(count) == 0
+    assert await db.write(victim) == 1 and await db.read(count) == 1
