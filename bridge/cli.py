@@ -54,11 +54,11 @@ async def serve(settings: Settings) -> int:
     from aiohttp import web
 
     from bridge.services.admin import ensure_admin_token
-    from bridge.web.app import create_app
+    from bridge.web.app import create_app, make_runner
 
     admin_hash, new_token = ensure_admin_token(settings.data_dir, settings.admin_token)
     app = create_app(settings, admin_hash=admin_hash)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()

@@ -53,6 +53,8 @@ class Settings:
     pairing_attempts_per_minute: int = 10
     # Limits
     max_body: int = 64 * 1024
+    header_timeout: float = 15.0  # s to send a request's headers (slowloris); also the idle keep-alive
+    body_timeout: float = 15.0  # s to send a request body
     sqlite_synchronous: str = "FULL"  # FULL: acked data survives power loss; NORMAL: process crashes only
     expiry_interval: float = 1.0
 

@@ -7,6 +7,7 @@ BridgeError                      base of everything we raise on purpose
 │   ├── Unauthorized      401    send valid credentials
 │   ├── Forbidden         403    these credentials may not do this
 │   ├── NotFound          404    no such thing (or not yours: we never say which)
+│   ├── RequestTimeout    408    the request body came too slowly; send it again
 │   ├── Conflict          409    the state does not allow it (`amount_exhausted`, …)
 │   ├── PayloadTooLarge   413    send less
 │   ├── RateLimited       429    slow down
@@ -26,6 +27,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RequestTimeout",
     "StoreError",
     "Unauthorized",
     "Unavailable",
@@ -73,6 +75,11 @@ class Forbidden(ApiError):
 class NotFound(ApiError):
     status = 404
     default_code = "not_found"
+
+
+class RequestTimeout(ApiError):
+    status = 408
+    default_code = "request_timeout"
 
 
 class Conflict(ApiError):

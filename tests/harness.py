@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bridge.config import Settings
 from bridge.services.context import Context
-from bridge.web.app import create_app
+from bridge.web.app import create_app, make_runner
 from bridge.web.keys import CTX
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -113,7 +113,7 @@ class RunningBridge:
 @asynccontextmanager
 async def running_bridge(settings: Settings, **kwargs: Any) -> AsyncIterator[RunningBridge]:
     app = create_app(settings, **kwargs)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    runner = make_runner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

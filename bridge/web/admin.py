@@ -17,7 +17,7 @@ __all__ = ["add_routes"]
 async def create_merchant(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await require_admin(request)
-    body = Body(await read_json(request, ctx.settings.max_body), {"name"})
+    body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"name"})
     merchant = await service.create_merchant(ctx, body.str("name", max_len=128) or "")
     return web.json_response(merchant, status=201)
 

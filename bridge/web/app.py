@@ -22,7 +22,7 @@ from bridge.web.hub import DeviceHub
 from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_LIMITER
 from bridge.web.middleware import error_middleware
 
-__all__ = ["create_app", "spawn"]
+__all__ = ["create_app", "make_runner", "spawn"]
 
 log = structlog.get_logger("bridge.app")
 
@@ -110,3 +110,13 @@ def create_app(
     app.on_shutdown.append(close_devices)
     app.cleanup_ctx.extend([_database, _expiry, _monitor, *(extra_contexts or [])])
     return app
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """An AppRunner with our connection limits: headers must arrive within `header_timeout`
+    (aiohttp's keep-alive timer also runs from connection start until a full request is parsed,
+    so a slowloris client is closed), no access log (we log business events instead)."""
+    s = app[CTX].settings
+    return web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=5.0, keepalive_timeout=s.header_timeout
+    )

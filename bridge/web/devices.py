@@ -43,7 +43,10 @@ async def pair(request: web.Request) -> web.Response:
         raise RateLimited(
             "too many pairing attempts from this address; wait and retry", headers={"Retry-After": str(wait)}
         )
-    body = Body(await read_json(request, ctx.settings.max_body), {"code", "public_key", "name", "channels"})
+    body = Body(
+        await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout),
+        {"code", "public_key", "name", "channels"},
+    )
     result = await service.pair_device(
         ctx,
         code=body.str("code", max_len=32) or "",

@@ -44,7 +44,7 @@ def _amount(body: Body) -> int:
 async def create_order(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
-    body = Body(await read_json(request, ctx.settings.max_body), ORDER_FIELDS)
+    body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), ORDER_FIELDS)
     s = ctx.settings
     notify_url = body.str("notify_url", required=False, max_len=2048)
     new = NewOrder(
@@ -116,7 +116,7 @@ async def get_payment(request: web.Request) -> web.Response:
 async def match_payment(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
-    body = Body(await read_json(request, ctx.settings.max_body), {"order_id"})
+    body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"order_id"})
     order_id = body.str("order_id", max_len=64) or ""
     return web.json_response(
         await payments_service.match_manually(ctx, merchant_id, request.match_info["id"], order_id)
@@ -132,7 +132,10 @@ async def ignore_payment(request: web.Request) -> web.Response:
 async def create_account(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
-    body = Body(await read_json(request, ctx.settings.max_body), {"channel", "name", "qr_payload", "device_ids"})
+    body = Body(
+        await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout),
+        {"channel", "name", "qr_payload", "device_ids"},
+    )
     account = await payments_service.create_account(
         ctx,
         merchant_id,
@@ -153,7 +156,7 @@ async def list_accounts(request: web.Request) -> web.Response:
 async def link_device(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
-    body = Body(await read_json(request, ctx.settings.max_body), {"device_id"})
+    body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"device_id"})
     device_id = body.str("device_id", max_len=64) or ""
     return web.json_response(await payments_service.link_device(ctx, merchant_id, request.match_info["id"], device_id))
 

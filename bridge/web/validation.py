@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 from typing import Any
@@ -9,15 +10,20 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from bridge.errors import BadRequest, PayloadTooLarge
+from bridge.errors import BadRequest, PayloadTooLarge, RequestTimeout
 
 __all__ = ["Body", "check_url", "query_int", "read_json"]
 
 
-async def read_json(request: web.Request, max_body: int) -> dict[str, Any]:
+async def read_json(request: web.Request, max_body: int, timeout: float = 15.0) -> dict[str, Any]:
+    """The body as a JSON object: at most `max_body` bytes, arriving within `timeout` seconds."""
     if request.content_length is not None and request.content_length > max_body:
         raise PayloadTooLarge(f"request bodies are limited to {max_body} bytes")
-    raw = await request.content.read(max_body + 1)
+    try:
+        async with asyncio.timeout(timeout):
+            raw = await _read_all(request, max_body + 1)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
     if len(raw) > max_body:
         raise PayloadTooLarge(f"request bodies are limited to {max_body} bytes")
     if not raw:
@@ -29,6 +35,18 @@ async def read_json(request: web.Request, max_body: int) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRequest("the body must be a JSON object", "invalid_json")
     return obj
+
+
+async def _read_all(request: web.Request, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await request.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 class Body:
