@@ -157,3 +157,10 @@ async def test_declared_oversized_body_is_refused_before_reading(bridge: Running
         wait=5,
     )
     assert got.startswith(b"HTTP/1.1 413")
+
+
+async def test_openapi_document_lists_the_routes(bridge: RunningBridge) -> None:
+    """/v1/openapi.json is an OpenAPI 3.1 document naming the order and device routes."""
+    status, doc = await bridge.call("GET", "/v1/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.1")
+    assert {"/v1/orders", "/v1/orders/{id}", "/v1/devices/pair"} <= set(doc["paths"])
