@@ -12,7 +12,7 @@ from bridge.errors import BadRequest, NotFound
 from bridge.ids import new_id, random_bytes
 from bridge.services.context import Context
 from bridge.services.events import emit
-from bridge.services.views import device_json
+from bridge.services.views import device_json, utc_day
 from bridge.store import devices as store
 from bridge.store import merchants as merchants_store
 from bridge.store.database import Tx
@@ -81,7 +81,7 @@ async def list_devices(ctx: Context, merchant_id: str | None) -> list[dict[str, 
     async def op(tx: Tx) -> list[dict[str, Any]]:
         out = []
         for row in await store.list_devices(tx, merchant_id):
-            d = device_json(row)
+            d = device_json(row, utc_day(ctx.clock.now_ms()))
             d["account_ids"] = await store.device_account_ids(tx, row["id"])
             out.append(d)
         return out
@@ -94,7 +94,7 @@ async def get_device(ctx: Context, merchant_id: str | None, device_id: str) -> d
         row = await store.get_device(tx, device_id)
         if row is None or (merchant_id is not None and row["merchant_id"] != merchant_id):
             raise NotFound("no such device")
-        d = device_json(row)
+        d = device_json(row, utc_day(ctx.clock.now_ms()))
         d["account_ids"] = await store.device_account_ids(tx, device_id)
         return d
 

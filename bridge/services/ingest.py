@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from bridge.core.dedupe import notification_fingerprint
 from bridge.core.matching import Candidate, choose
@@ -14,7 +13,7 @@ from bridge.ids import new_id
 from bridge.services.context import Context
 from bridge.services.events import emit
 from bridge.services.orders import render
-from bridge.services.views import payment_json
+from bridge.services.views import payment_json, utc_day
 from bridge.store import devices as devices_store
 from bridge.store import orders as orders_store
 from bridge.store import payments as store
@@ -29,10 +28,6 @@ class Outcome:
     payment_id: str | None
     order_id: str | None = None
     reason: str = ""
-
-
-def _day(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, report: Report) -> Outcome:
@@ -123,7 +118,7 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             outcome="accepted",
             payment_id=payment_id,
         )
-        await devices_store.record_report(tx, device_id, now=now, day=_day(now), seq=report.seq)
+        await devices_store.record_report(tx, device_id, now=now, day=utc_day(now), seq=report.seq)
         payment_row = await store.get_payment(tx, merchant_id, payment_id)
         assert payment_row is not None
         if report.kind == "payment":

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.clock import rfc3339
 from bridge.core.amounts import format_fen
 from bridge.store.database import Row
 
-__all__ = ["account_json", "device_json", "order_json", "payment_json"]
+__all__ = ["account_json", "device_json", "order_json", "payment_json", "utc_day"]
+
+
+def utc_day(ms: int) -> str:
+    """Unix ms -> "YYYY-MM-DD" in UTC: the day `reports_today` counts."""
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d")
 
 
 def account_json(row: Row | None) -> dict[str, Any] | None:
@@ -63,7 +69,8 @@ def payment_json(row: Row) -> dict[str, Any]:
     }
 
 
-def device_json(row: Row) -> dict[str, Any]:
+def device_json(row: Row, today: str | None = None) -> dict[str, Any]:
+    """A device; `today` (YYYY-MM-DD, UTC) makes `reports_today` 0 when the last report was another day."""
     heartbeat = json.loads(row["last_heartbeat"]) if row["last_heartbeat"] else None
     return {
         "id": row["id"],
@@ -80,6 +87,6 @@ def device_json(row: Row) -> dict[str, Any]:
         "last_heartbeat": heartbeat,
         "last_heartbeat_at": rfc3339(row["last_heartbeat_at"]),
         "last_report_at": rfc3339(row["last_report_at"]),
-        "reports_today": row["reports_today"],
+        "reports_today": row["reports_today"] if today is None or row["reports_day"] == today else 0,
         "last_seq": row["last_seq"],
     }

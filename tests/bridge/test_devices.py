@@ -153,3 +153,17 @@ async def test_health_and_metrics(bridge: RunningBridge) -> None:
     status, _ = await bridge.call("GET", "/metrics")
     assert status == 401
     await device.close()
+
+
+async def test_reports_today_counts_and_resets_next_day(bridge: RunningBridge) -> None:
+    """reports_today counts today's reports and shows 0 once the (UTC) day has changed."""
+    m = await bridge.merchant()
+    device = await bridge.pair(m["api_key"])
+    await device.connect()
+    await device.pay(101)
+    await device.pay(102)
+    d = await _device(bridge, m["api_key"], device.device_id)
+    assert d["reports_today"] == 2 and d["last_report_at"] is not None
+    bridge.ctx.clock.offset_ms = 24 * 3600 * 1000  # type: ignore[attr-defined]
+    assert (await _device(bridge, m["api_key"], device.device_id))["reports_today"] == 0
+    await device.close()
