@@ -44,9 +44,9 @@ async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:
     webhook_secret = new_secret(random_bytes(24))
     merchant_id = new_id("mch")
 
-    async def op(tx: Tx) -> int:
+    def op(tx: Tx) -> int:
         now = ctx.clock.now_ms()
-        await store.insert_merchant(
+        store.insert_merchant(
             tx, id=merchant_id, name=name, api_key_hash=hash_secret(api_key), webhook_secret=webhook_secret, now=now
         )
         return now

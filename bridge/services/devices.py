@@ -33,9 +33,9 @@ PAIRING_TTL_MS = 10 * 60 * 1000
 async def create_pairing_code(ctx: Context, merchant_id: str) -> tuple[str, int]:
     code = pairing_code_from_bytes(random_bytes(8))
 
-    async def op(tx: Tx) -> int:
+    def op(tx: Tx) -> int:
         now = ctx.clock.now_ms()
-        await merchants_store.insert_pairing_code(
+        merchants_store.insert_pairing_code(
             tx, code_hash=hash_secret(code), merchant_id=merchant_id, now=now, expires_at=now + PAIRING_TTL_MS
         )
         return now + PAIRING_TTL_MS
@@ -54,10 +54,10 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
         normalised = ""
     device_id = new_id("dev")
 
-    async def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> dict[str, Any]:
         now = ctx.clock.now_ms()
         merchant_id = (
-            await merchants_store.consume_pairing_code(
+            merchants_store.consume_pairing_code(
                 tx, code_hash=hash_secret(normalised), now=now, device_id=device_id
             )
             if normalised
@@ -65,7 +65,7 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
         )
         if merchant_id is None:
             raise NotFound("this pairing code is wrong, used or expired; ask for a new one", "invalid_pairing_code")
-        await store.insert_device(
+        store.insert_device(
             tx, id=device_id, merchant_id=merchant_id, name=name, public_key=public_key, channels=channels, now=now
         )
         return {
@@ -78,11 +78,11 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
 
 
 async def list_devices(ctx: Context, merchant_id: str | None) -> list[dict[str, Any]]:
-    async def op(tx: Tx) -> list[dict[str, Any]]:
+    def op(tx: Tx) -> list[dict[str, Any]]:
         out = []
-        for row in await store.list_devices(tx, merchant_id):
+        for row in store.list_devices(tx, merchant_id):
             d = device_json(row, utc_day(ctx.clock.now_ms()))
-            d["account_ids"] = await store.device_account_ids(tx, row["id"])
+            d["account_ids"] = store.device_account_ids(tx, row["id"])
             out.append(d)
         return out
 
@@ -90,28 +90,28 @@ async def list_devices(ctx: Context, merchant_id: str | None) -> list[dict[str, 
 
 
 async def get_device(ctx: Context, merchant_id: str | None, device_id: str) -> dict[str, Any]:
-    async def op(tx: Tx) -> dict[str, Any]:
-        row = await store.get_device(tx, device_id)
+    def op(tx: Tx) -> dict[str, Any]:
+        row = store.get_device(tx, device_id)
         if row is None or (merchant_id is not None and row["merchant_id"] != merchant_id):
             raise NotFound("no such device")
         d = device_json(row, utc_day(ctx.clock.now_ms()))
-        d["account_ids"] = await store.device_account_ids(tx, device_id)
+        d["account_ids"] = store.device_account_ids(tx, device_id)
         return d
 
     return await ctx.db.read(op)
 
 
 async def revoke_device(ctx: Context, merchant_id: str | None, device_id: str) -> dict[str, Any]:
-    async def op(tx: Tx) -> dict[str, Any]:
-        row = await store.get_device(tx, device_id)
+    def op(tx: Tx) -> dict[str, Any]:
+        row = store.get_device(tx, device_id)
         if row is None or (merchant_id is not None and row["merchant_id"] != merchant_id):
             raise NotFound("no such device")
         was = row["status"]
-        await store.revoke_device(tx, device_id, now=ctx.clock.now_ms())
-        row = await store.get_device(tx, device_id)
+        store.revoke_device(tx, device_id, now=ctx.clock.now_ms())
+        row = store.get_device(tx, device_id)
         assert row is not None
         if was != DeviceStatus.OFFLINE:
-            await emit(
+            emit(
                 tx,
                 ctx.bus,
                 merchant_id=row["merchant_id"],
@@ -136,12 +136,12 @@ async def set_status(
 ) -> None:
     """Store a device's status (and latest heartbeat); raise `device.*` when the status changes."""
 
-    async def op(tx: Tx) -> None:
+    def op(tx: Tx) -> None:
         now = ctx.clock.now_ms()
-        row = await store.get_device(tx, device_id)
+        row = store.get_device(tx, device_id)
         if row is None:
             return
-        await store.update_status(
+        store.update_status(
             tx,
             device_id,
             status=status,
@@ -153,9 +153,9 @@ async def set_status(
             heartbeat_at=None if heartbeat is None else now,
         )
         if row["status"] != status and row["revoked_at"] is None:
-            fresh = await store.get_device(tx, device_id)
+            fresh = store.get_device(tx, device_id)
             assert fresh is not None
-            await emit(
+            emit(
                 tx,
                 ctx.bus,
                 merchant_id=row["merchant_id"],

@@ -50,7 +50,7 @@ class EventBus:
             del self._streams[merchant_id]
 
 
-async def emit(
+def emit(
     tx: Tx,
     bus: EventBus,
     *,
@@ -69,13 +69,13 @@ async def emit(
         separators=(",", ":"),
     )
     targets: list[tuple[str, str | None, str]] = []
-    for ep in await store.subscribed_endpoints(tx, merchant_id):
+    for ep in store.subscribed_endpoints(tx, merchant_id):
         types = store.event_types_of(ep)
         if not types or type in types:
             targets.append((new_id("dlv"), str(ep["id"]), str(ep["url"])))
     if notify_url and type.startswith("order."):
         targets.append((new_id("dlv"), None, notify_url))
-    await store.insert_event(
+    store.insert_event(
         tx, event_id=event_id, merchant_id=merchant_id, type=type, body=body, now=now, targets=targets
     )
     has_targets = bool(targets)

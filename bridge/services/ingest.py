@@ -36,14 +36,14 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
     window_ms = ctx.settings.dedupe_window * 1000
     fp = notification_fingerprint(report.package, report.key, report.when, report.title, report.text)
 
-    async def op(tx: Tx) -> Outcome:
+    def op(tx: Tx) -> Outcome:
         now = ctx.clock.now_ms()
-        seen = await store.find_report(tx, device_id, report.event_id)
+        seen = store.find_report(tx, device_id, report.event_id)
         if seen is not None:
             return Outcome("duplicate", seen["payment_id"], reason="same_event")
-        again = await store.find_fingerprint(tx, merchant_id, fp, since=now - window_ms)
+        again = store.find_fingerprint(tx, merchant_id, fp, since=now - window_ms)
         if again is not None:
-            await store.insert_report(
+            store.insert_report(
                 tx,
                 device_id=device_id,
                 event_id=report.event_id,
@@ -63,8 +63,8 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
         elif report.amount_cents is None:
             reason = "no_amount"
         else:
-            account_ids = await devices_store.device_account_ids(tx, device_id)
-            rows = await orders_store.match_candidates(
+            account_ids = devices_store.device_account_ids(tx, device_id)
+            rows = orders_store.match_candidates(
                 tx,
                 merchant_id,
                 report.amount_cents,
@@ -79,7 +79,7 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             )
             decision_order, late, reason = decision.order_id, decision.late, decision.reason
         status = PaymentStatus.MATCHED if decision_order else PaymentStatus.UNMATCHED
-        await store.insert_payment(
+        store.insert_payment(
             tx,
             id=payment_id,
             merchant_id=merchant_id,
@@ -108,8 +108,8 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             ),
         )
         tx.checkpoint("ingest.payment_recorded")
-        await store.insert_fingerprint(tx, merchant_id=merchant_id, fingerprint=fp, now=now, payment_id=payment_id)
-        await store.insert_report(
+        store.insert_fingerprint(tx, merchant_id=merchant_id, fingerprint=fp, now=now, payment_id=payment_id)
+        store.insert_report(
             tx,
             device_id=device_id,
             event_id=report.event_id,
@@ -118,11 +118,11 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             outcome="accepted",
             payment_id=payment_id,
         )
-        await devices_store.record_report(tx, device_id, now=now, day=utc_day(now), seq=report.seq)
-        payment_row = await store.get_payment(tx, merchant_id, payment_id)
+        devices_store.record_report(tx, device_id, now=now, day=utc_day(now), seq=report.seq)
+        payment_row = store.get_payment(tx, merchant_id, payment_id)
         assert payment_row is not None
         if report.kind == "payment":
-            await emit(
+            emit(
                 tx,
                 ctx.bus,
                 merchant_id=merchant_id,
@@ -131,7 +131,7 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
                 now=now,
             )
         if decision_order is not None:
-            await mark_paid(
+            mark_paid(
                 ctx,
                 tx,
                 merchant_id=merchant_id,
@@ -144,7 +144,7 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             tx.after_commit.append(ctx.metrics.matches.labels("late" if late else "on_time").inc)
         else:
             tx.checkpoint("ingest.unmatched")
-            await emit(
+            emit(
                 tx,
                 ctx.bus,
                 merchant_id=merchant_id,
@@ -158,25 +158,25 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
     return await ctx.db.write(op)
 
 
-async def mark_paid(
+def mark_paid(
     ctx: Context, tx: Tx, *, merchant_id: str, order_id: str, payment_id: str, now: int, late: bool, manual: bool
 ) -> None:
     """Order -> paid and its `order.paid` event, inside the caller's transaction."""
-    row = await orders_store.get_order(tx, merchant_id, order_id)
+    row = orders_store.get_order(tx, merchant_id, order_id)
     assert row is not None
     transition(OrderStatus(row["status"]), OrderStatus.PAID)
-    if not await orders_store.set_paid(tx, order_id, payment_id=payment_id, now=now, late=late, manual=manual):
+    if not orders_store.set_paid(tx, order_id, payment_id=payment_id, now=now, late=late, manual=manual):
         raise RuntimeError("order changed underneath a write transaction")
     tx.checkpoint("ingest.order_paid")
-    row = await orders_store.get_order(tx, merchant_id, order_id)
-    payment = await store.get_payment(tx, merchant_id, payment_id)
+    row = orders_store.get_order(tx, merchant_id, order_id)
+    payment = store.get_payment(tx, merchant_id, payment_id)
     assert row is not None and payment is not None
-    await emit(
+    emit(
         tx,
         ctx.bus,
         merchant_id=merchant_id,
         type="order.paid",
-        data={"order": await render(tx, row), "payment": payment_json(payment)},
+        data={"order": render(tx, row), "payment": payment_json(payment)},
         now=now,
         notify_url=row["notify_url"],
     )

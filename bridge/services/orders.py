@@ -52,16 +52,16 @@ class NewOrder:
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
-async def render(tx: Tx, row: Row) -> dict[str, Any]:
+def render(tx: Tx, row: Row) -> dict[str, Any]:
     account = None
     if row["account_id"] is not None:
-        account = await merchants_store.get_account(tx, row["merchant_id"], row["account_id"])
+        account = merchants_store.get_account(tx, row["merchant_id"], row["account_id"])
     return order_json(row, account)
 
 
-async def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[str | None, list[str]]]:
+def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[str | None, list[str]]]:
     """The ways to place an order: (account id or None, the slots it must hold), best first."""
-    accounts = await merchants_store.accounts_for_merchant(tx, merchant_id)
+    accounts = merchants_store.accounts_for_merchant(tx, merchant_id)
     by_channel: dict[str, list[Row]] = {}
     for a in accounts:
         by_channel.setdefault(a["channel"], []).append(a)
@@ -74,7 +74,7 @@ async def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[str
     chosen = by_channel.get(channel)
     if not chosen:
         return [(None, [f"{merchant_id}:{channel}"])]
-    online = await devices_store.online_account_ids(tx, merchant_id)
+    online = devices_store.online_account_ids(tx, merchant_id)
     ordered = sorted(chosen, key=lambda a: (a["id"] not in online,))  # online first, then creation order
     # An `any` order holds every slot including the implicit one; accounts also collide with it.
     return [(str(a["id"]), [str(a["id"])]) for a in ordered]
@@ -85,29 +85,29 @@ async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[d
     s = ctx.settings
     params_hash = new.params_hash()
 
-    async def op(tx: Tx) -> tuple[dict[str, Any], bool, list[str]]:
+    def op(tx: Tx) -> tuple[dict[str, Any], bool, list[str]]:
         now = ctx.clock.now_ms()
-        warnings = [] if await devices_store.merchant_has_online_device(tx, merchant_id) else ["no_online_device"]
-        existing = await store.get_order_by_merchant_ref(tx, merchant_id, new.merchant_order_id)
+        warnings = [] if devices_store.merchant_has_online_device(tx, merchant_id) else ["no_online_device"]
+        existing = store.get_order_by_merchant_ref(tx, merchant_id, new.merchant_order_id)
         if existing is not None:
             if existing["params_hash"] != params_hash:
                 raise Conflict(
                     "an order with this merchant_order_id exists with different parameters",
                     "merchant_order_id_conflict",
                 )
-            return await render(tx, existing), False, warnings
+            return render(tx, existing), False, warnings
         amounts = candidate_amounts(
             new.amount_cents, steps=s.amount_steps, step=s.amount_step_cents, direction=s.amount_direction
         )
-        groups = await _slot_groups(tx, merchant_id, new.channel)
+        groups = _slot_groups(tx, merchant_id, new.channel)
         all_slots = sorted({slot for _, slots in groups for slot in slots})
-        taken = await store.slots_taken(tx, all_slots, amounts)
+        taken = store.slots_taken(tx, all_slots, amounts)
         order_id = new_id("ord")
         for amount in amounts:
             for account_id, slots in groups:
                 if any((slot, amount) in taken for slot in slots):
                     continue
-                await store.insert_order(
+                store.insert_order(
                     tx,
                     id=order_id,
                     merchant_id=merchant_id,
@@ -123,12 +123,12 @@ async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[d
                     expires_at=now + new.expires_in * 1000,
                 )
                 for slot in slots:
-                    if not await store.lock_amount(tx, slot, amount, order_id):
+                    if not store.lock_amount(tx, slot, amount, order_id):
                         raise Conflict("pay amount taken concurrently; retry", "amount_exhausted")
-                row = await store.get_order(tx, merchant_id, order_id)
+                row = store.get_order(tx, merchant_id, order_id)
                 assert row is not None
                 tx.after_commit.append(ctx.metrics.orders.inc)
-                return await render(tx, row), True, warnings
+                return render(tx, row), True, warnings
         raise Conflict(
             "every pay amount near this amount is held by a pending order; retry later or pick another amount",
             "amount_exhausted",
@@ -138,27 +138,27 @@ async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[d
 
 
 async def get_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
-    async def op(tx: Tx) -> dict[str, Any]:
-        row = await store.get_order(tx, merchant_id, order_id)
+    def op(tx: Tx) -> dict[str, Any]:
+        row = store.get_order(tx, merchant_id, order_id)
         if row is None:
             raise NotFound("no such order")
-        return await render(tx, row)
+        return render(tx, row)
 
     return await ctx.db.read(op)
 
 
 async def close_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
-    async def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> dict[str, Any]:
         now = ctx.clock.now_ms()
-        row = await store.get_order(tx, merchant_id, order_id)
+        row = store.get_order(tx, merchant_id, order_id)
         if row is None:
             raise NotFound("no such order")
-        if not await store.set_closed(tx, order_id, now=now):
+        if not store.set_closed(tx, order_id, now=now):
             raise Conflict(f"only pending orders can be closed; this one is {row['status']}", "order_not_pending")
-        row = await store.get_order(tx, merchant_id, order_id)
+        row = store.get_order(tx, merchant_id, order_id)
         assert row is not None
-        data = await render(tx, row)
-        await emit(
+        data = render(tx, row)
+        emit(
             tx,
             ctx.bus,
             merchant_id=merchant_id,
@@ -175,12 +175,12 @@ async def close_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str
 async def expire_orders(ctx: Context, limit: int = 500) -> int:
     """Expire every pending order whose time is up (one transaction per batch); return how many."""
 
-    async def op(tx: Tx) -> int:
+    def op(tx: Tx) -> int:
         now = ctx.clock.now_ms()
-        rows = await store.expire_due(tx, now=now, limit=limit)
+        rows = store.expire_due(tx, now=now, limit=limit)
         for row in rows:
-            data = await render(tx, row)
-            await emit(
+            data = render(tx, row)
+            emit(
                 tx,
                 ctx.bus,
                 merchant_id=row["merchant_id"],
@@ -205,11 +205,11 @@ async def list_orders(
 ) -> dict[str, Any]:
     """A page of orders, newest first; pass the last id as `starting_after` for the next page."""
 
-    async def op(tx: Tx) -> dict[str, Any]:
-        rows = await store.list_orders(
+    def op(tx: Tx) -> dict[str, Any]:
+        rows = store.list_orders(
             tx, merchant_id, merchant_order_id=merchant_order_id, status=status, before=before, limit=limit + 1
         )
-        data = [await render(tx, r) for r in rows[:limit]]
+        data = [render(tx, r) for r in rows[:limit]]
         return {"data": data, "has_more": len(rows) > limit}
 
     return await ctx.db.read(op)

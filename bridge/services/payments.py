@@ -23,16 +23,16 @@ __all__ = ["create_account", "get_payment", "ignore", "link_device", "list_accou
 async def list_payments(
     ctx: Context, merchant_id: str, *, status: str | None, before: str | None, limit: int
 ) -> dict[str, Any]:
-    async def op(tx: Tx) -> dict[str, Any]:
-        rows = await store.list_payments(tx, merchant_id, status=status, before=before, limit=limit + 1)
+    def op(tx: Tx) -> dict[str, Any]:
+        rows = store.list_payments(tx, merchant_id, status=status, before=before, limit=limit + 1)
         return {"data": [payment_json(r) for r in rows[:limit]], "has_more": len(rows) > limit}
 
     return await ctx.db.read(op)
 
 
 async def get_payment(ctx: Context, merchant_id: str, payment_id: str) -> dict[str, Any]:
-    async def op(tx: Tx) -> dict[str, Any]:
-        row = await store.get_payment(tx, merchant_id, payment_id)
+    def op(tx: Tx) -> dict[str, Any]:
+        row = store.get_payment(tx, merchant_id, payment_id)
         if row is None:
             raise NotFound("no such payment")
         return payment_json(row)
@@ -43,12 +43,12 @@ async def get_payment(ctx: Context, merchant_id: str, payment_id: str) -> dict[s
 async def match_manually(ctx: Context, merchant_id: str, payment_id: str, order_id: str) -> dict[str, Any]:
     """A human says this unmatched payment pays that order: order -> paid (manual), one transaction."""
 
-    async def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> dict[str, Any]:
         now = ctx.clock.now_ms()
-        payment = await store.get_payment(tx, merchant_id, payment_id)
+        payment = store.get_payment(tx, merchant_id, payment_id)
         if payment is None:
             raise NotFound("no such payment")
-        order = await orders_store.get_order(tx, merchant_id, order_id)
+        order = orders_store.get_order(tx, merchant_id, order_id)
         if order is None:
             raise NotFound("no such order")
         if payment["status"] != PaymentStatus.UNMATCHED:
@@ -58,31 +58,31 @@ async def match_manually(ctx: Context, merchant_id: str, payment_id: str, order_
                 f"this order is {order['status']}; only pending or expired orders can be paid", "order_not_payable"
             )
         transition(PaymentStatus.UNMATCHED, PaymentStatus.MATCHED)
-        await store.set_payment_status(
+        store.set_payment_status(
             tx, payment_id, status=PaymentStatus.MATCHED, reason="manual", order_id=order_id, manual=True
         )
-        await mark_paid(
+        mark_paid(
             ctx, tx, merchant_id=merchant_id, order_id=order_id, payment_id=payment_id, now=now, late=False, manual=True
         )
-        fresh = await orders_store.get_order(tx, merchant_id, order_id)
-        paid = await store.get_payment(tx, merchant_id, payment_id)
+        fresh = orders_store.get_order(tx, merchant_id, order_id)
+        paid = store.get_payment(tx, merchant_id, payment_id)
         assert fresh is not None and paid is not None
-        return {"payment": payment_json(paid), "order": await render(tx, fresh)}
+        return {"payment": payment_json(paid), "order": render(tx, fresh)}
 
     return await ctx.db.write(op)
 
 
 async def ignore(ctx: Context, merchant_id: str, payment_id: str) -> dict[str, Any]:
-    async def op(tx: Tx) -> dict[str, Any]:
-        payment = await store.get_payment(tx, merchant_id, payment_id)
+    def op(tx: Tx) -> dict[str, Any]:
+        payment = store.get_payment(tx, merchant_id, payment_id)
         if payment is None:
             raise NotFound("no such payment")
         if payment["status"] != PaymentStatus.UNMATCHED:
             raise Conflict(f"this payment is already {payment['status']}", "payment_not_unmatched")
-        await store.set_payment_status(
+        store.set_payment_status(
             tx, payment_id, status=PaymentStatus.IGNORED, reason="ignored_by_merchant", manual=True
         )
-        row = await store.get_payment(tx, merchant_id, payment_id)
+        row = store.get_payment(tx, merchant_id, payment_id)
         assert row is not None
         return payment_json(row)
 
@@ -94,12 +94,12 @@ async def create_account(
 ) -> dict[str, Any]:
     account_id = new_id("acc")
 
-    async def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> dict[str, Any]:
         for device_id in device_ids:
-            d = await devices_store.get_device(tx, device_id)
+            d = devices_store.get_device(tx, device_id)
             if d is None or d["merchant_id"] != merchant_id:
                 raise NotFound(f"no such device: {device_id}")
-        await merchants_store.insert_account(
+        merchants_store.insert_account(
             tx,
             id=account_id,
             merchant_id=merchant_id,
@@ -109,8 +109,8 @@ async def create_account(
             now=ctx.clock.now_ms(),
         )
         for device_id in device_ids:
-            await devices_store.link_account(tx, device_id, account_id)
-        row = await merchants_store.get_account(tx, merchant_id, account_id)
+            devices_store.link_account(tx, device_id, account_id)
+        row = merchants_store.get_account(tx, merchant_id, account_id)
         out = account_json(row)
         assert out is not None
         out["device_ids"] = device_ids
@@ -120,12 +120,12 @@ async def create_account(
 
 
 async def list_accounts(ctx: Context, merchant_id: str) -> list[dict[str, Any]]:
-    async def op(tx: Tx) -> list[dict[str, Any]]:
+    def op(tx: Tx) -> list[dict[str, Any]]:
         out = []
-        for row in await merchants_store.accounts_for_merchant(tx, merchant_id):
+        for row in merchants_store.accounts_for_merchant(tx, merchant_id):
             a = account_json(row)
             assert a is not None
-            a["device_ids"] = await merchants_store.account_device_ids(tx, row["id"])
+            a["device_ids"] = merchants_store.account_device_ids(tx, row["id"])
             out.append(a)
         return out
 
@@ -133,13 +133,13 @@ async def list_accounts(ctx: Context, merchant_id: str) -> list[dict[str, Any]]:
 
 
 async def link_device(ctx: Context, merchant_id: str, account_id: str, device_id: str) -> dict[str, Any]:
-    async def op(tx: Tx) -> dict[str, Any]:
-        if await merchants_store.get_account(tx, merchant_id, account_id) is None:
+    def op(tx: Tx) -> dict[str, Any]:
+        if merchants_store.get_account(tx, merchant_id, account_id) is None:
             raise NotFound("no such account")
-        d = await devices_store.get_device(tx, device_id)
+        d = devices_store.get_device(tx, device_id)
         if d is None or d["merchant_id"] != merchant_id:
             raise NotFound("no such device")
-        await devices_store.link_account(tx, device_id, account_id)
+        devices_store.link_account(tx, device_id, account_id)
         return {"account_id": account_id, "device_id": device_id}
 
     return await ctx.db.write(op)

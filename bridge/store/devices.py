@@ -20,27 +20,27 @@ __all__ = [
 ]
 
 
-async def insert_device(
+def insert_device(
     tx: Tx, *, id: str, merchant_id: str, name: str, public_key: str, channels: list[str], now: int
 ) -> None:
-    await tx.execute(
+    tx.execute(
         "INSERT INTO devices (id, merchant_id, name, public_key, channels, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         (id, merchant_id, name, public_key, json.dumps(channels), now),
     )
 
 
-async def get_device(tx: Tx, device_id: str) -> Row | None:
-    return await tx.one("SELECT * FROM devices WHERE id = ?", (device_id,))
+def get_device(tx: Tx, device_id: str) -> Row | None:
+    return tx.one("SELECT * FROM devices WHERE id = ?", (device_id,))
 
 
-async def list_devices(tx: Tx, merchant_id: str | None) -> list[Row]:
+def list_devices(tx: Tx, merchant_id: str | None) -> list[Row]:
     if merchant_id is None:
-        return await tx.all("SELECT * FROM devices ORDER BY created_at, id")
-    return await tx.all("SELECT * FROM devices WHERE merchant_id = ? ORDER BY created_at, id", (merchant_id,))
+        return tx.all("SELECT * FROM devices ORDER BY created_at, id")
+    return tx.all("SELECT * FROM devices WHERE merchant_id = ? ORDER BY created_at, id", (merchant_id,))
 
 
-async def revoke_device(tx: Tx, device_id: str, *, now: int) -> bool:
-    n = await tx.execute(
+def revoke_device(tx: Tx, device_id: str, *, now: int) -> bool:
+    n = tx.execute(
         "UPDATE devices SET revoked_at = ?, status = 'offline', status_reasons = '[\"revoked\"]'"
         " WHERE id = ? AND revoked_at IS NULL",
         (now, device_id),
@@ -48,20 +48,20 @@ async def revoke_device(tx: Tx, device_id: str, *, now: int) -> bool:
     return n == 1
 
 
-async def link_account(tx: Tx, device_id: str, account_id: str) -> None:
-    await tx.execute(
+def link_account(tx: Tx, device_id: str, account_id: str) -> None:
+    tx.execute(
         "INSERT INTO device_accounts (device_id, account_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (device_id, account_id),
     )
 
 
-async def device_account_ids(tx: Tx, device_id: str) -> list[str]:
-    rows = await tx.all("SELECT account_id FROM device_accounts WHERE device_id = ? ORDER BY account_id", (device_id,))
+def device_account_ids(tx: Tx, device_id: str) -> list[str]:
+    rows = tx.all("SELECT account_id FROM device_accounts WHERE device_id = ? ORDER BY account_id", (device_id,))
     return [str(r[0]) for r in rows]
 
 
-async def online_account_ids(tx: Tx, merchant_id: str) -> set[str]:
-    rows = await tx.all(
+def online_account_ids(tx: Tx, merchant_id: str) -> set[str]:
+    rows = tx.all(
         "SELECT DISTINCT da.account_id FROM device_accounts da JOIN devices d ON d.id = da.device_id"
         " WHERE d.merchant_id = ? AND d.status != 'offline' AND d.revoked_at IS NULL",
         (merchant_id,),
@@ -69,15 +69,15 @@ async def online_account_ids(tx: Tx, merchant_id: str) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-async def merchant_has_online_device(tx: Tx, merchant_id: str) -> bool:
-    row = await tx.one(
+def merchant_has_online_device(tx: Tx, merchant_id: str) -> bool:
+    row = tx.one(
         "SELECT 1 FROM devices WHERE merchant_id = ? AND status != 'offline' AND revoked_at IS NULL LIMIT 1",
         (merchant_id,),
     )
     return row is not None
 
 
-async def update_status(
+def update_status(
     tx: Tx,
     device_id: str,
     *,
@@ -106,11 +106,11 @@ async def update_status(
         sets.append("last_heartbeat_at = ?")
         params.append(heartbeat_at)
     params.append(device_id)
-    await tx.execute(f"UPDATE devices SET {', '.join(sets)} WHERE id = ?", params)
+    tx.execute(f"UPDATE devices SET {', '.join(sets)} WHERE id = ?", params)
 
 
-async def record_report(tx: Tx, device_id: str, *, now: int, day: str, seq: int) -> None:
-    await tx.execute(
+def record_report(tx: Tx, device_id: str, *, now: int, day: str, seq: int) -> None:
+    tx.execute(
         "UPDATE devices SET last_report_at = ?, last_seen = ?,"
         " reports_today = CASE WHEN reports_day = ? THEN reports_today + 1 ELSE 1 END,"
         " reports_day = ?, last_seq = MAX(last_seq, ?) WHERE id = ?",

@@ -9,15 +9,15 @@ from bridge.store.database import Row, Tx
 __all__ = ["event_seq", "insert_event", "list_events", "subscribed_endpoints"]
 
 
-async def subscribed_endpoints(tx: Tx, merchant_id: str) -> list[Row]:
-    return await tx.all(
+def subscribed_endpoints(tx: Tx, merchant_id: str) -> list[Row]:
+    return tx.all(
         "SELECT id, url, event_types FROM webhook_endpoints"
         " WHERE merchant_id = ? AND deleted_at IS NULL AND disabled_at IS NULL",
         (merchant_id,),
     )
 
 
-async def insert_event(
+def insert_event(
     tx: Tx,
     *,
     event_id: str,
@@ -28,25 +28,25 @@ async def insert_event(
     targets: list[tuple[str, str | None, str]],
 ) -> None:
     """Store the event and one pending delivery per (delivery id, endpoint id or None, url)."""
-    await tx.execute(
+    tx.execute(
         "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, ?, ?, ?, ?)",
         (event_id, merchant_id, type, now, body),
     )
     if targets:
-        await tx.executemany(
+        tx.executemany(
             "INSERT INTO deliveries (id, event_id, merchant_id, endpoint_id, url, status, attempts,"
             " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
             [(d, event_id, merchant_id, ep, url, now, now, now) for d, ep, url in targets],
         )
 
 
-async def event_seq(tx: Tx, merchant_id: str, event_id: str) -> int | None:
-    row = await tx.one("SELECT seq FROM events WHERE id = ? AND merchant_id = ?", (event_id, merchant_id))
+def event_seq(tx: Tx, merchant_id: str, event_id: str) -> int | None:
+    row = tx.one("SELECT seq FROM events WHERE id = ? AND merchant_id = ?", (event_id, merchant_id))
     return None if row is None else int(row[0])
 
 
-async def list_events(tx: Tx, merchant_id: str, *, after_seq: int, limit: int) -> list[Row]:
-    return await tx.all(
+def list_events(tx: Tx, merchant_id: str, *, after_seq: int, limit: int) -> list[Row]:
+    return tx.all(
         "SELECT seq, id, body FROM events WHERE merchant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         (merchant_id, after_seq, limit),
     )

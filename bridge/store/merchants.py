@@ -17,59 +17,59 @@ __all__ = [
 ]
 
 
-async def insert_merchant(tx: Tx, *, id: str, name: str, api_key_hash: str, webhook_secret: str, now: int) -> None:
-    await tx.execute(
+def insert_merchant(tx: Tx, *, id: str, name: str, api_key_hash: str, webhook_secret: str, now: int) -> None:
+    tx.execute(
         "INSERT INTO merchants (id, name, api_key_hash, webhook_secret, created_at) VALUES (?, ?, ?, ?, ?)",
         (id, name, api_key_hash, webhook_secret, now),
     )
 
 
-async def merchant_by_key_hash(tx: Tx, key_hash: str) -> Row | None:
-    return await tx.one("SELECT * FROM merchants WHERE api_key_hash = ?", (key_hash,))
+def merchant_by_key_hash(tx: Tx, key_hash: str) -> Row | None:
+    return tx.one("SELECT * FROM merchants WHERE api_key_hash = ?", (key_hash,))
 
 
-async def get_merchant(tx: Tx, merchant_id: str) -> Row | None:
-    return await tx.one("SELECT * FROM merchants WHERE id = ?", (merchant_id,))
+def get_merchant(tx: Tx, merchant_id: str) -> Row | None:
+    return tx.one("SELECT * FROM merchants WHERE id = ?", (merchant_id,))
 
 
-async def insert_account(
+def insert_account(
     tx: Tx, *, id: str, merchant_id: str, channel: str, name: str, qr_payload: str | None, now: int
 ) -> None:
-    await tx.execute(
+    tx.execute(
         "INSERT INTO accounts (id, merchant_id, channel, name, qr_payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         (id, merchant_id, channel, name, qr_payload, now),
     )
 
 
-async def get_account(tx: Tx, merchant_id: str, account_id: str) -> Row | None:
-    return await tx.one("SELECT * FROM accounts WHERE id = ? AND merchant_id = ?", (account_id, merchant_id))
+def get_account(tx: Tx, merchant_id: str, account_id: str) -> Row | None:
+    return tx.one("SELECT * FROM accounts WHERE id = ? AND merchant_id = ?", (account_id, merchant_id))
 
 
-async def accounts_for_merchant(tx: Tx, merchant_id: str) -> list[Row]:
-    return await tx.all("SELECT * FROM accounts WHERE merchant_id = ? ORDER BY created_at, id", (merchant_id,))
+def accounts_for_merchant(tx: Tx, merchant_id: str) -> list[Row]:
+    return tx.all("SELECT * FROM accounts WHERE merchant_id = ? ORDER BY created_at, id", (merchant_id,))
 
 
-async def account_device_ids(tx: Tx, account_id: str) -> list[str]:
-    rows = await tx.all("SELECT device_id FROM device_accounts WHERE account_id = ? ORDER BY device_id", (account_id,))
+def account_device_ids(tx: Tx, account_id: str) -> list[str]:
+    rows = tx.all("SELECT device_id FROM device_accounts WHERE account_id = ? ORDER BY device_id", (account_id,))
     return [str(r[0]) for r in rows]
 
 
-async def insert_pairing_code(tx: Tx, *, code_hash: str, merchant_id: str, now: int, expires_at: int) -> None:
-    await tx.execute(
+def insert_pairing_code(tx: Tx, *, code_hash: str, merchant_id: str, now: int, expires_at: int) -> None:
+    tx.execute(
         "INSERT INTO pairing_codes (code_hash, merchant_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
         (code_hash, merchant_id, now, expires_at),
     )
 
 
-async def consume_pairing_code(tx: Tx, *, code_hash: str, now: int, device_id: str) -> str | None:
+def consume_pairing_code(tx: Tx, *, code_hash: str, now: int, device_id: str) -> str | None:
     """Mark a live code used; return its merchant id, or None if unknown, used or expired."""
-    row = await tx.one(
+    row = tx.one(
         "SELECT merchant_id FROM pairing_codes WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?",
         (code_hash, now),
     )
     if row is None:
         return None
-    changed = await tx.execute(
+    changed = tx.execute(
         "UPDATE pairing_codes SET used_at = ?, device_id = ? WHERE code_hash = ? AND used_at IS NULL",
         (now, device_id, code_hash),
     )

@@ -22,17 +22,17 @@ __all__ = [
 ]
 
 
-async def get_order(tx: Tx, merchant_id: str, order_id: str) -> Row | None:
-    return await tx.one("SELECT * FROM orders WHERE id = ? AND merchant_id = ?", (order_id, merchant_id))
+def get_order(tx: Tx, merchant_id: str, order_id: str) -> Row | None:
+    return tx.one("SELECT * FROM orders WHERE id = ? AND merchant_id = ?", (order_id, merchant_id))
 
 
-async def get_order_by_merchant_ref(tx: Tx, merchant_id: str, merchant_order_id: str) -> Row | None:
-    return await tx.one(
+def get_order_by_merchant_ref(tx: Tx, merchant_id: str, merchant_order_id: str) -> Row | None:
+    return tx.one(
         "SELECT * FROM orders WHERE merchant_id = ? AND merchant_order_id = ?", (merchant_id, merchant_order_id)
     )
 
 
-async def slots_taken(tx: Tx, slots: Sequence[str], amounts: Sequence[int]) -> set[tuple[str, int]]:
+def slots_taken(tx: Tx, slots: Sequence[str], amounts: Sequence[int]) -> set[tuple[str, int]]:
     """Which (slot, amount) pairs are held by pending orders."""
     if not slots or not amounts:
         return set()
@@ -40,14 +40,14 @@ async def slots_taken(tx: Tx, slots: Sequence[str], amounts: Sequence[int]) -> s
         f"SELECT slot, pay_amount_cents FROM amount_locks WHERE slot IN ({','.join('?' * len(slots))})"
         f" AND pay_amount_cents IN ({','.join('?' * len(amounts))})"
     )
-    rows = await tx.all(q, (*slots, *amounts))
+    rows = tx.all(q, (*slots, *amounts))
     return {(str(r[0]), int(r[1])) for r in rows}
 
 
-async def lock_amount(tx: Tx, slot: str, amount: int, order_id: str) -> bool:
+def lock_amount(tx: Tx, slot: str, amount: int, order_id: str) -> bool:
     """Take (slot, amount) for an order; False if another pending order holds it."""
     try:
-        await tx.execute(
+        tx.execute(
             "INSERT INTO amount_locks (slot, pay_amount_cents, order_id) VALUES (?, ?, ?)", (slot, amount, order_id)
         )
     except sqlite3.IntegrityError:
@@ -55,11 +55,11 @@ async def lock_amount(tx: Tx, slot: str, amount: int, order_id: str) -> bool:
     return True
 
 
-async def release_locks(tx: Tx, order_id: str) -> None:
-    await tx.execute("DELETE FROM amount_locks WHERE order_id = ?", (order_id,))
+def release_locks(tx: Tx, order_id: str) -> None:
+    tx.execute("DELETE FROM amount_locks WHERE order_id = ?", (order_id,))
 
 
-async def insert_order(
+def insert_order(
     tx: Tx,
     *,
     id: str,
@@ -75,7 +75,7 @@ async def insert_order(
     now: int,
     expires_at: int,
 ) -> None:
-    await tx.execute(
+    tx.execute(
         "INSERT INTO orders (id, merchant_id, merchant_order_id, channel, amount_cents, pay_amount_cents,"
         " account_id, status, notify_url, metadata, params_hash, created_at, expires_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
@@ -96,7 +96,7 @@ async def insert_order(
     )
 
 
-async def list_orders(
+def list_orders(
     tx: Tx, merchant_id: str, *, merchant_order_id: str | None, status: str | None, before: str | None, limit: int
 ) -> list[Row]:
     where = ["merchant_id = ?"]
@@ -111,12 +111,12 @@ async def list_orders(
         where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ?)")
         params.append(before)
     params.append(limit)
-    return await tx.all(
+    return tx.all(
         f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", params
     )
 
 
-async def match_candidates(
+def match_candidates(
     tx: Tx, merchant_id: str, amount: int, account_ids: Sequence[str], *, since: int
 ) -> list[Row]:
     """Pending or recently expired orders of this amount the reporting device can see.
@@ -132,40 +132,40 @@ async def match_candidates(
     if account_ids:
         q += f" AND (account_id IS NULL OR account_id IN ({','.join('?' * len(account_ids))}))"
         params.extend(account_ids)
-    return await tx.all(q, params)
+    return tx.all(q, params)
 
 
-async def set_paid(tx: Tx, order_id: str, *, payment_id: str, now: int, late: bool, manual: bool) -> bool:
-    n = await tx.execute(
+def set_paid(tx: Tx, order_id: str, *, payment_id: str, now: int, late: bool, manual: bool) -> bool:
+    n = tx.execute(
         "UPDATE orders SET status = 'paid', paid_at = ?, payment_id = ?, late = ?, manual = ?"
         " WHERE id = ? AND status IN ('pending', 'expired')",
         (now, payment_id, int(late), int(manual), order_id),
     )
     if n == 1:
-        await release_locks(tx, order_id)
+        release_locks(tx, order_id)
     return n == 1
 
 
-async def set_closed(tx: Tx, order_id: str, *, now: int) -> bool:
-    n = await tx.execute(
+def set_closed(tx: Tx, order_id: str, *, now: int) -> bool:
+    n = tx.execute(
         "UPDATE orders SET status = 'closed', closed_at = ? WHERE id = ? AND status = 'pending'", (now, order_id)
     )
     if n == 1:
-        await release_locks(tx, order_id)
+        release_locks(tx, order_id)
     return n == 1
 
 
-async def expire_due(tx: Tx, *, now: int, limit: int) -> list[Row]:
+def expire_due(tx: Tx, *, now: int, limit: int) -> list[Row]:
     """Expire up to `limit` pending orders whose time is up; return them (now expired)."""
-    rows = await tx.all(
+    rows = tx.all(
         "SELECT * FROM orders WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
         (now, limit),
     )
     expired: list[Row] = []
     for r in rows:
-        await tx.execute("UPDATE orders SET status = 'expired' WHERE id = ? AND status = 'pending'", (r["id"],))
-        await release_locks(tx, r["id"])
-        row = await tx.one("SELECT * FROM orders WHERE id = ?", (r["id"],))
+        tx.execute("UPDATE orders SET status = 'expired' WHERE id = ? AND status = 'pending'", (r["id"],))
+        release_locks(tx, r["id"])
+        row = tx.one("SELECT * FROM orders WHERE id = ?", (r["id"],))
         assert row is not None
         expired.append(row)
     return expired

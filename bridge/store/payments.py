@@ -16,28 +16,28 @@ __all__ = [
 ]
 
 
-async def find_report(tx: Tx, device_id: str, event_id: str) -> Row | None:
-    return await tx.one("SELECT * FROM reports WHERE device_id = ? AND event_id = ?", (device_id, event_id))
+def find_report(tx: Tx, device_id: str, event_id: str) -> Row | None:
+    return tx.one("SELECT * FROM reports WHERE device_id = ? AND event_id = ?", (device_id, event_id))
 
 
-async def insert_report(
+def insert_report(
     tx: Tx, *, device_id: str, event_id: str, seq: int, now: int, outcome: str, payment_id: str | None
 ) -> None:
-    await tx.execute(
+    tx.execute(
         "INSERT INTO reports (device_id, event_id, seq, received_at, outcome, payment_id) VALUES (?, ?, ?, ?, ?, ?)",
         (device_id, event_id, seq, now, outcome, payment_id),
     )
 
 
-async def find_fingerprint(tx: Tx, merchant_id: str, fingerprint: str, *, since: int) -> Row | None:
-    return await tx.one(
+def find_fingerprint(tx: Tx, merchant_id: str, fingerprint: str, *, since: int) -> Row | None:
+    return tx.one(
         "SELECT * FROM fingerprints WHERE merchant_id = ? AND fingerprint = ? AND seen_at >= ?",
         (merchant_id, fingerprint, since),
     )
 
 
-async def insert_fingerprint(tx: Tx, *, merchant_id: str, fingerprint: str, now: int, payment_id: str) -> None:
-    await tx.execute(
+def insert_fingerprint(tx: Tx, *, merchant_id: str, fingerprint: str, now: int, payment_id: str) -> None:
+    tx.execute(
         "INSERT INTO fingerprints (merchant_id, fingerprint, seen_at, payment_id) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (merchant_id, fingerprint) DO UPDATE SET seen_at = excluded.seen_at,"
         " payment_id = excluded.payment_id",
@@ -45,7 +45,7 @@ async def insert_fingerprint(tx: Tx, *, merchant_id: str, fingerprint: str, now:
     )
 
 
-async def insert_payment(
+def insert_payment(
     tx: Tx,
     *,
     id: str,
@@ -64,7 +64,7 @@ async def insert_payment(
     fingerprint: str,
     notification: str,
 ) -> None:
-    await tx.execute(
+    tx.execute(
         "INSERT INTO payments (id, merchant_id, device_id, kind, channel, amount_cents, status, reason, order_id,"
         " late, observed_at, received_at, event_id, fingerprint, notification)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -88,11 +88,11 @@ async def insert_payment(
     )
 
 
-async def get_payment(tx: Tx, merchant_id: str, payment_id: str) -> Row | None:
-    return await tx.one("SELECT * FROM payments WHERE id = ? AND merchant_id = ?", (payment_id, merchant_id))
+def get_payment(tx: Tx, merchant_id: str, payment_id: str) -> Row | None:
+    return tx.one("SELECT * FROM payments WHERE id = ? AND merchant_id = ?", (payment_id, merchant_id))
 
 
-async def list_payments(tx: Tx, merchant_id: str, *, status: str | None, before: str | None, limit: int) -> list[Row]:
+def list_payments(tx: Tx, merchant_id: str, *, status: str | None, before: str | None, limit: int) -> list[Row]:
     where = ["merchant_id = ?"]
     params: list[object] = [merchant_id]
     if status is not None:
@@ -102,12 +102,12 @@ async def list_payments(tx: Tx, merchant_id: str, *, status: str | None, before:
         where.append("(received_at, id) < (SELECT received_at, id FROM payments WHERE id = ?)")
         params.append(before)
     params.append(limit)
-    return await tx.all(
+    return tx.all(
         f"SELECT * FROM payments WHERE {' AND '.join(where)} ORDER BY received_at DESC, id DESC LIMIT ?", params
     )
 
 
-async def set_payment_status(
+def set_payment_status(
     tx: Tx,
     payment_id: str,
     *,
@@ -117,7 +117,7 @@ async def set_payment_status(
     manual: bool = False,
     late: bool = False,
 ) -> bool:
-    n = await tx.execute(
+    n = tx.execute(
         "UPDATE payments SET status = ?, reason = ?, order_id = COALESCE(?, order_id), manual = ?, late = ?"
         " WHERE id = ? AND status = 'unmatched'",
         (status, reason, order_id, int(manual), int(late), payment_id),

@@ -25,8 +25,8 @@ async def create_merchant(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
 
-    async def op(tx: Tx) -> object:
-        return await tx.one("SELECT 1")
+    def op(tx: Tx) -> object:
+        return tx.one("SELECT 1")
 
     await ctx.db.read(op)
     return web.json_response({"status": "ok", "connected_devices": len(request.app[HUB])})

@@ -49,8 +49,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
     await ctx.db.open()
 
-    async def all_offline(tx: Tx) -> None:  # nothing is connected to a process that just started
-        await tx.execute("UPDATE devices SET status = 'offline', connected_since = NULL WHERE status != 'offline'")
+    def all_offline(tx: Tx) -> None:  # nothing is connected to a process that just started
+        tx.execute("UPDATE devices SET status = 'offline', connected_since = NULL WHERE status != 'offline'")
 
     await ctx.db.write(all_offline)
     yield

@@ -33,8 +33,8 @@ async def _merchant_id(request: web.Request, token: str) -> str | None:
     if digest in cache:
         return cache[digest]
 
-    async def op(tx: Tx) -> str | None:
-        row = await store.merchant_by_key_hash(tx, digest)
+    def op(tx: Tx) -> str | None:
+        row = store.merchant_by_key_hash(tx, digest)
         return None if row is None else str(row["id"])
 
     merchant_id = await request.app[CTX].db.read(op)

@@ -39,8 +39,8 @@ MAX_IN_FLIGHT = 64
 
 
 async def _load_device(request: web.Request, device_id: str) -> Row | None:
-    async def op(tx: Tx) -> Row | None:
-        return await devices_store.get_device(tx, device_id)
+    def op(tx: Tx) -> Row | None:
+        return devices_store.get_device(tx, device_id)
 
     return await request.app[CTX].db.read(op)
 

@@ -17,10 +17,10 @@ class Crash(Exception):
 
 
 async def _counts(bridge: RunningBridge) -> dict[str, int]:
-    async def op(tx: Tx) -> dict[str, int]:
+    def op(tx: Tx) -> dict[str, int]:
         out = {}
         for table in ("payments", "reports", "fingerprints", "events", "deliveries"):
-            row = await tx.one(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - fixed table names
+            row = tx.one(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 - fixed table names
             assert row is not None
             out[table] = int(row[0])
         return out
@@ -67,15 +67,15 @@ async def test_one_failing_job_does_not_spoil_the_batch(bridge: RunningBridge) -
     """Group commit: a job that fails is rolled back alone while concurrent jobs in its batch commit."""
     db = bridge.ctx.db
 
-    async def good(tx: Tx) -> int:
-        await tx.execute(
+    def good(tx: Tx) -> int:
+        tx.execute(
             "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, 'm', 't', 0, '{}')",
             (f"evt_good_{id(tx)}",),
         )
         return 1
 
-    async def bad(tx: Tx) -> int:
-        await tx.execute(
+    def bad(tx: Tx) -> int:
+        tx.execute(
             "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES ('evt_bad', 'm', 't', 0, '{}')"
         )
         raise Crash("after a write")
@@ -83,8 +83,8 @@ async def test_one_failing_job_does_not_spoil_the_batch(bridge: RunningBridge) -
     results = await asyncio.gather(db.write(good), db.write(bad), db.write(good), return_exceptions=True)
     assert results[0] == 1 and results[2] == 1 and isinstance(results[1], Crash)
 
-    async def ids(tx: Tx) -> list[str]:
-        return [str(r[0]) for r in await tx.all("SELECT id FROM events WHERE merchant_id = 'm'")]
+    def ids(tx: Tx) -> list[str]:
+        return [str(r[0]) for r in tx.all("SELECT id FROM events WHERE merchant_id = 'm'")]
 
     got = await db.read(ids)
     assert "evt_bad" not in got and len(got) == 2
@@ -97,21 +97,21 @@ async def test_a_broken_transaction_fails_the_batch_and_the_writer_lives_on(brid
 
     db = bridge.ctx.db
 
-    async def victim(tx: Tx) -> int:
-        await tx.execute(
+    def victim(tx: Tx) -> int:
+        tx.execute(
             "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES ('evt_v', 'm', 't', 0, '{}')"
         )
         return 1
 
-    async def breaker(tx: Tx) -> int:
-        await tx.execute("ROLLBACK")  # the engine aborting the transaction under us
+    def breaker(tx: Tx) -> int:
+        tx.execute("ROLLBACK")  # the engine aborting the transaction under us
         raise Crash("disk full")
 
     results = await asyncio.gather(db.write(victim), db.write(breaker), return_exceptions=True)
     assert all(isinstance(r, Unavailable) for r in results), results
 
-    async def count(tx: Tx) -> int:
-        row = await tx.one("SELECT COUNT(*) FROM events WHERE id = 'evt_v'")
+    def count(tx: Tx) -> int:
+        row = tx.one("SELECT COUNT(*) FROM events WHERE id = 'evt_v'")
         assert row is not None
         return int(row[0])
 

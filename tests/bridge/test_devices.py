@@ -19,8 +19,8 @@ async def _device(bridge: RunningBridge, key: str, device_id: str) -> dict[str, 
 
 
 async def _event_types(bridge: RunningBridge) -> list[str]:
-    async def op(tx: Tx) -> list[str]:
-        return [str(r[0]) for r in await tx.all("SELECT type FROM events ORDER BY seq")]
+    def op(tx: Tx) -> list[str]:
+        return [str(r[0]) for r in tx.all("SELECT type FROM events ORDER BY seq")]
 
     return await bridge.ctx.db.read(op)
 

@@ -123,8 +123,8 @@ async def test_concurrent_creates_never_share_a_pay_amount(bridge: RunningBridge
     pay = [o["pay_amount_cents"] for o in created]  # type: ignore[index]
     assert len(pay) == len(set(pay)) == 11
 
-    async def db_check(tx: object) -> list[object]:
-        return await tx.all(  # type: ignore[attr-defined,no-any-return]
+    def db_check(tx: object) -> list[object]:
+        return tx.all(  # type: ignore[attr-defined,no-any-return]
             "SELECT pay_amount_cents, COUNT(*) FROM orders WHERE status = 'pending' GROUP BY pay_amount_cents"
             " HAVING COUNT(*) > 1")
 
