@@ -194,3 +194,20 @@ async def test_second_connection_replaces_first(paired: tuple[RunningBridge, dic
     assert await _closed_with(device) == (4409, "replaced")
     assert (await second.pay(100))["status"] == "accepted"
     await second.close()
+
+
+async def test_invalid_utf8_text_frame_closes_1007(paired: tuple[RunningBridge, dict[str, str], TestDevice]) -> None:
+    """A text frame that is not UTF-8 closes the connection with 1007 and other devices keep working."""
+    bridge, m, device = paired
+    await device.connect()
+    # websockets refuses to send invalid UTF-8 as text, so write the raw masked frame ourselves.
+    payload = b'{"type": "\xff\xfe"}'
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    device.ws.transport.write(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+    code, _ = await _closed_with(device)
+    assert code == 1007
+    other = await bridge.pair(m["api_key"], "other")
+    await other.connect()
+    assert (await other.pay(100))["status"] == "accepted"
+    await other.close()
