@@ -55,6 +55,7 @@ class Settings:
     max_body: int = 64 * 1024
     header_timeout: float = 15.0  # s to send a request's headers (slowloris); also the idle keep-alive
     body_timeout: float = 15.0  # s to send a request body
+    sqlite_busy_timeout: int = 5000  # ms a write waits for a lock held by another process
     sqlite_synchronous: str = "FULL"  # FULL: acked data survives power loss; NORMAL: process crashes only
     expiry_interval: float = 1.0
 

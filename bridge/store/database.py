@@ -79,7 +79,8 @@ class _BatchFailed(Exception):
 class _Connection:
     """A sqlite3 connection owned by one thread; work is submitted as whole functions."""
 
-    def __init__(self, path: Path, synchronous: str) -> None:
+    def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int) -> None:
+        self._busy_timeout_ms = int(busy_timeout_ms)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="paybridge-db")
         self._path = path
         self._synchronous = synchronous
@@ -94,7 +95,7 @@ class _Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")  # validated by Database
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         self.conn = conn
 
     async def open(self) -> None:
@@ -108,8 +109,9 @@ class _Connection:
 
 
 class Database:
-    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, synchronous: str = "FULL", busy_timeout_ms: int = 5000) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
@@ -127,10 +129,10 @@ class Database:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _Connection(self.path, self.synchronous)
+        self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
         await self._writer.open()
         await self._writer.run(self._migrate)
-        self._reader = _Connection(self.path, self.synchronous)
+        self._reader = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
         await self._reader.open()
         self._task = asyncio.create_task(self._write_loop(), name="db-writer")
 

@@ -90,7 +90,7 @@ def create_app(
 ) -> web.Application:
     ctx = Context(
         settings=settings,
-        db=Database(settings.database_path, settings.sqlite_synchronous),
+        db=Database(settings.database_path, settings.sqlite_synchronous, settings.sqlite_busy_timeout),
         clock=clock or SystemClock(),
     )
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
