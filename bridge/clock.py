@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -23,9 +24,13 @@ class SystemClock:
         return time.time_ns() // 1_000_000 + self.offset_ms
 
 
+@functools.lru_cache(maxsize=4096)
+def _second(s: int) -> str:
+    return datetime.fromtimestamp(s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def rfc3339(ms: int | None) -> str | None:
     """Unix ms -> "2026-11-27T01:02:03.456Z" (UTC), None stays None."""
     if ms is None:
         return None
-    dt = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return f"{_second(ms // 1000)}{ms % 1000:03d}Z"

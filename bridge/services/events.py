@@ -10,7 +10,7 @@ from typing import Any
 from bridge.clock import rfc3339
 from bridge.ids import new_id
 from bridge.store import events as store
-from bridge.store.database import Tx
+from bridge.store.database import Row, Tx
 
 __all__ = ["EVENT_TYPES", "EventBus", "emit"]
 
@@ -59,8 +59,12 @@ def emit(
     data: dict[str, Any],
     now: int,
     notify_url: str | None = None,
+    endpoints: list[Row] | None = None,
 ) -> str:
-    """Store an event and a delivery for each subscribed endpoint (and the order's notify_url)."""
+    """Store an event and a delivery for each subscribed endpoint (and the order's notify_url).
+
+    `endpoints` may pass the merchant's subscribed endpoints when the caller already has them
+    (several events in one transaction)."""
     assert type in EVENT_TYPES, type
     event_id = new_id("evt")
     body = json.dumps(
@@ -69,7 +73,9 @@ def emit(
         separators=(",", ":"),
     )
     targets: list[tuple[str, str | None, str]] = []
-    for ep in store.subscribed_endpoints(tx, merchant_id):
+    if endpoints is None:
+        endpoints = store.subscribed_endpoints(tx, merchant_id)
+    for ep in endpoints:
         types = store.event_types_of(ep)
         if not types or type in types:
             targets.append((new_id("dlv"), str(ep["id"]), str(ep["url"])))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from bridge.core.dedupe import notification_fingerprint
 from bridge.core.matching import Candidate, choose
@@ -15,9 +16,10 @@ from bridge.services.events import emit
 from bridge.services.orders import render
 from bridge.services.views import payment_json, utc_day
 from bridge.store import devices as devices_store
+from bridge.store import events as events_store
 from bridge.store import orders as orders_store
 from bridge.store import payments as store
-from bridge.store.database import Tx
+from bridge.store.database import Row, Tx
 
 __all__ = ["Outcome", "ingest_report"]
 
@@ -79,23 +81,23 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             )
             decision_order, late, reason = decision.order_id, decision.late, decision.reason
         status = PaymentStatus.MATCHED if decision_order else PaymentStatus.UNMATCHED
-        store.insert_payment(
-            tx,
-            id=payment_id,
-            merchant_id=merchant_id,
-            device_id=device_id,
-            kind=report.kind,
-            channel=report.channel,
-            amount_cents=report.amount_cents,
-            status=status,
-            reason=reason,
-            order_id=decision_order,
-            late=late,
-            observed_at=report.observed_at,
-            now=now,
-            event_id=report.event_id,
-            fingerprint=fp,
-            notification=json.dumps(
+        payment_row: dict[str, Any] = {
+            "id": payment_id,
+            "merchant_id": merchant_id,
+            "device_id": device_id,
+            "kind": report.kind,
+            "channel": report.channel,
+            "amount_cents": report.amount_cents,
+            "status": status.value,
+            "reason": reason,
+            "order_id": decision_order,
+            "late": int(late),
+            "manual": 0,
+            "observed_at": report.observed_at,
+            "received_at": now,
+            "event_id": report.event_id,
+            "fingerprint": fp,
+            "notification": json.dumps(
                 {
                     "package": report.package,
                     "title": report.title,
@@ -106,7 +108,8 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
                 },
                 ensure_ascii=False,
             ),
-        )
+        }
+        store.insert_payment(tx, payment_row)
         tx.checkpoint("ingest.payment_recorded")
         store.insert_fingerprint(tx, merchant_id=merchant_id, fingerprint=fp, now=now, payment_id=payment_id)
         store.insert_report(
@@ -119,16 +122,17 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             payment_id=payment_id,
         )
         devices_store.record_report(tx, device_id, now=now, day=utc_day(now), seq=report.seq)
-        payment_row = store.get_payment(tx, merchant_id, payment_id)
-        assert payment_row is not None
+        payment = payment_json(payment_row)
+        endpoints = events_store.subscribed_endpoints(tx, merchant_id)
         if report.kind == "payment":
             emit(
                 tx,
                 ctx.bus,
                 merchant_id=merchant_id,
                 type="payment.received",
-                data={"payment": payment_json(payment_row)},
+                data={"payment": payment},
                 now=now,
+                endpoints=endpoints,
             )
         if decision_order is not None:
             mark_paid(
@@ -140,6 +144,8 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
                 now=now,
                 late=late,
                 manual=False,
+                payment=payment,
+                endpoints=endpoints,
             )
             tx.after_commit.append(ctx.metrics.matches.labels("late" if late else "on_time").inc)
         else:
@@ -149,8 +155,9 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
                 ctx.bus,
                 merchant_id=merchant_id,
                 type="payment.unmatched",
-                data={"payment": payment_json(payment_row)},
+                data={"payment": payment},
                 now=now,
+                endpoints=endpoints,
             )
             tx.after_commit.append(ctx.metrics.unmatched.labels(reason).inc)
         return Outcome("accepted", payment_id, decision_order, reason)
@@ -159,7 +166,17 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
 
 
 def mark_paid(
-    ctx: Context, tx: Tx, *, merchant_id: str, order_id: str, payment_id: str, now: int, late: bool, manual: bool
+    ctx: Context,
+    tx: Tx,
+    *,
+    merchant_id: str,
+    order_id: str,
+    payment_id: str,
+    now: int,
+    late: bool,
+    manual: bool,
+    payment: dict[str, Any] | None = None,
+    endpoints: list[Row] | None = None,
 ) -> None:
     """Order -> paid and its `order.paid` event, inside the caller's transaction."""
     row = orders_store.get_order(tx, merchant_id, order_id)
@@ -169,14 +186,20 @@ def mark_paid(
         raise RuntimeError("order changed underneath a write transaction")
     tx.checkpoint("ingest.order_paid")
     row = orders_store.get_order(tx, merchant_id, order_id)
-    payment = store.get_payment(tx, merchant_id, payment_id)
-    assert row is not None and payment is not None
+    assert row is not None
+    if payment is None:
+        payment_row = store.get_payment(tx, merchant_id, payment_id)
+        assert payment_row is not None
+        payment = payment_json(payment_row)
+    else:  # the caller's view of the payment, now linked to this order
+        payment = {**payment, "status": "matched", "order_id": order_id, "late": late}
     emit(
         tx,
         ctx.bus,
         merchant_id=merchant_id,
         type="order.paid",
-        data={"order": render(tx, row), "payment": payment_json(payment)},
+        data={"order": render(tx, row), "payment": payment},
         now=now,
         notify_url=row["notify_url"],
+        endpoints=endpoints,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +17,12 @@ __all__ = ["account_json", "device_json", "order_json", "payment_json", "utc_day
 
 def utc_day(ms: int) -> str:
     """Unix ms -> "YYYY-MM-DD" in UTC: the day `reports_today` counts."""
-    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%d")
+    return _day(ms // 86_400_000)
+
+
+@functools.lru_cache(maxsize=64)
+def _day(days: int) -> str:
+    return datetime.fromtimestamp(days * 86_400, tz=UTC).strftime("%Y-%m-%d")
 
 
 def account_json(row: Row | None) -> dict[str, Any] | None:
@@ -47,7 +54,7 @@ def order_json(row: Row, account: Row | None = None) -> dict[str, Any]:
     }
 
 
-def payment_json(row: Row) -> dict[str, Any]:
+def payment_json(row: Row | Mapping[str, Any]) -> dict[str, Any]:
     amount = row["amount_cents"]
     note = json.loads(row["notification"])
     return {

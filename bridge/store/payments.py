@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from bridge.store.database import Row, Tx
 
 __all__ = [
+    "PAYMENT_COLUMNS",
     "find_fingerprint",
     "find_report",
     "get_payment",
@@ -45,47 +49,32 @@ def insert_fingerprint(tx: Tx, *, merchant_id: str, fingerprint: str, now: int, 
     )
 
 
-def insert_payment(
-    tx: Tx,
-    *,
-    id: str,
-    merchant_id: str,
-    device_id: str,
-    kind: str,
-    channel: str | None,
-    amount_cents: int | None,
-    status: str,
-    reason: str,
-    order_id: str | None,
-    late: bool,
-    observed_at: int,
-    now: int,
-    event_id: str,
-    fingerprint: str,
-    notification: str,
-) -> None:
-    tx.execute(
-        "INSERT INTO payments (id, merchant_id, device_id, kind, channel, amount_cents, status, reason, order_id,"
-        " late, observed_at, received_at, event_id, fingerprint, notification)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            id,
-            merchant_id,
-            device_id,
-            kind,
-            channel,
-            amount_cents,
-            status,
-            reason,
-            order_id,
-            int(late),
-            observed_at,
-            now,
-            event_id,
-            fingerprint,
-            notification,
-        ),
-    )
+PAYMENT_COLUMNS = (
+    "id",
+    "merchant_id",
+    "device_id",
+    "kind",
+    "channel",
+    "amount_cents",
+    "status",
+    "reason",
+    "order_id",
+    "late",
+    "manual",
+    "observed_at",
+    "received_at",
+    "event_id",
+    "fingerprint",
+    "notification",
+)
+_INSERT_PAYMENT = (
+    f"INSERT INTO payments ({', '.join(PAYMENT_COLUMNS)}) VALUES ({', '.join('?' * len(PAYMENT_COLUMNS))})"
+)
+
+
+def insert_payment(tx: Tx, row: Mapping[str, Any]) -> None:
+    """Insert a payment given every column of PAYMENT_COLUMNS."""
+    tx.execute(_INSERT_PAYMENT, [row[c] for c in PAYMENT_COLUMNS])
 
 
 def get_payment(tx: Tx, merchant_id: str, payment_id: str) -> Row | None:

@@ -113,3 +113,31 @@ async def test_manual_match_and_ignore(bridge: RunningBridge) -> None:
     status, out = await bridge.call("POST", f"/v1/payments/{b['payment_id']}/ignore", token=key)
     assert status == 200 and out["status"] == "ignored"
     await device.close()
+
+
+async def test_events_of_a_match_in_order(bridge: RunningBridge) -> None:
+    """A matching report raises payment.received then order.paid, whose data holds the paid order and the
+    matched payment."""
+    import json
+
+    from bridge.store.database import Tx
+
+    m = await bridge.merchant()
+    device = await bridge.pair(m["api_key"])
+    await device.connect()
+    order = await bridge.order(m["api_key"], "4.20")
+    ack = await device.pay(order["pay_amount_cents"])
+
+    def bodies(tx: Tx) -> list[dict[str, object]]:
+        return [
+            json.loads(r[0])
+            for r in tx.all("SELECT body FROM events WHERE type LIKE 'order.%' OR type LIKE 'payment.%' ORDER BY seq")
+        ]
+
+    events = await bridge.ctx.db.read(bodies)
+    assert [e["type"] for e in events] == ["payment.received", "order.paid"]
+    paid = events[1]["data"]
+    assert paid["order"]["status"] == "paid" and paid["order"]["id"] == order["id"]  # type: ignore[index]
+    assert paid["payment"]["id"] == ack["payment_id"] and paid["payment"]["status"] == "matched"  # type: ignore[index]
+    assert paid["payment"]["order_id"] == order["id"]  # type: ignore[index]
+    await device.close()
