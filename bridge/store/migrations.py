@@ -171,4 +171,20 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX deliveries_merchant ON deliveries(merchant_id, status, created_at)",
         ],
     ),
+    (
+        "delivery attempt log",
+        [
+            """CREATE TABLE delivery_attempts (
+                delivery_id TEXT NOT NULL REFERENCES deliveries(id),
+                attempt INTEGER NOT NULL,
+                at INTEGER NOT NULL,
+                status_code INTEGER,
+                error TEXT,
+                duration_ms INTEGER NOT NULL,
+                PRIMARY KEY (delivery_id, attempt)
+            )""",
+            "CREATE INDEX deliveries_event ON deliveries(event_id)",
+            "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, status)",
+        ],
+    ),
 ]

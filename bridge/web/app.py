@@ -17,7 +17,7 @@ from bridge.services.admin import ensure_admin_token
 from bridge.services.context import Context
 from bridge.services.orders import expire_orders
 from bridge.store.database import Database, Tx
-from bridge.web import admin, devices, openapi, orders, ws
+from bridge.web import admin, devices, events, openapi, orders, webhooks, ws
 from bridge.web.hub import DeviceHub
 from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_LIMITER
 from bridge.web.middleware import error_middleware
@@ -101,14 +101,14 @@ def create_app(
         rate=settings.pairing_attempts_per_minute, per=60.0, burst=settings.pairing_attempts_per_minute
     )
     app[HUB] = DeviceHub(ctx)
-    for module in (admin, orders, devices, ws, openapi):
+    for module in (admin, orders, devices, ws, webhooks, events, openapi):
         module.add_routes(app)
 
     async def close_devices(app: web.Application) -> None:
         await app[HUB].close_all()
 
     app.on_shutdown.append(close_devices)
-    app.cleanup_ctx.extend([_database, _expiry, _monitor, *(extra_contexts or [])])
+    app.cleanup_ctx.extend([_database, _expiry, _monitor, webhooks.delivery_worker_ctx, *(extra_contexts or [])])
     return app
 
 

@@ -1,0 +1,54 @@
+"""Which webhook targets the bridge refuses by default (SSRF). Pure."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+__all__ = ["check_target", "is_forbidden_address", "literal_address"]
+
+_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+def is_forbidden_address(ip: str) -> bool:
+    """Loopback, private, link-local, multicast, reserved, unspecified, CGNAT and cloud metadata addresses."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return True  # not an address at all: refuse rather than guess
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return (
+        addr in _METADATA
+        or addr.is_loopback
+        or addr.is_private
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_reserved
+        or addr.is_unspecified
+        or (isinstance(addr, ipaddress.IPv4Address) and addr in _CGNAT)
+    )
+
+
+def literal_address(url: str) -> str | None:
+    """The host of `url` when it is an IP literal (or `localhost`), else None."""
+    host = urlsplit(url).hostname or ""
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return "127.0.0.1"
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    return host
+
+
+def check_target(url: str, resolved: list[str], *, allow_private: bool) -> str | None:
+    """Why a delivery to `url` (which resolved to `resolved`) is refused, or None if it may go."""
+    if allow_private:
+        return None
+    literal = literal_address(url)
+    for ip in ([literal] if literal else []) + resolved:
+        if is_forbidden_address(ip):
+            return f"forbidden_target: {ip} is a loopback, private, link-local or metadata address"
+    return None

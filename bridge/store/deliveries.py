@@ -1,0 +1,107 @@
+"""The webhook outbox: deliveries, their attempts, and what is due."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from bridge.store.database import Row, Tx
+
+__all__ = [
+    "due_deliveries",
+    "get_delivery",
+    "list_attempts",
+    "list_deliveries",
+    "next_due_at",
+    "record_attempt",
+    "reset_for_retry",
+]
+
+_SENDABLE = (
+    "SELECT d.id, d.event_id, d.merchant_id, d.endpoint_id, d.url, d.attempts, e.body, e.type AS event_type,"
+    " w.secret, w.old_secret, w.old_secret_expires_at, m.webhook_secret"
+    " FROM deliveries d JOIN events e ON e.id = d.event_id JOIN merchants m ON m.id = d.merchant_id"
+    " LEFT JOIN webhook_endpoints w ON w.id = d.endpoint_id"
+)
+
+
+def due_deliveries(tx: Tx, *, now: int, limit: int, exclude: Collection[str]) -> list[Row]:
+    """Pending deliveries whose time has come, oldest first, with what is needed to sign and send them."""
+    rows = tx.all(
+        _SENDABLE + " WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?",
+        (now, limit + len(exclude)),
+    )
+    return [r for r in rows if r["id"] not in exclude][:limit]
+
+
+def next_due_at(tx: Tx) -> int | None:
+    row = tx.one("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def record_attempt(
+    tx: Tx,
+    delivery_id: str,
+    *,
+    attempt: int,
+    now: int,
+    status: str,
+    status_code: int | None,
+    error: str | None,
+    duration_ms: int,
+    next_attempt_at: int | None,
+) -> None:
+    # The log numbers attempts over the delivery's whole life (manual retries continue the count).
+    tx.execute(
+        "INSERT INTO delivery_attempts (delivery_id, attempt, at, status_code, error, duration_ms)"
+        " VALUES (?, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM delivery_attempts WHERE delivery_id = ?),"
+        " ?, ?, ?, ?)",
+        (delivery_id, delivery_id, now, status_code, error, duration_ms),
+    )
+    tx.execute(
+        "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?,"
+        " last_error = ?, updated_at = ?, succeeded_at = CASE WHEN ? = 'succeeded' THEN ? ELSE succeeded_at END"
+        " WHERE id = ? AND status = 'pending'",
+        (status, attempt, next_attempt_at, status_code, error, now, status, now, delivery_id),
+    )
+
+
+def get_delivery(tx: Tx, merchant_id: str, delivery_id: str) -> Row | None:
+    return tx.one(
+        "SELECT d.*, e.type AS event_type FROM deliveries d JOIN events e ON e.id = d.event_id"
+        " WHERE d.id = ? AND d.merchant_id = ?",
+        (delivery_id, merchant_id),
+    )
+
+
+def list_deliveries(
+    tx: Tx, merchant_id: str, *, status: str | None, event_id: str | None, before: str | None, limit: int
+) -> list[Row]:
+    where = ["d.merchant_id = ?"]
+    params: list[object] = [merchant_id]
+    if status is not None:
+        where.append("d.status = ?")
+        params.append(status)
+    if event_id is not None:
+        where.append("d.event_id = ?")
+        params.append(event_id)
+    if before is not None:
+        where.append("(d.created_at, d.id) < (SELECT created_at, id FROM deliveries WHERE id = ?)")
+        params.append(before)
+    params.append(limit)
+    return tx.all(
+        "SELECT d.*, e.type AS event_type FROM deliveries d JOIN events e ON e.id = d.event_id"
+        f" WHERE {' AND '.join(where)} ORDER BY d.created_at DESC, d.id DESC LIMIT ?",
+        params,
+    )
+
+
+def list_attempts(tx: Tx, delivery_id: str) -> list[Row]:
+    return tx.all("SELECT * FROM delivery_attempts WHERE delivery_id = ? ORDER BY attempt", (delivery_id,))
+
+
+def reset_for_retry(tx: Tx, delivery_id: str, *, now: int) -> None:
+    """A manual redelivery: pending again, due now. Its attempt log is kept; numbering continues."""
+    tx.execute(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?, attempts = 0 WHERE id = ?",
+        (now, now, delivery_id),
+    )

@@ -1,0 +1,118 @@
+"""The one seam for outbound webhook HTTP: a `WebhookTransport` protocol and the aiohttp implementation.
+
+The aiohttp transport never follows redirects, reads at most 64 KiB of a response, and checks
+the addresses a host name resolves to (after DNS, at connect time, so a rebinding name cannot
+slip through) unless private targets are allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from bridge.core.ssrf import check_target, is_forbidden_address
+
+__all__ = ["AiohttpTransport", "ForbiddenTarget", "TransportResult", "WebhookTransport", "parse_retry_after"]
+
+MAX_RESPONSE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TransportResult:
+    status: int | None  # HTTP status, or None when no response came
+    retry_after: float | None  # seconds, from a Retry-After header
+    error: str | None  # "timeout", "network_error: …", "forbidden_target: …"
+    elapsed_ms: float
+
+
+class WebhookTransport(Protocol):
+    async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> TransportResult: ...
+
+    async def close(self) -> None: ...
+
+
+class ForbiddenTarget(OSError):
+    """A webhook host resolved to an address we refuse to call."""
+
+
+class _GuardedResolver(AbstractResolver):
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        bad = [r["host"] for r in results if is_forbidden_address(r["host"])]
+        if bad:
+            raise ForbiddenTarget(f"forbidden_target: {host} resolves to {bad[0]}")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class AiohttpTransport:
+    def __init__(self, *, allow_private: bool, user_agent: str = "Paybridge-Webhooks/0.1") -> None:
+        self._allow_private = allow_private
+        self._user_agent = user_agent
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            resolver: AbstractResolver = DefaultResolver() if self._allow_private else _GuardedResolver()
+            connector = aiohttp.TCPConnector(resolver=resolver, limit=0, limit_per_host=0, ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self._session
+
+    async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> TransportResult:
+        started = time.perf_counter()
+
+        def done(status: int | None, error: str | None, retry_after: float | None = None) -> TransportResult:
+            return TransportResult(status, retry_after, error, (time.perf_counter() - started) * 1000)
+
+        refused = check_target(url, [], allow_private=self._allow_private)
+        if refused:
+            return done(None, refused)
+        all_headers: dict[str, Any] = {"user-agent": self._user_agent, "content-type": "application/json", **headers}
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._client().post(url, data=body, headers=all_headers, allow_redirects=False) as resp:
+                    await resp.content.read(MAX_RESPONSE)
+                    return done(resp.status, None, parse_retry_after(resp.headers.get("Retry-After"), time.time()))
+        except TimeoutError:
+            return done(None, "timeout")
+        except aiohttp.ClientConnectorError as e:
+            cause = e.os_error if isinstance(e.os_error, ForbiddenTarget) else None
+            return done(None, str(cause) if cause else f"network_error: {e.os_error.strerror or e}")
+        except ForbiddenTarget as e:
+            return done(None, str(e))
+        except (aiohttp.ClientError, OSError, ValueError) as e:
+            return done(None, f"network_error: {type(e).__name__}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,115 @@
+"""Webhook endpoints, the delivery log with manual redelivery, and the delivery worker's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bridge.core.ssrf import check_target
+from bridge.errors import BadRequest
+from bridge.services import endpoints as service
+from bridge.services.delivery import DeliveryWorker
+from bridge.services.events import EVENT_TYPES
+from bridge.transport import AiohttpTransport
+from bridge.web.auth import require_merchant
+from bridge.web.keys import CTX
+from bridge.web.validation import Body, check_url, query_int, read_json
+
+__all__ = ["add_routes", "delivery_worker_ctx"]
+
+DELIVERY_STATUSES = ("pending", "succeeded", "failed", "disabled")
+
+
+async def create_endpoint(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    merchant_id = await require_merchant(request)
+    body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"url", "event_types"})
+    url = check_url(body.str("url", max_len=2048) or "")
+    refused = check_target(url, [], allow_private=ctx.settings.allow_private_webhooks)
+    if refused:
+        raise BadRequest(
+            f"webhooks to loopback, private or metadata addresses are refused ({refused}); "
+            "set PAYBRIDGE_ALLOW_PRIVATE_WEBHOOKS=1 for a local setup",
+            "forbidden_webhook_target",
+        )
+    types = body.str_list("event_types", choices=EVENT_TYPES, max_items=len(EVENT_TYPES)) or []
+    return web.json_response(await service.create_endpoint(ctx, merchant_id, url, types), status=201)
+
+
+async def list_endpoints(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    merchant_id = await require_merchant(request)
+    return web.json_response({"data": await service.list_endpoints(ctx, merchant_id)})
+
+
+async def get_endpoint(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    merchant_id = await require_merchant(request)
+    return web.json_response(await service.get_endpoint(ctx, merchant_id, request.match_info["id"]))
+
+
+async def delete_endpoint(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    merchant_id = await require_merchant(request)
+    return web.json_response(await service.delete_endpoint(ctx, merchant_id, request.match_info["id"]))
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    merchant_id = await require_merchant(request)
+    return web.json_response(await service.rotate_secret(ctx, merchant_id, request.match_info["id"]))
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    merchant_id = await require_merchant(request)
+    status = request.query.get("status")
+    if status is not None and status not in DELIVERY_STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(DELIVERY_STATUSES)}", "invalid_query")
+    page = await service.list_deliveries(
+        ctx,
+        merchant_id,
+        status=status,
+        event_id=request.query.get("event_id"),
+        before=request.query.get("starting_after"),
+        limit=query_int(request, "limit", 50, minimum=1, maximum=500),
+    )
+    return web.json_response(page)
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    merchant_id = await require_merchant(request)
+    return web.json_response(await service.get_delivery(ctx, merchant_id, request.match_info["id"]))
+
+
+async def retry_delivery(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    merchant_id = await require_merchant(request)
+    return web.json_response(await service.retry_delivery(ctx, merchant_id, request.match_info["id"]))
+
+
+async def delivery_worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """aiohttp cleanup_ctx: the delivery worker and its HTTP transport live as long as the app."""
+    ctx = app[CTX]
+    transport = AiohttpTransport(allow_private=ctx.settings.allow_private_webhooks)
+    task = asyncio.create_task(DeliveryWorker(ctx, transport).run(), name="webhook-worker")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await transport.close()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/webhook-endpoints", create_endpoint)
+    app.router.add_get("/v1/webhook-endpoints", list_endpoints)
+    app.router.add_get("/v1/webhook-endpoints/{id}", get_endpoint)
+    app.router.add_delete("/v1/webhook-endpoints/{id}", delete_endpoint)
+    app.router.add_post("/v1/webhook-endpoints/{id}/rotate-secret", rotate_secret)
+    app.router.add_get("/v1/deliveries", list_deliveries)
+    app.router.add_get("/v1/deliveries/{id}", get_delivery)
+    app.router.add_post("/v1/deliveries/{id}/retry", retry_delivery)
