@@ -294,3 +294,32 @@ async def running_receiver(status: int = 200) -> AsyncIterator[Receiver]:
 
 make_settings.__test__ = False  # type: ignore[attr-defined]
 test_settings = make_settings  # older name, kept for helpers' tests
+
+
+@asynccontextmanager
+async def running_handler(handler: Any) -> AsyncIterator[str]:
+    """A one-route HTTP server on loopback answering every POST with `handler`; yields its base URL."""
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert site._server is not None
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def eventually(fetch: Any, predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Call `await fetch()` until `predicate(result)` holds (bounded); return the last result."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await fetch()
+        if predicate(result):
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not reached within {timeout}s; last: {result!r}"[:2000])
+        await asyncio.sleep(interval)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,15 @@ from bridge.core.backoff import RetryPolicy
 from bridge.core.ssrf import check_target, is_forbidden_address
 from bridge.services.delivery import classify
 from bridge.transport import TransportResult, parse_retry_after
-from tests.harness import Receiver, RunningBridge, make_settings, running_bridge, running_receiver
+from tests.harness import (
+    Receiver,
+    RunningBridge,
+    eventually,
+    make_settings,
+    running_bridge,
+    running_handler,
+    running_receiver,
+)
 
 
 async def _endpoint(bridge: RunningBridge, key: str, url: str, **body: Any) -> dict[str, Any]:
@@ -35,6 +44,19 @@ async def _paid_order(bridge: RunningBridge, key: str, **order: Any) -> tuple[di
     ack = await device.pay(o["pay_amount_cents"], channel="wechat", package="com.tencent.mm")
     await device.close()
     return o, ack
+
+
+async def _page(bridge: RunningBridge, key: str, path: str) -> dict[str, Any]:
+    status, out = await bridge.call("GET", path, token=key)
+    assert status == 200, out
+    return dict(out)
+
+
+async def _deliveries(bridge: RunningBridge, key: str, status: str) -> dict[str, Any]:
+    """Wait until at least one delivery has `status`; return that page."""
+    return dict(
+        await eventually(lambda: _page(bridge, key, f"/v1/deliveries?status={status}"), lambda p: bool(p["data"]))
+    )
 
 
 def _verify(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -100,11 +122,7 @@ async def test_exhausted_retries_fail_and_manual_retry_redelivers(bridge: Runnin
         await _endpoint(bridge, m["api_key"], rec.url, event_types=["order.paid"])
         await _paid_order(bridge, m["api_key"])
         await rec.wait_for(lambda: len(rec.requests) == 3)  # the test schedule has three attempts
-        for _ in range(50):
-            _, page = await bridge.call("GET", "/v1/deliveries?status=failed", token=m["api_key"])
-            if page["data"]:
-                break
-            await asyncio.sleep(0.05)
+        page = await _deliveries(bridge, m["api_key"], "failed")
         delivery = page["data"][0]
         assert delivery["attempts"] == 3 and delivery["last_status_code"] == 503
         rec.status = 200
@@ -142,25 +160,17 @@ async def test_a_hanging_endpoint_does_not_delay_others(tmp_path: Path) -> None:
         await hang.wait()
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", never)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     settings = replace(make_settings(tmp_path / "d"), webhook_timeout=30.0)
     try:
-        async with running_bridge(settings) as b, running_receiver() as ok:
+        async with running_handler(never) as slow, running_bridge(settings) as b, running_receiver() as ok:
             m = await b.merchant()
-            await _endpoint(b, m["api_key"], f"http://127.0.0.1:{port}/slow", event_types=["order.paid"])
+            await _endpoint(b, m["api_key"], f"{slow}/slow", event_types=["order.paid"])
             await _endpoint(b, m["api_key"], ok.url, event_types=["order.paid"])
             for _ in range(6):  # more than the per-target limit of in-flight requests to the hanging host
                 await _paid_order(b, m["api_key"])
             await ok.wait_for(lambda: len(ok.requests) == 6, timeout=10)
     finally:
         hang.set()
-        await runner.cleanup()
 
 
 async def test_timeout_is_an_error_and_retried(tmp_path: Path) -> None:
@@ -173,27 +183,14 @@ async def test_timeout_is_an_error_and_retried(tmp_path: Path) -> None:
             await asyncio.sleep(2)
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", slow)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with running_bridge(replace(make_settings(tmp_path / "d"), webhook_timeout=0.3)) as b:
-            m = await b.merchant()
-            await _endpoint(b, m["api_key"], f"http://127.0.0.1:{port}/x", event_types=["order.paid"])
-            await _paid_order(b, m["api_key"])
-            for _ in range(100):
-                _, page = await b.call("GET", "/v1/deliveries?status=succeeded", token=m["api_key"])
-                if page["data"]:
-                    break
-                await asyncio.sleep(0.05)
-            _, full = await b.call("GET", f"/v1/deliveries/{page['data'][0]['id']}", token=m["api_key"])
-            assert full["attempt_log"][0]["error"] == "timeout" and len(calls) >= 2
-    finally:
-        await runner.cleanup()
+    settings = replace(make_settings(tmp_path / "d"), webhook_timeout=0.3)
+    async with running_handler(slow) as url, running_bridge(settings) as b:
+        m = await b.merchant()
+        await _endpoint(b, m["api_key"], f"{url}/x", event_types=["order.paid"])
+        await _paid_order(b, m["api_key"])
+        page = await _deliveries(b, m["api_key"], "succeeded")
+        _, full = await b.call("GET", f"/v1/deliveries/{page['data'][0]['id']}", token=m["api_key"])
+        assert full["attempt_log"][0]["error"] == "timeout" and len(calls) >= 2
 
 
 async def test_redirects_are_not_followed(bridge: RunningBridge) -> None:
@@ -204,25 +201,12 @@ async def test_redirects_are_not_followed(bridge: RunningBridge) -> None:
         async def redirect(request: web.Request) -> web.Response:
             raise web.HTTPFound(target.url)
 
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", redirect)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            await _endpoint(bridge, m["api_key"], f"http://127.0.0.1:{port}/r", event_types=["order.paid"])
+        async with running_handler(redirect) as url:
+            await _endpoint(bridge, m["api_key"], f"{url}/r", event_types=["order.paid"])
             await _paid_order(bridge, m["api_key"])
-            for _ in range(100):
-                _, page = await bridge.call("GET", "/v1/deliveries?status=failed", token=m["api_key"])
-                if page["data"]:
-                    break
-                await asyncio.sleep(0.05)
+            page = await _deliveries(bridge, m["api_key"], "failed")
             assert page["data"][0]["last_status_code"] == 302
             assert target.requests == []
-        finally:
-            await runner.cleanup()
 
 
 async def test_ssrf_targets_are_refused_by_default(tmp_path: Path) -> None:
@@ -253,11 +237,7 @@ async def test_ssrf_targets_are_refused_by_default(tmp_path: Path) -> None:
         if not all(is_forbidden_address(a) for a in addrs):
             pytest.skip("this machine's hostname does not resolve to a private address")
         await _paid_order(b, m["api_key"], notify_url=f"http://{name}:{port}/hook")
-        for _ in range(100):
-            _, page = await b.call("GET", "/v1/deliveries?status=failed", token=m["api_key"])
-            if page["data"]:
-                break
-            await asyncio.sleep(0.05)
+        page = await _deliveries(b, m["api_key"], "failed")
         assert page["data"][0]["last_error"].startswith("forbidden_target")
         assert rec.requests == []
 
@@ -319,38 +299,25 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("soon", 0) is None
 
 
-async def test_retry_after_is_honoured(tmp_path: Path) -> None:
+async def test_retry_after_is_honoured(bridge: RunningBridge) -> None:
     """A 503 with Retry-After: 3600 schedules the next attempt an hour away, not on the short test schedule."""
-    async with running_bridge(make_settings(tmp_path / "d")) as b:
-        m = await b.merchant()
+    m = await bridge.merchant()
 
-        async def busy(request: web.Request) -> web.Response:
-            return web.Response(status=503, headers={"Retry-After": "3600"})
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": "3600"})
 
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", busy)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            await _endpoint(b, m["api_key"], f"http://127.0.0.1:{port}/x", event_types=["order.paid"])
-            await _paid_order(b, m["api_key"])
-            for _ in range(100):
-                _, page = await b.call("GET", "/v1/deliveries?status=pending", token=m["api_key"])
-                if page["data"] and page["data"][0]["attempts"] == 1:
-                    break
-                await asyncio.sleep(0.05)
-            d = page["data"][0]
-            assert d["last_status_code"] == 503
-            from datetime import datetime
-
-            nxt = datetime.fromisoformat(d["next_attempt_at"].replace("Z", "+00:00")).timestamp()
-            upd = datetime.fromisoformat(d["updated_at"].replace("Z", "+00:00")).timestamp()
-            assert 3500 < nxt - upd < 3700
-        finally:
-            await runner.cleanup()
+    async with running_handler(busy) as url:
+        await _endpoint(bridge, m["api_key"], f"{url}/x", event_types=["order.paid"])
+        await _paid_order(bridge, m["api_key"])
+        page = await eventually(
+            lambda: _page(bridge, m["api_key"], "/v1/deliveries?status=pending"),
+            lambda p: bool(p["data"]) and p["data"][0]["attempts"] == 1,
+        )
+        d = page["data"][0]
+        assert d["last_status_code"] == 503
+        nxt = datetime.fromisoformat(d["next_attempt_at"].replace("Z", "+00:00")).timestamp()
+        upd = datetime.fromisoformat(d["updated_at"].replace("Z", "+00:00")).timestamp()
+        assert 3500 < nxt - upd < 3700
 
 
 async def test_rotation_signs_with_both_secrets(bridge: RunningBridge) -> None:
