@@ -159,6 +159,8 @@ class DeliveryWorker:
                 endpoints_store.disable_endpoint(tx, row["endpoint_id"], now=now, reason="gone")
 
         await self.ctx.db.write(op)
+        if outcome.status == "pending":
+            self.ctx.bus.deliveries.set()  # let the loop re-plan its wait around the new due time
         self.ctx.metrics.webhook_attempts.labels(outcome.metric).inc()
         log.info(
             "webhook." + ("delivered" if outcome.status == "succeeded" else "attempt_failed"),

@@ -31,7 +31,15 @@ class EventBus:
 
     def __init__(self) -> None:
         self.deliveries = asyncio.Event()
+        self.closed = False
         self._streams: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    def close(self) -> None:
+        """The app is shutting down: wake every stream so it can end."""
+        self.closed = True
+        for events in self._streams.values():
+            for ev in events:
+                ev.set()
 
     def announce(self, merchant_id: str, with_deliveries: bool) -> None:
         if with_deliveries:

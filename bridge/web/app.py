@@ -105,6 +105,7 @@ def create_app(
         module.add_routes(app)
 
     async def close_devices(app: web.Application) -> None:
+        app[CTX].bus.close()
         await app[HUB].close_all()
 
     app.on_shutdown.append(close_devices)

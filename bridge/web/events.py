@@ -40,7 +40,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     )
     await resp.prepare(request)
     try:
-        while True:
+        while not ctx.bus.closed:
             wake.clear()
             rows, has_more = await service.list_events(ctx, merchant_id, after=after, limit=500)
             for r in rows:

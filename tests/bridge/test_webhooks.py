@@ -161,16 +161,17 @@ async def test_a_hanging_endpoint_does_not_delay_others(tmp_path: Path) -> None:
         return web.Response()
 
     settings = replace(make_settings(tmp_path / "d"), webhook_timeout=30.0)
-    try:
-        async with running_handler(never) as slow, running_bridge(settings) as b, running_receiver() as ok:
-            m = await b.merchant()
-            await _endpoint(b, m["api_key"], f"{slow}/slow", event_types=["order.paid"])
-            await _endpoint(b, m["api_key"], ok.url, event_types=["order.paid"])
-            for _ in range(6):  # more than the per-target limit of in-flight requests to the hanging host
-                await _paid_order(b, m["api_key"])
-            await ok.wait_for(lambda: len(ok.requests) == 6, timeout=10)
-    finally:
-        hang.set()
+    async with running_handler(never) as slow:
+        try:
+            async with running_bridge(settings) as b, running_receiver() as ok:
+                m = await b.merchant()
+                await _endpoint(b, m["api_key"], f"{slow}/slow", event_types=["order.paid"])
+                await _endpoint(b, m["api_key"], ok.url, event_types=["order.paid"])
+                for _ in range(6):  # more than the per-target limit of in-flight requests to the hanging host
+                    await _paid_order(b, m["api_key"])
+                await ok.wait_for(lambda: len(ok.requests) == 6, timeout=10)
+        finally:
+            hang.set()
 
 
 async def test_timeout_is_an_error_and_retried(tmp_path: Path) -> None:
