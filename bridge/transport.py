@@ -44,8 +44,10 @@ class ForbiddenTarget(OSError):
 
 
 class _GuardedResolver(AbstractResolver):
-    def __init__(self) -> None:
-        self._inner = DefaultResolver()
+    """Resolves with `inner`, then refuses the whole answer if any address is forbidden."""
+
+    def __init__(self, inner: AbstractResolver) -> None:
+        self._inner = inner
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -75,14 +77,25 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 class AiohttpTransport:
-    def __init__(self, *, allow_private: bool, user_agent: str = "Paybridge-Webhooks/0.1") -> None:
+    """One shared `aiohttp.ClientSession`; `resolver` replaces the system DNS (tests use it to point a
+    public-looking name at a loopback receiver)."""
+
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        user_agent: str = "Paybridge-Webhooks/0.1",
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self._allow_private = allow_private
         self._user_agent = user_agent
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            resolver: AbstractResolver = DefaultResolver() if self._allow_private else _GuardedResolver()
+            inner = self._resolver or DefaultResolver()
+            resolver = inner if self._allow_private else _GuardedResolver(inner)
             connector = aiohttp.TCPConnector(resolver=resolver, limit=0, limit_per_host=0, ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session

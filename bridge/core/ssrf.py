@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-__all__ = ["check_target", "is_forbidden_address", "literal_address"]
+__all__ = ["check_target", "is_forbidden_address", "legacy_ipv4", "literal_address"]
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
@@ -39,8 +39,39 @@ def literal_address(url: str) -> str | None:
     try:
         ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
+        pass
+    else:
+        return host
+    return legacy_ipv4(host)
+
+
+def legacy_ipv4(host: str) -> str | None:
+    """The address of a legacy numeric IPv4 form that C resolvers accept ("2130706433", "127.1",
+    "0x7f.0.0.1", "0177.0.0.1"), in dotted quads; None if `host` is not one."""
+    parts = host.lower().split(".")
+    if not 1 <= len(parts) <= 4:
         return None
-    return host
+    values: list[int] = []
+    for part in parts:
+        try:
+            if part.startswith("0x"):
+                values.append(int(part[2:], 16))
+            elif len(part) > 1 and part.startswith("0"):
+                values.append(int(part[1:], 8))
+            elif part.isdigit():
+                values.append(int(part))
+            else:
+                return None
+        except ValueError:
+            return None
+    # The last part fills every remaining byte: a.b.c.d, a.b.c(16 bits), a.b(24 bits), a(32 bits).
+    last_bits = 8 * (5 - len(values))
+    if any(v > 255 for v in values[:-1]) or values[-1] >= 1 << last_bits:
+        return None
+    number = values[-1]
+    for i, v in enumerate(values[:-1]):
+        number |= v << (24 - 8 * i)
+    return str(ipaddress.IPv4Address(number))
 
 
 def check_target(url: str, resolved: list[str], *, allow_private: bool) -> str | None:

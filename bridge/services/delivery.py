@@ -1,16 +1,24 @@
 """The webhook delivery worker: signs and sends due deliveries, records outcomes, schedules retries.
 
+One loop loads what is due and starts a task per delivery without waiting for any of them
+(pipelining); each task waits for a slot on its host (`PER_TARGET` in flight) and a global slot
+(`settings.webhook_concurrency`), so a slow or dead endpoint only ever holds its own slots. A
+delivery is "in flight" from the moment it is loaded until its outcome is committed, and is never
+loaded twice meanwhile. Finished attempts go to one recorder that writes every outcome waiting at
+that moment in a single transaction.
+
 At-least-once: an outcome is recorded after the HTTP exchange; a crash between a receiver's 2xx
 and the recording means the delivery is sent again, with the same `webhook-id`. Receivers dedupe.
+On shutdown the attempts that already finished are still recorded (under `asyncio.shield`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import structlog
@@ -23,31 +31,38 @@ from bridge.store import endpoints as endpoints_store
 from bridge.store.database import Row, Tx
 from bridge.transport import TransportResult, WebhookTransport
 
-__all__ = ["DeliveryWorker", "Outcome", "classify", "live_secrets"]
+__all__ = ["PER_TARGET", "DeliveryWorker", "Outcome", "classify", "live_secrets"]
 
 log = structlog.get_logger("bridge.webhooks")
-PER_TARGET = 4  # deliveries in flight to one host at most: a slow endpoint cannot starve the others
+
+PER_TARGET = 4  # requests in flight to one host at most: a slow endpoint cannot starve the others
+QUEUED_PER_TARGET = 16  # deliveries held in memory per endpoint / notify URL (sending or waiting)
+BATCH = 500  # deliveries loaded per query
+POLL_S = 1.0  # the longest the loop sleeps without looking at the database
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: str  # the delivery's new status
+    status: str  # the delivery's new status: succeeded, pending (retry later), failed, disabled
     metric: str  # success, http_error, timeout, network_error, gone, forbidden_target
     next_in: float | None  # seconds to the next attempt when still pending
     disable_endpoint: bool = False
 
 
 def classify(result: TransportResult, *, attempt: int, policy: RetryPolicy, rng: random.Random) -> Outcome:
-    """What one attempt's result means for the delivery (pure)."""
+    """What the result of attempt number `attempt` means for the delivery (pure)."""
     if result.status is not None and 200 <= result.status < 300:
         return Outcome("succeeded", "success", None)
     if result.status == 410:
         return Outcome("disabled", "gone", None, disable_endpoint=True)
     if result.error and result.error.startswith("forbidden_target"):
         return Outcome("failed", "forbidden_target", None)  # a configuration problem: retrying cannot help
-    metric = (
-        "http_error" if result.status is not None else ("timeout" if result.error == "timeout" else "network_error")
-    )
+    if result.status is not None:
+        metric = "http_error"
+    elif result.error == "timeout":
+        metric = "timeout"
+    else:
+        metric = "network_error"
     wait = delay_for(attempt + 1, policy, rng, result.retry_after)
     if wait is None:
         return Outcome("failed", metric, None)
@@ -65,111 +80,240 @@ def live_secrets(row: Row, now: int) -> list[str]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One finished HTTP attempt, waiting to be recorded."""
+
+    row: Row
+    result: TransportResult
+    outcome: Outcome
+    at: int  # Unix ms when it finished
+
+    @property
+    def number(self) -> int:
+        return int(self.row["attempts"]) + 1
+
+    @property
+    def next_attempt_at(self) -> int | None:
+        return None if self.outcome.next_in is None else self.at + int(self.outcome.next_in * 1000)
+
+    @property
+    def error(self) -> str | None:
+        if self.result.error or self.outcome.status == "succeeded":
+            return self.result.error
+        return f"HTTP {self.result.status}"
+
+
+@dataclass
+class _Target:
+    slots: asyncio.Semaphore
+    users: int = 0
+
+
+@dataclass
+class _Recorder:
+    finished: list[_Attempt] = field(default_factory=list)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False
+
+
 class DeliveryWorker:
-    def __init__(self, ctx: Context, transport: WebhookTransport, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        transport: WebhookTransport,
+        rng: random.Random | None = None,
+        *,
+        per_target: int = PER_TARGET,
+    ) -> None:
         self.ctx = ctx
         self.transport = transport
         self.rng = rng or random.Random()
         self.policy = RetryPolicy(schedule=ctx.settings.schedule())
+        self.per_target = per_target
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._global = asyncio.Semaphore(ctx.settings.webhook_concurrency)
-        self._per_target: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(PER_TARGET))
+        self._targets: dict[str, _Target] = {}
+        self._recorder = _Recorder()
+        self._gone: set[str] = set()  # endpoints that answered 410 Gone (disabled in the database)
+
+    @property
+    def in_flight(self) -> frozenset[str]:
+        """Ids of the deliveries loaded and not yet recorded."""
+        return frozenset(self._in_flight)
 
     async def run(self) -> None:
-        bus = self.ctx.bus
+        """Deliver until cancelled; then stop sending and record what already finished."""
+        recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
         try:
-            while True:
-                bus.deliveries.clear()
-                now = self.ctx.clock.now_ms()
-                exclude = set(self._in_flight)
-
-                def load(tx: Tx, now: int = now, exclude: set[str] = exclude) -> tuple[list[Row], int | None]:
-                    return store.due_deliveries(tx, now=now, limit=500, exclude=exclude), store.next_due_at(tx)
-
-                try:
-                    due, next_at = await self.ctx.db.read(load)
-                except Exception as e:  # the database may be busy: try again shortly
-                    log.warning("webhook.load_failed", error=repr(e))
-                    due, next_at = [], None
-                for row in due:
-                    self._in_flight.add(row["id"])
-                    task = asyncio.create_task(self._deliver(row), name="webhook-delivery")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                wait = 1.0
-                if next_at is not None and not due:
-                    wait = min(1.0, max(0.0, (next_at - self.ctx.clock.now_ms()) / 1000))
-                if due and len(due) == 500:
-                    wait = 0.0
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(bus.deliveries.wait(), wait)
+            await self._dispatch_loop()
         finally:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._recorder.stopping = True
+            self._recorder.ready.set()
+            await asyncio.shield(recorder)
+
+    async def _dispatch_loop(self) -> None:
+        bus = self.ctx.bus
+        while True:
+            bus.deliveries.clear()  # before the query: a wake-up during it is not lost
+            now = self.ctx.clock.now_ms()
+            exclude = frozenset(self._in_flight)
+
+            def load(tx: Tx, now: int = now, exclude: frozenset[str] = exclude) -> tuple[list[Row], int | None]:
+                due = store.due_deliveries(tx, now=now, limit=BATCH, per_target=QUEUED_PER_TARGET, exclude=exclude)
+                return due, store.next_due_after(tx, now)
+
+            try:
+                due, next_at = await self.ctx.db.read(load)
+            except Exception as e:  # the database may be busy: try again shortly
+                log.warning("webhook.load_failed", error=repr(e))
+                due, next_at = [], None
+            for row in due:
+                self._in_flight.add(str(row["id"]))
+                task = asyncio.create_task(self._deliver(row), name=f"webhook-delivery-{row['id']}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if len(due) >= BATCH:
+                await asyncio.sleep(0)  # more are due: load the next batch right away
+                continue
+            wait = POLL_S
+            if next_at is not None:
+                wait = min(wait, max(0.0, (next_at - self.ctx.clock.now_ms()) / 1000))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the event is set, and the worker would never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await bus.deliveries.wait()
 
     async def _deliver(self, row: Row) -> None:
-        target = urlsplit(row["url"]).netloc
+        host = urlsplit(str(row["url"])).netloc.lower()
+        target = self._targets.get(host)
+        if target is None:
+            target = self._targets[host] = _Target(asyncio.Semaphore(self.per_target))
+        target.users += 1
+        endpoint_id = row["endpoint_id"]
         try:
-            async with self._per_target[target], self._global:
+            async with target.slots, self._global:  # the host's slot first: waiting for it holds no global slot
+                if endpoint_id is not None and endpoint_id in self._gone:
+                    # It answered 410 while this one waited: the recorder disables this delivery too.
+                    self._in_flight.discard(str(row["id"]))
+                    return
                 result = await self._send(row)
-            outcome = classify(result, attempt=row["attempts"] + 1, policy=self.policy, rng=self.rng)
-            # Record even if we are being cancelled now: the attempt happened.
-            await asyncio.shield(self._record(row, result, outcome))
-        except asyncio.CancelledError:
+            attempt = _Attempt(
+                row,
+                result,
+                classify(result, attempt=int(row["attempts"]) + 1, policy=self.policy, rng=self.rng),
+                self.ctx.clock.now_ms(),
+            )
+            if attempt.outcome.disable_endpoint and endpoint_id is not None:
+                self._gone.add(str(endpoint_id))
+            # Handed to the recorder synchronously: from here on a cancellation cannot lose it.
+            self._recorder.finished.append(attempt)
+            self._recorder.ready.set()
+        except BaseException:
+            self._in_flight.discard(str(row["id"]))  # not sent (or sent without an answer): due again
             raise
-        except Exception as e:
-            log.error("webhook.delivery_crashed", delivery_id=row["id"], error=repr(e))
         finally:
-            self._in_flight.discard(row["id"])
+            target.users -= 1
+            if target.users == 0:
+                del self._targets[host]
 
     async def _send(self, row: Row) -> TransportResult:
         now = self.ctx.clock.now_ms()
         timestamp = now // 1000
         body = str(row["body"]).encode()
-        headers = {
-            "webhook-id": str(row["event_id"]),
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(live_secrets(row, now), str(row["event_id"]), timestamp, body),
-        }
-        result = await self.transport.send(str(row["url"]), headers, body, self.ctx.settings.webhook_timeout)
+        event_id = str(row["event_id"])
+        try:
+            headers = {
+                "webhook-id": event_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": signature_header(live_secrets(row, now), event_id, timestamp, body),
+            }
+            result = await self.transport.send(str(row["url"]), headers, body, self.ctx.settings.webhook_timeout)
+        except Exception as e:  # a bug or a broken secret: an attempt that failed, retried on schedule
+            log.error("webhook.send_crashed", delivery_id=row["id"], error=repr(e))
+            return TransportResult(None, None, f"internal_error: {type(e).__name__}", 0.0)
         self.ctx.metrics.webhook_seconds.observe(result.elapsed_ms / 1000)
         return result
 
-    async def _record(self, row: Row, result: TransportResult, outcome: Outcome) -> None:
-        now = self.ctx.clock.now_ms()
-        attempt = row["attempts"] + 1
-        next_at = None if outcome.next_in is None else now + int(outcome.next_in * 1000)
-        error = result.error or (None if outcome.status == "succeeded" else f"HTTP {result.status}")
+    async def _record_loop(self) -> None:
+        rec = self._recorder
+        while True:
+            if not rec.finished:
+                if rec.stopping:
+                    return
+                rec.ready.clear()
+                await rec.ready.wait()
+                continue
+            batch, rec.finished = rec.finished, []
+            try:
+                await self._record(batch)
+            except Exception as e:  # never let the recorder die: nothing would be recorded after it
+                log.error("webhook.recorder_crashed", error=repr(e))
 
-        def op(tx: Tx) -> None:
-            store.record_attempt(
-                tx,
-                row["id"],
-                attempt=attempt,
-                now=now,
-                status=outcome.status,
-                status_code=result.status,
-                error=error,
-                duration_ms=int(result.elapsed_ms),
-                next_attempt_at=next_at,
-            )
-            if outcome.disable_endpoint and row["endpoint_id"] is not None:
-                endpoints_store.disable_endpoint(tx, row["endpoint_id"], now=now, reason="gone")
+    async def _record(self, batch: list[_Attempt]) -> None:
+        """Record a batch of outcomes in one transaction (one by one if that fails, so one bad row
+        cannot lose the others)."""
+        try:
+            await self.ctx.db.write(functools.partial(_apply, batch))
+            recorded = batch
+        except Exception as e:
+            log.warning("webhook.record_batch_failed", size=len(batch), error=repr(e))
+            recorded = []
+            for a in batch:
+                try:
+                    await self.ctx.db.write(functools.partial(_apply, [a]))
+                    recorded.append(a)
+                except Exception as e2:  # left pending: it will be sent again (at-least-once)
+                    log.error("webhook.record_failed", delivery_id=a.row["id"], error=repr(e2))
+        for a in batch:
+            self._in_flight.discard(str(a.row["id"]))
+        # Re-plan: retries may be due soon, and a host's backlog may have room again.
+        self.ctx.bus.deliveries.set()
+        for a in recorded:
+            self._report(a)
 
-        await self.ctx.db.write(op)
-        if outcome.status == "pending":
-            self.ctx.bus.deliveries.set()  # let the loop re-plan its wait around the new due time
-        self.ctx.metrics.webhook_attempts.labels(outcome.metric).inc()
+    def _report(self, a: _Attempt) -> None:
+        self.ctx.metrics.webhook_attempts.labels(a.outcome.metric).inc()
+        event = {
+            "succeeded": "webhook.delivered",
+            "pending": "webhook.retry",
+            "failed": "webhook.failed",
+            "disabled": "webhook.endpoint_disabled",
+        }[a.outcome.status]
         log.info(
-            "webhook." + ("delivered" if outcome.status == "succeeded" else "attempt_failed"),
-            delivery_id=row["id"],
-            event_id=row["event_id"],
-            event_type=row["event_type"],
-            attempt=attempt,
-            status_code=result.status,
-            error=result.error,
-            next_status=outcome.status,
-            wait_s=outcome.next_in,
+            event,
+            delivery_id=a.row["id"],
+            event_id=a.row["event_id"],
+            event_type=a.row["event_type"],
+            endpoint_id=a.row["endpoint_id"],
+            attempt=a.number,
+            status_code=a.result.status,
+            error=a.result.error,
+            wait_s=a.outcome.next_in,
         )
+
+
+def _apply(batch: list[_Attempt], tx: Tx) -> None:
+    for a in batch:
+        _apply_one(tx, a)
+
+
+def _apply_one(tx: Tx, a: _Attempt) -> None:
+    store.record_attempt(
+        tx,
+        str(a.row["id"]),
+        attempt=a.number,
+        now=a.at,
+        status=a.outcome.status,
+        status_code=a.result.status,
+        error=a.error,
+        duration_ms=int(a.result.elapsed_ms),
+        next_attempt_at=a.next_attempt_at,
+    )
+    if a.outcome.disable_endpoint and a.row["endpoint_id"] is not None:
+        endpoints_store.disable_endpoint(tx, str(a.row["endpoint_id"]), now=a.at, reason="gone")

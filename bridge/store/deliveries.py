@@ -11,30 +11,41 @@ __all__ = [
     "get_delivery",
     "list_attempts",
     "list_deliveries",
-    "next_due_at",
+    "next_due_after",
     "record_attempt",
     "reset_for_retry",
 ]
 
 _SENDABLE = (
-    "SELECT d.id, d.event_id, d.merchant_id, d.endpoint_id, d.url, d.attempts, e.body, e.type AS event_type,"
+    "SELECT d.id, d.event_id, d.merchant_id, d.endpoint_id, d.url, d.attempts, d.next_attempt_at,"
+    " e.body, e.type AS event_type,"
     " w.secret, w.old_secret, w.old_secret_expires_at, m.webhook_secret"
     " FROM deliveries d JOIN events e ON e.id = d.event_id JOIN merchants m ON m.id = d.merchant_id"
     " LEFT JOIN webhook_endpoints w ON w.id = d.endpoint_id"
 )
 
 
-def due_deliveries(tx: Tx, *, now: int, limit: int, exclude: Collection[str]) -> list[Row]:
-    """Pending deliveries whose time has come, oldest first, with what is needed to sign and send them."""
+def due_deliveries(tx: Tx, *, now: int, limit: int, per_target: int, exclude: Collection[str]) -> list[Row]:
+    """Pending deliveries whose time has come, oldest first, with what is needed to sign and send them.
+
+    At most `per_target` of them per endpoint (or per notify URL), counting the ones in `exclude`
+    (already in flight): a dead endpoint with a long backlog can neither fill a batch nor starve
+    the others.
+    """
     rows = tx.all(
-        _SENDABLE + " WHERE d.status = 'pending' AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?",
-        (now, limit + len(exclude)),
+        "SELECT s.* FROM (SELECT d.id, ROW_NUMBER() OVER ("
+        " PARTITION BY COALESCE(d.endpoint_id, d.url) ORDER BY d.next_attempt_at, d.id) AS pos"
+        " FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ?) due"
+        " JOIN (" + _SENDABLE + ") s ON s.id = due.id"
+        " WHERE due.pos <= ? ORDER BY s.next_attempt_at, s.id LIMIT ?",
+        (now, per_target, limit + len(exclude)),
     )
     return [r for r in rows if r["id"] not in exclude][:limit]
 
 
-def next_due_at(tx: Tx) -> int | None:
-    row = tx.one("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'")
+def next_due_after(tx: Tx, now: int) -> int | None:
+    """When the next pending delivery that is not yet due becomes due (Unix ms), if any."""
+    row = tx.one("SELECT MIN(next_attempt_at) FROM deliveries WHERE status = 'pending' AND next_attempt_at > ?", (now,))
     return None if row is None or row[0] is None else int(row[0])
 
 
@@ -85,8 +96,8 @@ def list_deliveries(
         where.append("d.event_id = ?")
         params.append(event_id)
     if before is not None:
-        where.append("(d.created_at, d.id) < (SELECT created_at, id FROM deliveries WHERE id = ?)")
-        params.append(before)
+        where.append("(d.created_at, d.id) < (SELECT created_at, id FROM deliveries WHERE id = ? AND merchant_id = ?)")
+        params += [before, merchant_id]
     params.append(limit)
     return tx.all(
         "SELECT d.*, e.type AS event_type FROM deliveries d JOIN events e ON e.id = d.event_id"

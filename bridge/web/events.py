@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 from aiohttp import web
 
+from bridge.errors import Unavailable
 from bridge.services import endpoints as service
 from bridge.web.auth import require_merchant
 from bridge.web.keys import CTX
@@ -29,42 +31,47 @@ async def list_events(request: web.Request) -> web.Response:
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:
-    """SSE: every event after `Last-Event-ID` (or `?after=`), then live ones as they commit."""
+    """SSE: every event after `Last-Event-ID` (or `?after=`), then live ones as they commit.
+
+    Ends when the client goes away or the app shuts down (`ctx.bus.close()` wakes every stream).
+    """
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
-    after = request.headers.get("Last-Event-ID") or request.query.get("after")
-    await service.list_events(ctx, merchant_id, after=after, limit=1)  # validates `after` before we start
+    after = request.headers.get("Last-Event-ID") or request.query.get("after") or None
+    await service.list_events(ctx, merchant_id, after=after, limit=1)  # a bad cursor is a 400, before we start
     wake = ctx.bus.subscribe(merchant_id)
-    resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    await resp.prepare(request)
     try:
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await resp.prepare(request)
         while not ctx.bus.closed:
-            wake.clear()
+            wake.clear()  # before the query: an event committed during it wakes the next wait
             rows, has_more = await service.list_events(ctx, merchant_id, after=after, limit=500)
-            for r in rows:
-                await resp.write(f"id: {r['id']}\nevent: {_type(r['body'])}\ndata: {r['body']}\n\n".encode())
-                after = str(r["id"])
+            if rows:
+                await resp.write(b"".join(_frame(str(r["id"]), str(r["body"])) for r in rows))
+                after = str(rows[-1]["id"])
             if has_more:
                 continue
             try:
-                await asyncio.wait_for(wake.wait(), KEEPALIVE_S)
+                async with asyncio.timeout(KEEPALIVE_S):  # not wait_for: it can swallow a cancellation on 3.11
+                    await wake.wait()
             except TimeoutError:
                 await resp.write(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
+        with contextlib.suppress(ConnectionResetError):
+            await resp.write_eof()
+    except ConnectionResetError:  # the client went away
+        pass
+    except Unavailable:  # the database is closing under a stream that missed the shutdown wake-up
         pass
     finally:
         ctx.bus.unsubscribe(merchant_id, wake)
-    with contextlib.suppress(Exception):
-        await resp.write_eof()
     return resp
 
 
-def _type(body: str) -> str:
-    # bodies are our own compact JSON: {"id":"…","type":"…",…}
-    start = body.find('"type":"') + 8
-    return body[start : body.find('"', start)]
+def _frame(event_id: str, body: str) -> bytes:
+    kind = json.loads(body)["type"]
+    return f"id: {event_id}\nevent: {kind}\ndata: {body}\n\n".encode()
 
 
 def add_routes(app: web.Application) -> None:

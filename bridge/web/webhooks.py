@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 
 from bridge.core.ssrf import check_target
@@ -13,14 +14,18 @@ from bridge.errors import BadRequest
 from bridge.services import endpoints as service
 from bridge.services.delivery import DeliveryWorker
 from bridge.services.events import EVENT_TYPES
-from bridge.transport import AiohttpTransport
+from bridge.transport import AiohttpTransport, WebhookTransport
 from bridge.web.auth import require_merchant
 from bridge.web.keys import CTX
 from bridge.web.validation import Body, check_url, query_int, read_json
 
-__all__ = ["add_routes", "delivery_worker_ctx"]
+__all__ = ["TRANSPORT", "add_routes", "delivery_worker_ctx"]
+
+log = structlog.get_logger("bridge.webhooks")
 
 DELIVERY_STATUSES = ("pending", "succeeded", "failed", "disabled")
+# Set before the app starts to send webhooks through another transport (tests, a proxy).
+TRANSPORT = web.AppKey[WebhookTransport]("webhook_transport")
 
 
 async def create_endpoint(request: web.Request) -> web.Response:
@@ -93,15 +98,29 @@ async def retry_delivery(request: web.Request) -> web.Response:
 
 
 async def delivery_worker_ctx(app: web.Application) -> AsyncIterator[None]:
-    """aiohttp cleanup_ctx: the delivery worker and its HTTP transport live as long as the app."""
+    """aiohttp cleanup_ctx: the delivery worker lives as long as the app.
+
+    It sends through `app[TRANSPORT]` when the app was given one (whoever made it closes it), else
+    through an `AiohttpTransport` of its own, closed after the worker has stopped.
+    """
     ctx = app[CTX]
-    transport = AiohttpTransport(allow_private=ctx.settings.allow_private_webhooks)
+    given = app.get(TRANSPORT)
+    transport: WebhookTransport = given or AiohttpTransport(allow_private=ctx.settings.allow_private_webhooks)
     task = asyncio.create_task(DeliveryWorker(ctx, transport).run(), name="webhook-worker")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await transport.close()
+
+    def crashed(t: asyncio.Task[None]) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("task.crashed", task="webhook-worker", error=repr(t.exception()))
+
+    task.add_done_callback(crashed)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if given is None:
+            await transport.close()
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,25 +1,21 @@
 """Signed webhooks end to end: a real receiver, verification with the reference `standardwebhooks` package,
-retries with a stable webhook-id, 410, timeouts, redirects, SSRF, rotation, the delivery log, events and SSE."""
+retries with a stable webhook-id, Retry-After, 410, timeouts, redirects, rotation, endpoints and the delivery log.
+
+(SSRF: test_ssrf.py; the worker in isolation: test_delivery.py; the events feed and SSE: test_events.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from bridge.core.backoff import RetryPolicy
-from bridge.core.ssrf import check_target, is_forbidden_address
-from bridge.services.delivery import classify
-from bridge.transport import TransportResult, parse_retry_after
 from tests.harness import (
     Receiver,
     RunningBridge,
@@ -59,6 +55,12 @@ async def _deliveries(bridge: RunningBridge, key: str, status: str) -> dict[str,
     )
 
 
+async def _raw(bridge: RunningBridge, key: str, path: str) -> str:
+    async with bridge.session.get(bridge.base_url + path, headers={"Authorization": f"Bearer {key}"}) as r:
+        assert r.status == 200
+        return await r.text()
+
+
 def _verify(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     return dict(Webhook(secret).verify(body, headers))
 
@@ -81,6 +83,12 @@ async def test_order_paid_is_delivered_and_verifies(bridge: RunningBridge) -> No
         # the endpoint also got payment.received; the notify_url only order events
         assert {e["type"] for e in rec.events()} >= {"payment.received", "order.paid"}
         assert {e["type"] for e in notify.events()} == {"order.paid"}
+        # one event, one webhook-id everywhere; the body is the stored event, byte for byte
+        (h1, b1), (h2, b2) = (next((h, b) for h, b in r.requests if b"order.paid" in b) for r in (rec, notify))
+        assert h1["webhook-id"] == h2["webhook-id"] and b1 == b2
+        assert h1["user-agent"] == "Paybridge-Webhooks/0.1"
+        raw = await _raw(bridge, m["api_key"], "/v1/events?limit=100")
+        assert b1.decode() in raw
 
 
 async def test_event_type_filter(bridge: RunningBridge) -> None:
@@ -128,10 +136,13 @@ async def test_exhausted_retries_fail_and_manual_retry_redelivers(bridge: Runnin
         rec.status = 200
         status, out = await bridge.call("POST", f"/v1/deliveries/{delivery['id']}/retry", token=m["api_key"])
         assert status == 200 and out["status"] == "pending"
+        assert out["attempts"] == 0 and out["id"] == delivery["id"]
         await rec.wait_for(lambda: len(rec.requests) == 4)
         assert len({h["webhook-id"] for h, _ in rec.requests}) == 1
-        status, out = await bridge.call("POST", f"/v1/deliveries/{delivery['id']}/retry", token=m["api_key"])
-        assert status in (200, 409)
+        page = await _deliveries(bridge, m["api_key"], "succeeded")
+        assert page["data"][0]["attempts"] == 1 and page["data"][0]["succeeded_at"] is not None
+        _, full = await bridge.call("GET", f"/v1/deliveries/{delivery['id']}", token=m["api_key"])
+        assert [a["status_code"] for a in full["attempt_log"]] == [503, 503, 503, 200]
 
 
 async def test_gone_disables_only_that_endpoint(bridge: RunningBridge) -> None:
@@ -210,96 +221,6 @@ async def test_redirects_are_not_followed(bridge: RunningBridge) -> None:
             assert target.requests == []
 
 
-async def test_ssrf_targets_are_refused_by_default(tmp_path: Path) -> None:
-    """Without PAYBRIDGE_ALLOW_PRIVATE_WEBHOOKS, loopback and private URLs are refused at creation, and a
-    name that resolves to loopback is refused at delivery (recorded as forbidden_target, not sent)."""
-    async with (
-        running_bridge(replace(make_settings(tmp_path / "d"), allow_private_webhooks=False)) as b,
-        running_receiver() as rec,
-    ):
-        m = await b.merchant()
-        for url in (
-            "http://127.0.0.1:9/x",
-            "http://localhost/x",
-            "http://10.0.0.5/x",
-            "http://169.254.169.254/",
-            "http://[::1]/x",
-            "http://192.168.1.1/x",
-        ):
-            status, out = await b.call("POST", "/v1/webhook-endpoints", token=m["api_key"], json_body={"url": url})
-            assert status == 400 and out["error"]["code"] == "forbidden_webhook_target", url
-        port = rec.url.split(":")[2].split("/")[0]
-        # "localtest.me"-style names are not available offline; a notify_url through a name that resolves to
-        # loopback: /etc/hosts always maps "localhost", which creation refuses, so use the machine's hostname.
-        import socket
-
-        name = socket.gethostname()
-        addrs = {ai[4][0] for ai in socket.getaddrinfo(name, None)}
-        if not all(is_forbidden_address(a) for a in addrs):
-            pytest.skip("this machine's hostname does not resolve to a private address")
-        await _paid_order(b, m["api_key"], notify_url=f"http://{name}:{port}/hook")
-        page = await _deliveries(b, m["api_key"], "failed")
-        assert page["data"][0]["last_error"].startswith("forbidden_target")
-        assert rec.requests == []
-
-
-@pytest.mark.parametrize(
-    ("ip", "forbidden"),
-    [
-        ("127.0.0.1", True),
-        ("10.1.2.3", True),
-        ("172.16.0.1", True),
-        ("192.168.0.1", True),
-        ("169.254.169.254", True),
-        ("100.64.0.1", True),
-        ("::1", True),
-        ("fe80::1", True),
-        ("fd00:ec2::254", True),
-        ("0.0.0.0", True),  # noqa: S104 - an address under test, nothing binds to it
-        ("::ffff:127.0.0.1", True),
-        ("224.0.0.1", True),
-        ("8.8.8.8", False),
-        ("2606:4700::1111", False),
-        ("not-an-ip", True),
-    ],
-)
-def test_forbidden_addresses(ip: str, forbidden: bool) -> None:
-    """The SSRF table: private, loopback, link-local, metadata, CGNAT, multicast and mapped forms are refused."""
-    assert is_forbidden_address(ip) is forbidden
-
-
-def test_check_target_rules() -> None:
-    """A public name resolving to a private address is refused; allow_private lets everything through."""
-    assert check_target("https://example.com/x", ["93.184.216.34"], allow_private=False) is None
-    assert check_target("https://example.com/x", ["10.0.0.1"], allow_private=False) is not None
-    assert check_target("http://127.0.0.1/x", [], allow_private=True) is None
-
-
-def test_classify_outcomes() -> None:
-    """2xx succeeds, 410 disables, forbidden targets fail at once, others retry until the schedule ends."""
-    policy = RetryPolicy(schedule=(0, 5, 300), jitter=0.0)
-    rng = random.Random(0)
-
-    def r(status: int | None, error: str | None = None, retry_after: float | None = None) -> TransportResult:
-        return TransportResult(status, retry_after, error, 1.0)
-
-    assert classify(r(204), attempt=1, policy=policy, rng=rng).status == "succeeded"
-    assert classify(r(410), attempt=1, policy=policy, rng=rng).disable_endpoint is True
-    assert classify(r(None, "forbidden_target: x"), attempt=1, policy=policy, rng=rng).status == "failed"
-    o = classify(r(500), attempt=1, policy=policy, rng=rng)
-    assert (o.status, o.next_in, o.metric) == ("pending", 5.0, "http_error")
-    assert classify(r(503, retry_after=60), attempt=1, policy=policy, rng=rng).next_in == 60
-    assert classify(r(None, "timeout"), attempt=2, policy=policy, rng=rng).metric == "timeout"
-    assert classify(r(500), attempt=3, policy=policy, rng=rng).status == "failed"
-
-
-def test_parse_retry_after() -> None:
-    """Retry-After takes seconds or an HTTP date."""
-    assert parse_retry_after("120", 0) == 120
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", 1445412480 - 60) == 60
-    assert parse_retry_after("soon", 0) is None
-
-
 async def test_retry_after_is_honoured(bridge: RunningBridge) -> None:
     """A 503 with Retry-After: 3600 schedules the next attempt an hour away, not on the short test schedule."""
     m = await bridge.merchant()
@@ -339,10 +260,15 @@ async def test_rotation_signs_with_both_secrets(bridge: RunningBridge) -> None:
 
 
 async def test_endpoint_secrets_are_shown_once_and_scoped(bridge: RunningBridge) -> None:
-    """Lists never show secrets; another merchant gets 404 on your endpoints and deliveries."""
+    """Lists never show secrets; another merchant gets 404 on your endpoints; unknown event types are refused."""
     a = await bridge.merchant("a")
     b = await bridge.merchant("b")
     ep = await _endpoint(bridge, a["api_key"], "http://127.0.0.1:9/x")
+    assert {"id", "url", "event_types", "secret", "created_at"} <= set(ep) and ep["event_types"] == []
+    _, one = await bridge.call("GET", f"/v1/webhook-endpoints/{ep['id']}", token=a["api_key"])
+    assert one["url"] == "http://127.0.0.1:9/x" and "secret" not in one
+    _, listing_b = await bridge.call("GET", "/v1/webhook-endpoints", token=b["api_key"])
+    assert listing_b["data"] == []
     _, listing = await bridge.call("GET", "/v1/webhook-endpoints", token=a["api_key"])
     assert "secret" not in listing["data"][0] and ep["secret"] not in json.dumps(listing)
     for method, path in (
@@ -361,45 +287,73 @@ async def test_endpoint_secrets_are_shown_once_and_scoped(bridge: RunningBridge)
     assert status == 400 and out["error"]["code"] == "invalid_field"
 
 
-async def test_events_feed_and_sse_resume(bridge: RunningBridge) -> None:
-    """GET /v1/events pages in order; the SSE stream resumes after Last-Event-ID and carries live events."""
+async def test_retry_conflicts_and_delete_disables_pending(bridge: RunningBridge) -> None:
+    """A waiting delivery cannot be retried (409); deleting its endpoint disables it, and it stays unretryable."""
     m = await bridge.merchant()
     key = m["api_key"]
-    o1 = await bridge.order(key, "1.00")
-    o2 = await bridge.order(key, "2.00")
-    await bridge.call("POST", f"/v1/orders/{o1['id']}/close", token=key)
-    await bridge.call("POST", f"/v1/orders/{o2['id']}/close", token=key)
-    _, page = await bridge.call("GET", "/v1/events?limit=1", token=key)
-    first = page["data"][0]
-    assert first["type"] == "order.closed" and page["has_more"] is True
-    _, rest = await bridge.call("GET", f"/v1/events?after={first['id']}", token=key)
-    assert [e["data"]["order"]["id"] for e in rest["data"]] == [o2["id"]]
-    status, bad = await bridge.call("GET", "/v1/events?after=evt_nope", token=key)
-    assert status == 400 and bad["error"]["code"] == "unknown_event"
 
-    async with (
-        aiohttp.ClientSession() as s,
-        s.get(
-            bridge.base_url + "/v1/events/stream",
-            headers={"Authorization": f"Bearer {key}", "Last-Event-ID": first["id"]},
-        ) as resp,
-    ):
-        assert resp.headers["Content-Type"].startswith("text/event-stream")
-        seen: list[dict[str, Any]] = []
+    async def busy(request: web.Request) -> web.Response:
+        return web.Response(status=503, headers={"Retry-After": "3600"})
 
-        async def read() -> None:
-            async for line in resp.content:
-                text = line.decode().strip()
-                if text.startswith("data: "):
-                    seen.append(json.loads(text[6:]))
-                    if len(seen) == 2:
-                        return
+    async with running_handler(busy) as url:
+        ep = await _endpoint(bridge, key, f"{url}/x", event_types=["order.closed"])
+        order = await bridge.order(key, "3.00")
+        await bridge.call("POST", f"/v1/orders/{order['id']}/close", token=key)
+        page = await eventually(
+            lambda: _page(bridge, key, "/v1/deliveries?status=pending"),
+            lambda p: bool(p["data"]) and p["data"][0]["attempts"] == 1,
+        )
+        d = page["data"][0]
+        status, out = await bridge.call("POST", f"/v1/deliveries/{d['id']}/retry", token=key)
+        assert status == 409 and out["error"]["code"] == "delivery_pending"
+        status, _ = await bridge.call("DELETE", f"/v1/webhook-endpoints/{ep['id']}", token=key)
+        assert status == 200
+        _, full = await bridge.call("GET", f"/v1/deliveries/{d['id']}", token=key)
+        assert full["status"] == "disabled" and full["next_attempt_at"] is None
+        status, out = await bridge.call("POST", f"/v1/deliveries/{d['id']}/retry", token=key)
+        assert status == 409 and out["error"]["code"] == "endpoint_deleted"
+        status, _ = await bridge.call("GET", f"/v1/webhook-endpoints/{ep['id']}", token=key)
+        assert status == 404
+        _, listing = await bridge.call("GET", "/v1/webhook-endpoints", token=key)
+        assert listing["data"] == []
 
-        reader = asyncio.create_task(read())
-        o3 = await bridge.order(key, "3.00")
-        await bridge.call("POST", f"/v1/orders/{o3['id']}/close", token=key)
-        await asyncio.wait_for(reader, 10)
-    assert [e["data"]["order"]["id"] for e in seen] == [o2["id"], o3["id"]]
+
+async def test_delivery_log_filters_pages_and_is_private(bridge: RunningBridge) -> None:
+    """The log filters by status and event, pages with starting_after, and another merchant gets 404s."""
+    m = await bridge.merchant("a")
+    other = await bridge.merchant("b")
+    key = m["api_key"]
+    async with running_receiver() as rec:
+        await _endpoint(bridge, key, rec.url)
+        for amount in ("1.00", "2.00", "3.00"):
+            o = await bridge.order(key, amount)
+            await bridge.call("POST", f"/v1/orders/{o['id']}/close", token=key)
+        page = await eventually(
+            lambda: _page(bridge, key, "/v1/deliveries?status=succeeded"), lambda p: len(p["data"]) == 3
+        )
+    ids = [d["id"] for d in page["data"]]
+    first = await _page(bridge, key, "/v1/deliveries?limit=2")
+    assert [d["id"] for d in first["data"]] == ids[:2] and first["has_more"] is True
+    rest = await _page(bridge, key, f"/v1/deliveries?limit=2&starting_after={ids[1]}")
+    assert [d["id"] for d in rest["data"]] == ids[2:] and rest["has_more"] is False
+    one = page["data"][1]
+    assert set(one) == {
+        "id", "event_id", "event_type", "endpoint_id", "url", "status", "attempts", "next_attempt_at",
+        "last_status_code", "last_error", "created_at", "updated_at", "succeeded_at",
+    }  # fmt: skip
+    assert one["event_type"] == "order.closed" and one["succeeded_at"].endswith("Z")
+    by_event = await _page(bridge, key, f"/v1/deliveries?event_id={one['event_id']}")
+    assert [d["id"] for d in by_event["data"]] == [one["id"]]
+    assert (await _page(bridge, key, "/v1/deliveries?status=failed"))["data"] == []
+    status, out = await bridge.call("GET", "/v1/deliveries?status=lost", token=key)
+    assert status == 400 and out["error"]["code"] == "invalid_query"
+    # another merchant sees nothing of it
+    assert (await _page(bridge, other["api_key"], "/v1/deliveries"))["data"] == []
+    for method, path in (("GET", f"/v1/deliveries/{one['id']}"), ("POST", f"/v1/deliveries/{one['id']}/retry")):
+        status, _ = await bridge.call(method, path, token=other["api_key"])
+        assert status == 404
+    status, _ = await bridge.call("GET", f"/v1/deliveries/{one['id']}")
+    assert status == 401
 
 
 async def test_receiver_helper_sanity() -> None:

@@ -1,0 +1,267 @@
+"""SSRF policy: the pure address tables, the transport's check after DNS, and refusals through the real app."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from bridge.core.ssrf import check_target, is_forbidden_address, legacy_ipv4, literal_address
+from bridge.transport import AiohttpTransport
+from tests.harness import eventually, make_settings, running_bridge, running_handler, running_receiver
+
+
+@pytest.mark.parametrize(
+    ("ip", "forbidden"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("10.1.2.3", True),
+        ("172.16.0.1", True),
+        ("172.31.255.255", True),
+        ("192.168.0.1", True),
+        ("169.254.169.254", True),
+        ("169.254.1.1", True),
+        ("100.64.0.1", True),
+        ("100.127.255.255", True),
+        ("0.0.0.0", True),  # noqa: S104 - an address under test, nothing binds to it
+        ("224.0.0.1", True),
+        ("240.0.0.1", True),
+        ("255.255.255.255", True),
+        ("::1", True),
+        ("::", True),
+        ("fe80::1", True),
+        ("fe80::1%eth0", True),
+        ("fd00:ec2::254", True),
+        ("fc00::1", True),
+        ("ff02::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:10.0.0.1", True),
+        ("not-an-ip", True),
+        ("8.8.8.8", False),
+        ("100.128.0.1", False),
+        ("172.32.0.1", False),
+        ("93.184.216.34", False),
+        ("2606:4700::1111", False),
+        ("::ffff:8.8.8.8", False),
+    ],
+)
+def test_forbidden_addresses(ip: str, forbidden: bool) -> None:
+    """Loopback, private, link-local, metadata, CGNAT, multicast, reserved, unspecified and mapped forms are refused."""
+    assert is_forbidden_address(ip) is forbidden
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("0x7f.0.0.1", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("10.65535", "10.0.255.255"),
+        ("1.2.3", "1.2.0.3"),
+        ("0", "0.0.0.0"),  # noqa: S104 - an address under test
+        ("256.1", None),
+        ("1.2.3.4.5", None),
+        ("08", None),
+        ("0x", None),
+        ("4294967296", None),
+        ("example", None),
+        ("cafe.example", None),
+    ],
+)
+def test_legacy_ipv4_forms(host: str, address: str | None) -> None:
+    """Numeric IPv4 spellings a C resolver accepts are read as the address they mean (as inet_aton does)."""
+    assert legacy_ipv4(host) == address
+    try:
+        expected: str | None = socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        expected = None
+    assert address == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved", "allow", "refused"),
+    [
+        ("https://example.com/x", ["93.184.216.34"], False, False),
+        ("https://example.com/x", ["93.184.216.34", "10.0.0.1"], False, True),  # any bad answer refuses
+        ("https://example.com/x", ["::1"], False, True),
+        ("http://127.0.0.1/x", [], False, True),
+        ("http://[::1]:8080/x", [], False, True),
+        ("http://LOCALHOST/x", [], False, True),
+        ("http://shop.localhost/x", [], False, True),
+        ("http://2130706433/x", [], False, True),
+        ("http://169.254.169.254/latest/meta-data", [], False, True),
+        ("http://8.8.8.8/x", [], False, False),
+        ("http://127.0.0.1/x", ["127.0.0.1"], True, False),  # PAYBRIDGE_ALLOW_PRIVATE_WEBHOOKS=1
+    ],
+)
+def test_check_target(url: str, resolved: list[str], allow: bool, refused: bool) -> None:
+    """A URL is refused for a forbidden IP literal, `localhost`, or any forbidden resolved address, unless allowed."""
+    reason = check_target(url, resolved, allow_private=allow)
+    assert (reason is not None) is refused
+    if reason is not None:
+        assert reason.startswith("forbidden_target")
+
+
+def test_literal_address() -> None:
+    """Only IP literals and localhost names count as literals; other names wait for DNS."""
+    assert literal_address("http://[fe80::1]/") == "fe80::1"
+    assert literal_address("http://localhost:80/") == "127.0.0.1"
+    assert literal_address("https://hooks.example.com/") is None
+
+
+class FixedResolver(AbstractResolver):
+    """DNS that answers every name with one address: a public-looking name pointing at loopback."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        return [
+            {
+                "hostname": host,
+                "host": self.address,
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+def _port(url: str) -> int:
+    return int(url.split(":")[2].split("/")[0])
+
+
+@pytest.mark.parametrize("allow", [False, True])
+async def test_a_name_resolving_to_loopback_is_checked_after_dns(allow: bool) -> None:
+    """A name resolving to 127.0.0.1 is refused after DNS by default and reaches the receiver when allowed."""
+    resolver = FixedResolver("127.0.0.1")
+    transport = AiohttpTransport(allow_private=allow, resolver=resolver)
+    try:
+        async with running_receiver() as rec:
+            url = f"http://hooks.example.test:{_port(rec.url)}/hook"
+            result = await transport.send(url, {"webhook-id": "evt_1"}, b'{"type":"x"}', 5.0)
+            assert resolver.asked == ["hooks.example.test"]
+            if allow:
+                assert result.status == 200 and result.error is None
+                assert len(rec.requests) == 1 and rec.requests[0][0]["user-agent"] == "Paybridge-Webhooks/0.1"
+            else:
+                assert result.status is None and result.error is not None
+                assert result.error.startswith("forbidden_target") and "127.0.0.1" in result.error
+                assert rec.requests == []
+    finally:
+        await transport.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "2130706433", "localhost"])
+async def test_loopback_literals_are_refused_without_connecting(host: str) -> None:
+    """IP literals (in any spelling) and localhost are refused before any connection is made."""
+    transport = AiohttpTransport(allow_private=False)
+    try:
+        async with running_receiver() as rec:
+            result = await transport.send(f"http://{host}:{_port(rec.url)}/hook", {}, b"{}", 5.0)
+            assert result.error is not None and result.error.startswith("forbidden_target")
+            assert rec.requests == []
+    finally:
+        await transport.close()
+
+
+async def test_transport_reads_at_most_64k_and_parses_retry_after() -> None:
+    """An endless response body does not hold the transport until its timeout; Retry-After is returned in seconds."""
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(status=503, headers={"Retry-After": "120"})
+        await resp.prepare(request)
+        chunk = b"x" * 65536
+        try:
+            for _ in range(100_000):  # ~6 GB: only a reader that stops early gets an answer in time
+                await resp.write(chunk)
+        except ConnectionError:
+            pass
+        return resp
+
+    transport = AiohttpTransport(allow_private=True)
+    try:
+        async with running_handler(endless) as url:
+            result = await transport.send(f"{url}/x", {}, b"{}", 30.0)
+        assert result.status == 503 and result.retry_after == 120 and result.error is None
+    finally:
+        await transport.close()
+
+
+async def _order_closed_to(b: Any, url: str) -> dict[str, Any]:
+    """Create a merchant and an order with `url` as notify_url, close it; return the merchant."""
+    m = dict(await b.merchant())
+    order = await b.order(m["api_key"], "1.00", notify_url=url)
+    status, _ = await b.call("POST", f"/v1/orders/{order['id']}/close", token=m["api_key"])
+    assert status == 200
+    return m
+
+
+async def test_delivery_to_loopback_is_refused_by_default(tmp_path: Path) -> None:
+    """With private webhooks off, an order's notify_url on 127.0.0.1 is not called: failed, forbidden_target."""
+    settings = replace(make_settings(tmp_path / "d"), allow_private_webhooks=False)
+    async with running_bridge(settings) as b, running_receiver() as rec:
+        m = await _order_closed_to(b, rec.url)
+
+        async def failed() -> list[dict[str, Any]]:
+            _, page = await b.call("GET", "/v1/deliveries?status=failed", token=m["api_key"])
+            return list(page["data"])
+
+        [d] = await eventually(failed, lambda ds: len(ds) == 1)
+        assert d["attempts"] == 1 and d["last_status_code"] is None
+        assert d["last_error"].startswith("forbidden_target")
+        assert rec.requests == []
+        registry = b.ctx.metrics.registry
+        assert registry.get_sample_value("paybridge_webhook_attempts_total", {"outcome": "forbidden_target"}) == 1
+
+
+async def test_delivery_to_loopback_is_allowed_when_configured(tmp_path: Path) -> None:
+    """With allow_private_webhooks the same notify_url on 127.0.0.1 receives the order.closed webhook."""
+    async with (
+        running_bridge(make_settings(tmp_path / "d", allow_private_webhooks=True)) as b,
+        running_receiver() as rec,
+    ):
+        await _order_closed_to(b, rec.url)
+        await rec.wait_for(lambda: len(rec.events("order.closed")) == 1)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x",
+        "http://localhost/x",
+        "http://10.0.0.5/x",
+        "http://169.254.169.254/",
+        "http://[::1]/x",
+        "http://[fd00:ec2::254]/x",
+        "http://192.168.1.1/x",
+        "http://100.64.0.1/x",
+        "http://2130706433/x",
+    ],
+)
+async def test_endpoint_creation_refuses_private_targets(tmp_path: Path, url: str) -> None:
+    """Without PAYBRIDGE_ALLOW_PRIVATE_WEBHOOKS, endpoints on private or loopback literals are refused with 400."""
+    settings = make_settings(tmp_path / "d", allow_private_webhooks=False)
+    async with running_bridge(settings) as b:
+        m = await b.merchant()
+        status, out = await b.call("POST", "/v1/webhook-endpoints", token=m["api_key"], json_body={"url": url})
+        assert status == 400 and out["error"]["code"] == "forbidden_webhook_target"
+        status, out = await b.call(
+            "POST", "/v1/webhook-endpoints", token=m["api_key"], json_body={"url": "https://hooks.example.com/x"}
+        )
+        assert status == 201
