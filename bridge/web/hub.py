@@ -40,10 +40,13 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        # asyncio.timeout rather than wait_for: on 3.11 wait_for can swallow a cancellation.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.send({"type": "error", "code": code, "message": message}), 1.0)
+            async with asyncio.timeout(1.0):
+                await self.send({"type": "error", "code": code, "message": message})
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(code=CLOSE_CODES[code], message=code.encode()), 1.0)
+            async with asyncio.timeout(1.0):
+                await self.ws.close(code=CLOSE_CODES[code], message=code.encode())
 
 
 class DeviceHub:
