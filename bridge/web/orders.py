@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.core.amounts import check_fen, parse_amount
+from bridge.core.ssrf import check_target
 from bridge.errors import BadRequest
 from bridge.services import orders as orders_service
 from bridge.services import payments as payments_service
@@ -41,6 +42,18 @@ def _amount(body: Body) -> int:
     raise BadRequest("amount is required", "missing_field")
 
 
+def _notify_url(url: str, allow_private: bool) -> str:
+    """A valid notify_url, refused up front when it names a loopback/private address (checked again after DNS)."""
+    check_url(url, "notify_url")
+    refused = check_target(url, [], allow_private=allow_private)
+    if refused:
+        raise BadRequest(
+            f"notify_url: webhooks to loopback, private or metadata addresses are refused ({refused})",
+            "forbidden_webhook_target",
+        )
+    return url
+
+
 async def create_order(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
@@ -53,7 +66,7 @@ async def create_order(request: web.Request) -> web.Response:
         channel=body.choice("channel", ORDER_CHANNELS) or "any",
         expires_in=body.int("expires_in", required=False, minimum=s.order_ttl_min, maximum=s.order_ttl_max)
         or s.order_ttl_default,
-        notify_url=None if notify_url is None else check_url(notify_url, "notify_url"),
+        notify_url=None if notify_url is None else _notify_url(notify_url, ctx.settings.allow_private_webhooks),
         metadata=body.object("metadata") or {},
     )
     order, created, warnings = await orders_service.create_order(ctx, merchant_id, new)

@@ -213,10 +213,14 @@ async def _order_closed_to(b: Any, url: str) -> dict[str, Any]:
 
 
 async def test_delivery_to_loopback_is_refused_by_default(tmp_path: Path) -> None:
-    """With private webhooks off, an order's notify_url on 127.0.0.1 is not called: failed, forbidden_target."""
+    """With private webhooks off, a notify_url whose host NAME resolves to loopback passes creation but is not
+    called at delivery: failed, forbidden_target."""
+    name = socket.gethostname()
+    if not all(is_forbidden_address(ai[4][0]) for ai in socket.getaddrinfo(name, None)):
+        pytest.skip("this machine's hostname does not resolve to a loopback or private address")
     settings = replace(make_settings(tmp_path / "d"), allow_private_webhooks=False)
     async with running_bridge(settings) as b, running_receiver() as rec:
-        m = await _order_closed_to(b, rec.url)
+        m = await _order_closed_to(b, rec.url.replace("127.0.0.1", name))
 
         async def failed() -> list[dict[str, Any]]:
             _, page = await b.call("GET", "/v1/deliveries?status=failed", token=m["api_key"])
@@ -228,6 +232,24 @@ async def test_delivery_to_loopback_is_refused_by_default(tmp_path: Path) -> Non
         assert rec.requests == []
         registry = b.ctx.metrics.registry
         assert registry.get_sample_value("paybridge_webhook_attempts_total", {"outcome": "forbidden_target"}) == 1
+
+
+async def test_private_notify_url_is_refused_at_order_creation(tmp_path: Path) -> None:
+    """With private webhooks off, an order whose notify_url is a private IP literal is refused with 400."""
+    async with running_bridge(replace(make_settings(tmp_path / "d"), allow_private_webhooks=False)) as b:
+        m = await b.merchant()
+        status, out = await b.call(
+            "POST",
+            "/v1/orders",
+            token=m["api_key"],
+            json_body={
+                "merchant_order_id": "x",
+                "amount": "1.00",
+                "channel": "alipay",
+                "notify_url": "http://10.1.2.3/n",
+            },
+        )
+        assert status == 400 and out["error"]["code"] == "forbidden_webhook_target"
 
 
 async def test_delivery_to_loopback_is_allowed_when_configured(tmp_path: Path) -> None:
