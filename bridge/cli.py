@@ -55,6 +55,7 @@ async def serve(settings: Settings) -> int:
 
     from bridge.services.admin import ensure_admin_token
     from bridge.web.app import create_app, make_runner
+    from bridge.web.keys import CTX
 
     admin_hash, new_token = ensure_admin_token(settings.data_dir, settings.admin_token)
     app = create_app(settings, admin_hash=admin_hash)
@@ -63,6 +64,7 @@ async def serve(settings: Settings) -> int:
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()
     port = bound_port(site, settings.port)
+    app[CTX].bound_url = f"http://{settings.host}:{port}"
     if new_token:
         print(f"Admin token (shown once; store it now): {new_token}", flush=True)
     print(f"paybridge listening on http://{settings.host}:{port} (data in {settings.data_dir})", flush=True)

@@ -121,6 +121,7 @@ async def running_bridge(settings: Settings, **kwargs: Any) -> AsyncIterator[Run
     assert server is not None
     port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     session = aiohttp.ClientSession()
+    app[CTX].bound_url = f"http://127.0.0.1:{port}"
     try:
         yield RunningBridge(app, runner, f"http://127.0.0.1:{port}", session)
     finally:

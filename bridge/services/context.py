@@ -22,6 +22,12 @@ class Context:
     clock: Clock
     bus: EventBus = field(default_factory=EventBus)
     metrics: Metrics = field(default_factory=Metrics)
+    # Where phones reach us (pair_url): settings.public_url, else the address actually bound.
+    bound_url: str = ""
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.public_url or self.bound_url or self.settings.base_url
 
     @property
     def match_rules(self) -> MatchRules:

@@ -26,7 +26,7 @@ async def create_pairing_code(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
     code, expires_at = await service.create_pairing_code(ctx, merchant_id)
-    server = ctx.settings.base_url
+    server = ctx.base_url
     pair_url = f"paybridge://pair?server={quote(server, safe='')}&code={code}"
     return web.json_response(
         {"code": code, "expires_at": rfc3339(expires_at), "pair_url": pair_url, "server": server}, status=201

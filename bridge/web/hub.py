@@ -42,10 +42,10 @@ class Connection:
         self.closing = True
         # asyncio.timeout rather than wait_for: on 3.11 wait_for can swallow a cancellation.
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(5.0):
                 await self.send({"type": "error", "code": code, "message": message})
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(5.0):
                 await self.ws.close(code=CLOSE_CODES[code], message=code.encode())
 
 

@@ -167,3 +167,13 @@ async def test_reports_today_counts_and_resets_next_day(bridge: RunningBridge) -
     bridge.ctx.clock.offset_ms = 24 * 3600 * 1000  # type: ignore[attr-defined]
     assert (await _device(bridge, m["api_key"], device.device_id))["reports_today"] == 0
     await device.close()
+
+
+async def test_pair_url_names_the_bound_port(bridge: RunningBridge) -> None:
+    """A bridge started on port 0 puts the port it actually bound into pair_url, so the QR code works."""
+    from urllib.parse import parse_qs, urlsplit
+
+    m = await bridge.merchant()
+    _, code = await bridge.call("POST", "/v1/pairing-codes", token=m["api_key"])
+    server = parse_qs(urlsplit(code["pair_url"]).query)["server"][0]
+    assert server == bridge.base_url and not server.endswith(":0")

@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +24,11 @@ def _start(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tup
     full_env.update(env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "bridge", "serve", "--port", "0", "--data-dir", str(tmp_path / "data"), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=full_env, cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=full_env,
+        cwd=tmp_path,
     )
     lines: list[str] = []
     assert proc.stdout is not None
@@ -47,10 +52,17 @@ def test_first_start_prints_admin_token_once_and_keeps_only_its_hash(tmp_path: P
         assert len(token_lines) == 1
         token = token_lines[0].rsplit(" ", 1)[1]
         url = re.search(r"http://\S+", lines[-1]).group(0)  # type: ignore[union-attr]
-        req = urllib.request.Request(url + "/v1/merchants", data=b'{"name": "x"}', method="POST",
-                                     headers={"Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(
+            url + "/v1/merchants", data=b'{"name": "x"}', method="POST", headers={"Authorization": f"Bearer {token}"}
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
-            assert r.status == 201 and json.loads(r.read())["api_key"].startswith("pbk_")
+            key = json.loads(r.read())["api_key"]
+            assert r.status == 201 and key.startswith("pbk_")
+        req = urllib.request.Request(
+            url + "/v1/pairing-codes", data=b"", method="POST", headers={"Authorization": f"Bearer {key}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:  # port 0: pair_url must name the bound port
+            assert urllib.parse.quote(url, safe="") in json.loads(r.read())["pair_url"]
     finally:
         assert _stop(proc) == 0
     stored = tmp_path / "data" / "admin_token.sha256"
@@ -66,7 +78,10 @@ def test_config_error_exits_2_naming_the_variable(tmp_path: Path) -> None:
     """An invalid environment setting stops the start with exit code 2 and names the variable."""
     out = subprocess.run(
         [sys.executable, "-m", "bridge", "serve", "--data-dir", str(tmp_path)],
-        env={**os.environ, "PAYBRIDGE_AMOUNT_DIRECTION": "sideways"}, capture_output=True, text=True, timeout=30,
+        env={**os.environ, "PAYBRIDGE_AMOUNT_DIRECTION": "sideways"},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 2 and "PAYBRIDGE_AMOUNT_DIRECTION" in out.stderr
 
@@ -74,9 +89,10 @@ def test_config_error_exits_2_naming_the_variable(tmp_path: Path) -> None:
 def test_settings_precedence(tmp_path: Path) -> None:
     """Flags beat environment, environment beats the TOML file, the file beats defaults."""
     cfg = tmp_path / "p.toml"
-    cfg.write_text('[paybridge]\nport = 9001\namount_steps = 3\nlate_grace = 10\n')
-    s = load_settings(config_file=cfg, env={"PAYBRIDGE_PORT": "9002", "PAYBRIDGE_AMOUNT_STEPS": "4"},
-                      overrides={"port": 9003})
+    cfg.write_text("[paybridge]\nport = 9001\namount_steps = 3\nlate_grace = 10\n")
+    s = load_settings(
+        config_file=cfg, env={"PAYBRIDGE_PORT": "9002", "PAYBRIDGE_AMOUNT_STEPS": "4"}, overrides={"port": 9003}
+    )
     assert (s.port, s.amount_steps, s.late_grace, s.order_ttl_default) == (9003, 4, 10, 300)
 
 
