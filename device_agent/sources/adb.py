@@ -6,13 +6,11 @@ ROM redacts anyway) the listener reports `redacted`.
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Mapping
 
 from device_agent.core.dumpsys import scan_dumpsys
 from device_agent.core.notifications import Notification
-from device_agent.sources.base import ListenerHealth, run_tool
+from device_agent.sources.base import ListenerHealth, ShadePoller
 
 __all__ = ["AdbSource"]
 
@@ -20,7 +18,7 @@ __all__ = ["AdbSource"]
 _DUMP_MARKER = "Notification Manager"
 
 
-class AdbSource:
+class AdbSource(ShadePoller):
     """Polls the shade through adb every `poll_interval` seconds (the first poll at once)."""
 
     name = "adb"
@@ -33,30 +31,14 @@ class AdbSource:
         poll_interval: float = 2.0,
         timeout: float = 10.0,
     ) -> None:
+        super().__init__(env=env, poll_interval=poll_interval, timeout=timeout)
         self.argv = ["adb", *(["-s", serial] if serial else []), "shell", "dumpsys", "notification", "--noredact"]
-        self._env = dict(env if env is not None else os.environ)
-        self._interval = poll_interval
-        self._timeout = timeout
-        self._health = ListenerHealth(False, self.name, "not_started")
-        self._polled = False
-
-    def health(self) -> ListenerHealth:
-        """The state after the latest poll."""
-        return self._health
-
-    def _fail(self, error: str) -> list[Notification]:
-        self._health = ListenerHealth(False, self.name, error)
-        return []
 
     async def read(self) -> list[Notification]:
         """The whole shade; [] (with health not ok) when adb or dumpsys did not deliver."""
-        if self._polled:
-            await asyncio.sleep(self._interval)
-        self._polled = True
-        run = await run_tool(self.argv, env=self._env, timeout=self._timeout)
-        if run.error is not None:
-            return self._fail(run.error)
-        text = run.stdout.decode("utf-8", errors="replace")
+        text = await self._poll(self.argv)
+        if text is None:
+            return []
         if not text.strip():
             return self._fail("empty_output")
         scan = scan_dumpsys(text)
@@ -67,6 +49,3 @@ class AdbSource:
         else:
             self._health = ListenerHealth(True, self.name, None)
         return list(scan.notifications)
-
-    async def close(self) -> None:
-        """Nothing stays open between polls."""

@@ -18,7 +18,14 @@ from typing import Protocol
 
 from device_agent.core.notifications import Notification
 
-__all__ = ["ListenerHealth", "NotificationSource", "SourceExhausted", "ToolRun", "run_tool"]
+__all__ = [
+    "ListenerHealth",
+    "NotificationSource",
+    "ShadePoller",
+    "SourceExhausted",
+    "ToolRun",
+    "run_tool",
+]
 
 _STDERR_CHARS = 120  # enough to tell "device unauthorized" from "no devices", short enough for a heartbeat
 
@@ -112,3 +119,39 @@ async def run_tool(argv: list[str], *, env: Mapping[str, str], timeout: float) -
         detail = err.decode("utf-8", errors="replace").strip().replace("\n", " ")[:_STDERR_CHARS]
         return ToolRun(out, f"exit {proc.returncode}: {detail}" if detail else f"exit {proc.returncode}")
     return ToolRun(out, None)
+
+
+class ShadePoller:
+    """What the snapshot sources (termux, adb) share: a tool run every `poll_interval` seconds
+    (the first at once), with listener health following the latest poll."""
+
+    name = "poller"
+
+    def __init__(self, *, env: Mapping[str, str] | None, poll_interval: float, timeout: float) -> None:
+        self._env = dict(env if env is not None else os.environ)
+        self._interval = poll_interval
+        self._timeout = timeout
+        self._health = ListenerHealth(False, self.name, "not_started")
+        self._polled = False
+
+    def health(self) -> ListenerHealth:
+        """The state after the latest poll."""
+        return self._health
+
+    def _fail(self, error: str) -> list[Notification]:
+        self._health = ListenerHealth(False, self.name, error)
+        return []
+
+    async def _poll(self, argv: list[str]) -> str | None:
+        """Wait for the next poll time, run the tool; its stdout, or None (health set) when it failed."""
+        if self._polled:
+            await asyncio.sleep(self._interval)
+        self._polled = True
+        run = await run_tool(argv, env=self._env, timeout=self._timeout)
+        if run.error is not None:
+            self._fail(run.error)
+            return None
+        return run.stdout.decode("utf-8", errors="replace")
+
+    async def close(self) -> None:
+        """Nothing stays open between polls."""

@@ -7,14 +7,12 @@ empty shade.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from collections.abc import Mapping
 
 from device_agent.core.items import notification_from_item
 from device_agent.core.notifications import Notification
-from device_agent.sources.base import ListenerHealth, run_tool
+from device_agent.sources.base import ListenerHealth, ShadePoller
 
 __all__ = ["TermuxSource", "is_group_summary"]
 
@@ -26,7 +24,7 @@ def is_group_summary(item: dict[str, object]) -> bool:
     return any(_AUTOGROUP in str(item.get(k) or "") for k in ("tag", "group", "key"))
 
 
-class TermuxSource:
+class TermuxSource(ShadePoller):
     """Polls the shade every `poll_interval` seconds (the first poll at once)."""
 
     name = "termux"
@@ -34,30 +32,15 @@ class TermuxSource:
     def __init__(
         self, *, env: Mapping[str, str] | None = None, poll_interval: float = 2.0, timeout: float = 10.0
     ) -> None:
-        self._env = dict(env if env is not None else os.environ)
-        self._interval = poll_interval
-        self._timeout = timeout
-        self._health = ListenerHealth(False, self.name, "not_started")
-        self._polled = False
+        super().__init__(env=env, poll_interval=poll_interval, timeout=timeout)
         self.skipped_items = 0  # items that could not be converted, over the source's life
-
-    def health(self) -> ListenerHealth:
-        """The state after the latest poll."""
-        return self._health
-
-    def _fail(self, error: str) -> list[Notification]:
-        self._health = ListenerHealth(False, self.name, error)
-        return []
 
     async def read(self) -> list[Notification]:
         """The whole shade; [] (with health not ok) when the command did not deliver."""
-        if self._polled:
-            await asyncio.sleep(self._interval)
-        self._polled = True
-        run = await run_tool(["termux-notification-list"], env=self._env, timeout=self._timeout)
-        if run.error is not None:
-            return self._fail(run.error)
-        text = run.stdout.decode("utf-8", errors="replace").strip()
+        out = await self._poll(["termux-notification-list"])
+        if out is None:
+            return []
+        text = out.strip()
         if not text:
             return self._fail("empty_output")
         try:
@@ -79,6 +62,3 @@ class TermuxSource:
                 self.skipped_items += 1
         self._health = ListenerHealth(True, self.name, None)
         return batch
-
-    async def close(self) -> None:
-        """Nothing stays open between polls."""
