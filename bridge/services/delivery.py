@@ -19,6 +19,7 @@ import contextlib
 import functools
 import random
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -36,7 +37,8 @@ __all__ = ["PER_TARGET", "DeliveryWorker", "Outcome", "classify", "live_secrets"
 log = structlog.get_logger("bridge.webhooks")
 
 PER_TARGET = 4  # requests in flight to one host at most: a slow endpoint cannot starve the others
-QUEUED_PER_TARGET = 16  # deliveries held in memory per endpoint / notify URL (sending or waiting)
+QUEUED_PER_TARGET = 16  # deliveries a database load may hold in memory per endpoint / notify URL
+FRESH_PER_TARGET = 256  # deliveries handed over at commit that may wait in memory per host
 BATCH = 500  # deliveries loaded per query
 POLL_S = 1.0  # the longest the loop sleeps without looking at the database
 
@@ -69,7 +71,7 @@ def classify(result: TransportResult, *, attempt: int, policy: RetryPolicy, rng:
     return Outcome("pending", metric, wait)
 
 
-def live_secrets(row: Row, now: int) -> list[str]:
+def live_secrets(row: Row | dict[str, Any], now: int) -> list[str]:
     """The secrets to sign with: the endpoint's (plus its previous one during rotation), or the
     merchant's default secret for an order's notify_url."""
     if row["endpoint_id"] is None:
@@ -84,7 +86,7 @@ def live_secrets(row: Row, now: int) -> list[str]:
 class _Attempt:
     """One finished HTTP attempt, waiting to be recorded."""
 
-    row: Row
+    row: Row | dict[str, Any]
     result: TransportResult
     outcome: Outcome
     at: int  # Unix ms when it finished
@@ -137,6 +139,7 @@ class DeliveryWorker:
         self._targets: dict[str, _Target] = {}
         self._recorder = _Recorder()
         self._gone: set[str] = set()  # endpoints that answered 410 Gone (disabled in the database)
+        self._left_in_db = False  # a fresh delivery was left for the database poll (its host was full)
 
     @property
     def in_flight(self) -> frozenset[str]:
@@ -146,9 +149,13 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until cancelled; then stop sending and record what already finished."""
         recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
+        fresh = asyncio.create_task(self._fresh_loop(), name="webhook-fresh")
         try:
             await self._dispatch_loop()
         finally:
+            fresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fresh
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -173,10 +180,7 @@ class DeliveryWorker:
                 log.warning("webhook.load_failed", error=repr(e))
                 due, next_at = [], None
             for row in due:
-                self._in_flight.add(str(row["id"]))
-                task = asyncio.create_task(self._deliver(row), name=f"webhook-delivery-{row['id']}")
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start(row)
             if len(due) >= BATCH:
                 await asyncio.sleep(0)  # more are due: load the next batch right away
                 continue
@@ -189,7 +193,35 @@ class DeliveryWorker:
                 async with asyncio.timeout(wait):
                     await bus.deliveries.wait()
 
-    async def _deliver(self, row: Row) -> None:
+    def _start(self, row: Row | dict[str, Any]) -> None:
+        """Send a delivery unless it is already in flight (a database load and the fresh hand-over
+        may both see it)."""
+        if str(row["id"]) in self._in_flight:
+            return
+        self._in_flight.add(str(row["id"]))
+        task = asyncio.create_task(self._deliver(row), name=f"webhook-delivery-{row['id']}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fresh_loop(self) -> None:
+        """Send deliveries the moment their transaction commits, without reading them back.
+
+        A delivery whose host already has FRESH_PER_TARGET waiting stays for the database poll,
+        as does anything lost here (the rows are committed: the poll is the safety net)."""
+        bus = self.ctx.bus
+        while True:
+            bus.fresh_ready.clear()
+            while bus.fresh:
+                row = bus.fresh.popleft()
+                host = urlsplit(str(row["url"])).netloc.lower()
+                target = self._targets.get(host)
+                if target is not None and target.users >= FRESH_PER_TARGET:
+                    self._left_in_db = True
+                    continue
+                self._start(row)
+            await bus.fresh_ready.wait()
+
+    async def _deliver(self, row: Row | dict[str, Any]) -> None:
         host = urlsplit(str(row["url"])).netloc.lower()
         target = self._targets.get(host)
         if target is None:
@@ -222,7 +254,7 @@ class DeliveryWorker:
             if target.users == 0:
                 del self._targets[host]
 
-    async def _send(self, row: Row) -> TransportResult:
+    async def _send(self, row: Row | dict[str, Any]) -> TransportResult:
         now = self.ctx.clock.now_ms()
         timestamp = now // 1000
         body = str(row["body"]).encode()
@@ -272,8 +304,12 @@ class DeliveryWorker:
                     log.error("webhook.record_failed", delivery_id=a.row["id"], error=repr(e2))
         for a in batch:
             self._in_flight.discard(str(a.row["id"]))
-        # Re-plan: retries may be due soon, and a host's backlog may have room again.
-        self.ctx.bus.deliveries.set()
+        # Re-plan when a retry is due before the next regular poll, or a host that was full has room
+        # again; otherwise the poll every POLL_S finds what is due (fresh ones come in memory).
+        soon = self.ctx.clock.now_ms() + int(POLL_S * 1000)
+        if self._left_in_db or any(a.next_attempt_at is not None and a.next_attempt_at <= soon for a in batch):
+            self._left_in_db = False
+            self.ctx.bus.deliveries.set()
         for a in recorded:
             self._report(a)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from collections import defaultdict
 from typing import Any
@@ -30,7 +31,12 @@ class EventBus:
     """In-process wake-ups after commit: the delivery worker and SSE streams wait on it."""
 
     def __init__(self) -> None:
-        self.deliveries = asyncio.Event()
+        self.deliveries = asyncio.Event()  # "look in the database": retries due, room freed, manual retry
+        # Deliveries just committed, with everything needed to sign and send them: the worker takes
+        # them from here without reading them back (the database stays the truth: whatever the
+        # worker cannot take now, its next poll finds).
+        self.fresh: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
+        self.fresh_ready = asyncio.Event()
         self.closed = False
         self._streams: dict[str, set[asyncio.Event]] = defaultdict(set)
 
@@ -41,9 +47,10 @@ class EventBus:
             for ev in events:
                 ev.set()
 
-    def announce(self, merchant_id: str, with_deliveries: bool) -> None:
-        if with_deliveries:
-            self.deliveries.set()
+    def announce(self, merchant_id: str, deliveries: list[dict[str, Any]]) -> None:
+        if deliveries:
+            self.fresh.extend(deliveries)
+            self.fresh_ready.set()
         for ev in self._streams.get(merchant_id, ()):
             ev.set()
 
@@ -81,17 +88,46 @@ def emit(
         separators=(",", ":"),
     )
     targets: list[tuple[str, str | None, str]] = []
+    sendable: list[dict[str, Any]] = []
     if endpoints is None:
         endpoints = store.subscribed_endpoints(tx, merchant_id)
     for ep in endpoints:
         types = store.event_types_of(ep)
         if not types or type in types:
             targets.append((new_id("dlv"), str(ep["id"]), str(ep["url"])))
+            sendable.append(
+                {
+                    "secret": ep["secret"],
+                    "old_secret": ep["old_secret"],
+                    "old_secret_expires_at": ep["old_secret_expires_at"],
+                    "webhook_secret": None,
+                }
+            )
     if notify_url and type.startswith("order."):
         targets.append((new_id("dlv"), None, notify_url))
-    store.insert_event(
-        tx, event_id=event_id, merchant_id=merchant_id, type=type, body=body, now=now, targets=targets
-    )
-    has_targets = bool(targets)
-    tx.after_commit.append(lambda: bus.announce(merchant_id, has_targets))
+        sendable.append(
+            {
+                "secret": None,
+                "old_secret": None,
+                "old_secret_expires_at": None,
+                "webhook_secret": store.merchant_webhook_secret(tx, merchant_id),
+            }
+        )
+    store.insert_event(tx, event_id=event_id, merchant_id=merchant_id, type=type, body=body, now=now, targets=targets)
+    # The same shape as bridge.store.deliveries.due_deliveries rows.
+    fresh = [
+        {
+            "id": d,
+            "event_id": event_id,
+            "merchant_id": merchant_id,
+            "endpoint_id": ep,
+            "url": url,
+            "attempts": 0,
+            "body": body,
+            "event_type": type,
+            **secrets,
+        }
+        for (d, ep, url), secrets in zip(targets, sendable, strict=True)
+    ]
+    tx.after_commit.append(lambda: bus.announce(merchant_id, fresh))
     return event_id

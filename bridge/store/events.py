@@ -6,15 +6,20 @@ import json
 
 from bridge.store.database import Row, Tx
 
-__all__ = ["event_seq", "insert_event", "list_events", "subscribed_endpoints"]
+__all__ = ["event_seq", "insert_event", "list_events", "merchant_webhook_secret", "subscribed_endpoints"]
 
 
 def subscribed_endpoints(tx: Tx, merchant_id: str) -> list[Row]:
     return tx.all(
-        "SELECT id, url, event_types FROM webhook_endpoints"
+        "SELECT id, url, event_types, secret, old_secret, old_secret_expires_at FROM webhook_endpoints"
         " WHERE merchant_id = ? AND deleted_at IS NULL AND disabled_at IS NULL",
         (merchant_id,),
     )
+
+
+def merchant_webhook_secret(tx: Tx, merchant_id: str) -> str:
+    row = tx.one("SELECT webhook_secret FROM merchants WHERE id = ?", (merchant_id,))
+    return "" if row is None else str(row[0])
 
 
 def insert_event(

@@ -126,7 +126,7 @@ def match_candidates(
     """
     q = (
         "SELECT * FROM orders WHERE merchant_id = ? AND pay_amount_cents = ?"
-        " AND status IN ('pending', 'expired') AND expires_at >= ?"
+        " AND status IN ('pending', 'expired') AND +expires_at >= ?"  # unary +: search orders_slot_amount
     )
     params: list[object] = [merchant_id, amount, since]
     if account_ids:
