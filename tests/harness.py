@@ -278,19 +278,9 @@ class Receiver:
 @asynccontextmanager
 async def running_receiver(status: int = 200) -> AsyncIterator[Receiver]:
     rec = Receiver(status=status)
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    rec.url = f"http://127.0.0.1:{port}/hook"
-    try:
+    async with running_handler(rec.handle) as base:
+        rec.url = f"{base}/hook"
         yield rec
-    finally:
-        await runner.cleanup()
 
 
 make_settings.__test__ = False  # type: ignore[attr-defined]

@@ -124,16 +124,20 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
         devices_store.record_report(tx, device_id, now=now, day=utc_day(now), seq=report.seq)
         payment = payment_json(payment_row)
         endpoints = events_store.subscribed_endpoints(tx, merchant_id)
-        if report.kind == "payment":
+
+        def payment_event(type_: str) -> None:
             emit(
                 tx,
                 ctx.bus,
                 merchant_id=merchant_id,
-                type="payment.received",
+                type=type_,
                 data={"payment": payment},
                 now=now,
                 endpoints=endpoints,
             )
+
+        if report.kind == "payment":
+            payment_event("payment.received")
         if decision_order is not None:
             mark_paid(
                 ctx,
@@ -150,15 +154,7 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             tx.after_commit.append(ctx.metrics.matches.labels("late" if late else "on_time").inc)
         else:
             tx.checkpoint("ingest.unmatched")
-            emit(
-                tx,
-                ctx.bus,
-                merchant_id=merchant_id,
-                type="payment.unmatched",
-                data={"payment": payment},
-                now=now,
-                endpoints=endpoints,
-            )
+            payment_event("payment.unmatched")
             tx.after_commit.append(ctx.metrics.unmatched.labels(reason).inc)
         return Outcome("accepted", payment_id, decision_order, reason)
 
