@@ -164,12 +164,9 @@ def _merchant(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> 
 def _pair_code(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     client = _client(args, env, "--api-key", "--token", "PAYBRIDGE_API_KEY")
     if args.merchant:
-        # No endpoint names the key's merchant; the devices it already has do. A key whose
-        # devices belong to another merchant is the wrong key for --merchant.
-        devices = client.call("GET", "/v1/devices").get("data", [])
-        owners = {d.get("merchant_id") for d in devices} - {None}
-        if owners and args.merchant not in owners:
-            raise UsageError(f"this API key belongs to merchant {', '.join(sorted(owners))}, not {args.merchant}")
+        owner = client.call("GET", "/v1/me").get("id")
+        if owner != args.merchant:
+            raise UsageError(f"this API key belongs to merchant {owner}, not {args.merchant}")
     answer = client.call("POST", "/v1/pairing-codes")
     if args.json:
         _dump(out, answer)

@@ -14,7 +14,7 @@ from bridge.services.context import Context
 from bridge.store import merchants as store
 from bridge.store.database import Tx
 
-__all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token"]
+__all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token", "get_merchant"]
 
 ADMIN_TOKEN_FILE = "admin_token.sha256"  # noqa: S105 - a file name
 
@@ -37,6 +37,15 @@ def ensure_admin_token(data_dir: Path, configured: str) -> tuple[str, str | None
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(hash_secret(token) + "\n")
     return hash_secret(token), token
+
+
+async def get_merchant(ctx: Context, merchant_id: str) -> dict[str, Any]:
+    def op(tx: Tx) -> dict[str, Any]:
+        row = store.get_merchant(tx, merchant_id)
+        assert row is not None  # the key was just resolved to it
+        return {"id": row["id"], "name": row["name"], "created_at": rfc3339(row["created_at"])}
+
+    return await ctx.db.read(op)
 
 
 async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.services import admin as service
 from bridge.store.database import Tx
-from bridge.web.auth import require_admin
+from bridge.web.auth import require_admin, require_merchant
 from bridge.web.keys import CTX, HUB
 from bridge.web.validation import Body, read_json
 
@@ -20,6 +20,13 @@ async def create_merchant(request: web.Request) -> web.Response:
     body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"name"})
     merchant = await service.create_merchant(ctx, body.str("name", max_len=128) or "")
     return web.json_response(merchant, status=201)
+
+
+async def me(request: web.Request) -> web.Response:
+    """The merchant an API key belongs to (operators check they hold the right key)."""
+    ctx = request.app[CTX]
+    merchant_id = await require_merchant(request)
+    return web.json_response(await service.get_merchant(ctx, merchant_id))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -41,5 +48,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/merchants", create_merchant)
+    app.router.add_get("/v1/me", me)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -261,6 +261,7 @@ OPENAPI: dict[str, Any] = {
             "get": _op("Get a device", _json(_ref("Device")), params=[ID]),
             "delete": _op("Revoke a device", _json(_ref("Device")), params=[ID]),
         },
+        "/v1/me": {"get": _op("The merchant this API key belongs to", _json({"type": "object"}))},
         "/healthz": {"get": _op("Health", _json({"type": "object"}), security=[])},
     },
 }

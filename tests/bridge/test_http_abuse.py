@@ -29,6 +29,7 @@ ROUTES = [
     ("GET", "/v1/devices/dev_x"),
     ("DELETE", "/v1/devices/dev_x"),
     ("GET", "/metrics"),
+    ("GET", "/v1/me"),
 ]
 
 
@@ -164,3 +165,12 @@ async def test_openapi_document_lists_the_routes(bridge: RunningBridge) -> None:
     status, doc = await bridge.call("GET", "/v1/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.1")
     assert {"/v1/orders", "/v1/orders/{id}", "/v1/devices/pair"} <= set(doc["paths"])
+
+
+async def test_me_names_the_keys_merchant(bridge: RunningBridge) -> None:
+    """GET /v1/me returns the merchant the API key belongs to, and 401 without one."""
+    m = await bridge.merchant("me-shop")
+    status, out = await bridge.call("GET", "/v1/me", token=m["api_key"])
+    assert status == 200 and (out["id"], out["name"]) == (m["id"], "me-shop")
+    status, _ = await bridge.call("GET", "/v1/me")
+    assert status == 401
