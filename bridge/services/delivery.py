@@ -15,6 +15,7 @@ On shutdown the attempts that already finished are still recorded (under `asynci
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import random
@@ -38,6 +39,7 @@ log = structlog.get_logger("bridge.webhooks")
 
 PER_TARGET = 4  # requests in flight to one host at most: a slow endpoint cannot starve the others
 QUEUED_PER_TARGET = 16  # deliveries a database load may hold in memory per endpoint / notify URL
+RECENT_SETTLED = 100_000  # ids remembered to drop late fresh hand-overs of deliveries already attempted
 FRESH_PER_TARGET = 256  # deliveries handed over at commit that may wait in memory per host
 BATCH = 500  # deliveries loaded per query
 POLL_S = 1.0  # the longest the loop sleeps without looking at the database
@@ -140,6 +142,12 @@ class DeliveryWorker:
         self._recorder = _Recorder()
         self._gone: set[str] = set()  # endpoints that answered 410 Gone (disabled in the database)
         self._left_in_db = False  # a fresh delivery was left for the database poll (its host was full)
+        # Deliveries that left the in-flight set while a database load was running: the load's
+        # snapshot may predate their recorded outcome, so its rows for them are stale.
+        self._settled_during_load: set[str] | None = None
+        # Recently settled ids: a fresh hand-over that arrives after its delivery was already sent
+        # from a database load (and settled) must not send it again.
+        self._recently_settled: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     @property
     def in_flight(self) -> frozenset[str]:
@@ -169,6 +177,7 @@ class DeliveryWorker:
             bus.deliveries.clear()  # before the query: a wake-up during it is not lost
             now = self.ctx.clock.now_ms()
             exclude = frozenset(self._in_flight)
+            self._settled_during_load = set()
 
             def load(tx: Tx, now: int = now, exclude: frozenset[str] = exclude) -> tuple[list[Row], int | None]:
                 due = store.due_deliveries(tx, now=now, limit=BATCH, per_target=QUEUED_PER_TARGET, exclude=exclude)
@@ -179,8 +188,10 @@ class DeliveryWorker:
             except Exception as e:  # the database may be busy: try again shortly
                 log.warning("webhook.load_failed", error=repr(e))
                 due, next_at = [], None
+            settled, self._settled_during_load = self._settled_during_load or set(), None
             for row in due:
-                self._start(row)
+                if str(row["id"]) not in settled:
+                    self._start(row)
             if len(due) >= BATCH:
                 await asyncio.sleep(0)  # more are due: load the next batch right away
                 continue
@@ -192,6 +203,14 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await bus.deliveries.wait()
+
+    def _settle(self, delivery_id: str) -> None:
+        self._in_flight.discard(delivery_id)
+        if self._settled_during_load is not None:
+            self._settled_during_load.add(delivery_id)
+        self._recently_settled[delivery_id] = None
+        if len(self._recently_settled) > RECENT_SETTLED:
+            self._recently_settled.popitem(last=False)
 
     def _start(self, row: Row | dict[str, Any]) -> None:
         """Send a delivery unless it is already in flight (a database load and the fresh hand-over
@@ -213,6 +232,8 @@ class DeliveryWorker:
             bus.fresh_ready.clear()
             while bus.fresh:
                 row = bus.fresh.popleft()
+                if str(row["id"]) in self._recently_settled:
+                    continue  # already sent from a database load; retries come from the database
                 host = urlsplit(str(row["url"])).netloc.lower()
                 target = self._targets.get(host)
                 if target is not None and target.users >= FRESH_PER_TARGET:
@@ -232,7 +253,7 @@ class DeliveryWorker:
             async with target.slots, self._global:  # the host's slot first: waiting for it holds no global slot
                 if endpoint_id is not None and endpoint_id in self._gone:
                     # It answered 410 while this one waited: the recorder disables this delivery too.
-                    self._in_flight.discard(str(row["id"]))
+                    self._settle(str(row["id"]))
                     return
                 result = await self._send(row)
             attempt = _Attempt(
@@ -247,7 +268,7 @@ class DeliveryWorker:
             self._recorder.finished.append(attempt)
             self._recorder.ready.set()
         except BaseException:
-            self._in_flight.discard(str(row["id"]))  # not sent (or sent without an answer): due again
+            self._settle(str(row["id"]))  # not sent (or sent without an answer): due again
             raise
         finally:
             target.users -= 1
@@ -303,7 +324,7 @@ class DeliveryWorker:
                 except Exception as e2:  # left pending: it will be sent again (at-least-once)
                     log.error("webhook.record_failed", delivery_id=a.row["id"], error=repr(e2))
         for a in batch:
-            self._in_flight.discard(str(a.row["id"]))
+            self._settle(str(a.row["id"]))
         # Re-plan when a retry is due before the next regular poll, or a host that was full has room
         # again; otherwise the poll every POLL_S finds what is due (fresh ones come in memory).
         soon = self.ctx.clock.now_ms() + int(POLL_S * 1000)
