@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
 from bridge.core.tokens import hash_secret
 from bridge.errors import Unauthorized
+from bridge.services.context import Context
 from bridge.store import merchants as store
 from bridge.store.database import Tx
 from bridge.web.keys import ADMIN_HASH, CTX, KEY_CACHE
 
-__all__ = ["admin_or_merchant", "require_admin", "require_merchant"]
+__all__ = ["admin_or_merchant", "merchant_route", "require_admin", "require_merchant"]
 
 
 def _bearer(request: web.Request) -> str:
@@ -66,3 +70,19 @@ async def admin_or_merchant(request: web.Request) -> str | None:
     if merchant_id is None:
         raise Unauthorized("invalid API key", headers={"WWW-Authenticate": "Bearer"})
     return merchant_id
+
+
+R = TypeVar("R", bound=web.StreamResponse)
+
+
+def merchant_route(
+    fn: Callable[[web.Request, Context, str], Awaitable[R]],
+) -> Callable[[web.Request], Awaitable[R]]:
+    """A merchant API handler: authenticated by API key, called with the context and the merchant id."""
+
+    @functools.wraps(fn)
+    async def handler(request: web.Request) -> R:
+        merchant_id = await require_merchant(request)
+        return await fn(request, request.app[CTX], merchant_id)
+
+    return handler

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from bridge.errors import Unavailable
 from bridge.services import endpoints as service
-from bridge.web.auth import require_merchant
-from bridge.web.keys import CTX
+from bridge.services.context import Context
+from bridge.web.auth import merchant_route
 from bridge.web.validation import query_int
 
 __all__ = ["add_routes"]
@@ -19,9 +19,8 @@ __all__ = ["add_routes"]
 KEEPALIVE_S = 15.0
 
 
-async def list_events(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def list_events(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     limit = query_int(request, "limit", 100, minimum=1, maximum=1000)
     rows, has_more = await service.list_events(ctx, merchant_id, after=request.query.get("after"), limit=limit)
     body = (
@@ -30,13 +29,12 @@ async def list_events(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="application/json")
 
 
-async def stream_events(request: web.Request) -> web.StreamResponse:
+@merchant_route
+async def stream_events(request: web.Request, ctx: Context, merchant_id: str) -> web.StreamResponse:
     """SSE: every event after `Last-Event-ID` (or `?after=`), then live ones as they commit.
 
     Ends when the client goes away or the app shuts down (`ctx.bus.close()` wakes every stream).
     """
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
     after = request.headers.get("Last-Event-ID") or request.query.get("after") or None
     await service.list_events(ctx, merchant_id, after=after, limit=1)  # a bad cursor is a 400, before we start
     wake = ctx.bus.subscribe(merchant_id)

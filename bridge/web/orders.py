@@ -11,9 +11,9 @@ from bridge.core.ssrf import check_target
 from bridge.errors import BadRequest
 from bridge.services import orders as orders_service
 from bridge.services import payments as payments_service
+from bridge.services.context import Context
 from bridge.services.orders import ORDER_CHANNELS, NewOrder
-from bridge.web.auth import require_merchant
-from bridge.web.keys import CTX
+from bridge.web.auth import merchant_route
 from bridge.web.validation import Body, check_url, query_int, read_json
 
 __all__ = ["add_routes"]
@@ -54,9 +54,8 @@ def _notify_url(url: str, allow_private: bool) -> str:
     return url
 
 
-async def create_order(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def create_order(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), ORDER_FIELDS)
     s = ctx.settings
     notify_url = body.str("notify_url", required=False, max_len=2048)
@@ -76,15 +75,13 @@ async def create_order(request: web.Request) -> web.Response:
     return web.json_response(out, status=201 if created else 200)
 
 
-async def get_order(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def get_order(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response(await orders_service.get_order(ctx, merchant_id, request.match_info["id"]))
 
 
-async def list_orders(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def list_orders(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in ORDER_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(ORDER_STATUSES)}", "invalid_query")
@@ -100,15 +97,13 @@ async def list_orders(request: web.Request) -> web.Response:
     return web.json_response(page)
 
 
-async def close_order(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def close_order(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response(await orders_service.close_order(ctx, merchant_id, request.match_info["id"]))
 
 
-async def list_payments(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def list_payments(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in PAYMENT_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(PAYMENT_STATUSES)}", "invalid_query")
@@ -120,15 +115,13 @@ async def list_payments(request: web.Request) -> web.Response:
     )
 
 
-async def get_payment(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def get_payment(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response(await payments_service.get_payment(ctx, merchant_id, request.match_info["id"]))
 
 
-async def match_payment(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def match_payment(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"order_id"})
     order_id = body.str("order_id", max_len=64) or ""
     return web.json_response(
@@ -136,15 +129,13 @@ async def match_payment(request: web.Request) -> web.Response:
     )
 
 
-async def ignore_payment(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def ignore_payment(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response(await payments_service.ignore(ctx, merchant_id, request.match_info["id"]))
 
 
-async def create_account(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def create_account(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     body = Body(
         await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout),
         {"channel", "name", "qr_payload", "device_ids"},
@@ -160,15 +151,13 @@ async def create_account(request: web.Request) -> web.Response:
     return web.json_response(account, status=201)
 
 
-async def list_accounts(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def list_accounts(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response({"data": await payments_service.list_accounts(ctx, merchant_id)})
 
 
-async def link_device(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def link_device(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"device_id"})
     device_id = body.str("device_id", max_len=64) or ""
     return web.json_response(await payments_service.link_device(ctx, merchant_id, request.match_info["id"], device_id))

@@ -12,10 +12,11 @@ from aiohttp import web
 from bridge.core.ssrf import check_target
 from bridge.errors import BadRequest
 from bridge.services import endpoints as service
+from bridge.services.context import Context
 from bridge.services.delivery import DeliveryWorker
 from bridge.services.events import EVENT_TYPES
 from bridge.transport import AiohttpTransport, WebhookTransport
-from bridge.web.auth import require_merchant
+from bridge.web.auth import merchant_route
 from bridge.web.keys import CTX
 from bridge.web.validation import Body, check_url, query_int, read_json
 
@@ -28,9 +29,8 @@ DELIVERY_STATUSES = ("pending", "succeeded", "failed", "disabled")
 TRANSPORT = web.AppKey[WebhookTransport]("webhook_transport")
 
 
-async def create_endpoint(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def create_endpoint(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"url", "event_types"})
     url = check_url(body.str("url", max_len=2048) or "")
     refused = check_target(url, [], allow_private=ctx.settings.allow_private_webhooks)
@@ -44,33 +44,28 @@ async def create_endpoint(request: web.Request) -> web.Response:
     return web.json_response(await service.create_endpoint(ctx, merchant_id, url, types), status=201)
 
 
-async def list_endpoints(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def list_endpoints(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response({"data": await service.list_endpoints(ctx, merchant_id)})
 
 
-async def get_endpoint(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def get_endpoint(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response(await service.get_endpoint(ctx, merchant_id, request.match_info["id"]))
 
 
-async def delete_endpoint(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def delete_endpoint(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response(await service.delete_endpoint(ctx, merchant_id, request.match_info["id"]))
 
 
-async def rotate_secret(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def rotate_secret(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response(await service.rotate_secret(ctx, merchant_id, request.match_info["id"]))
 
 
-async def list_deliveries(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def list_deliveries(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in DELIVERY_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(DELIVERY_STATUSES)}", "invalid_query")
@@ -85,15 +80,13 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return web.json_response(page)
 
 
-async def get_delivery(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def get_delivery(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response(await service.get_delivery(ctx, merchant_id, request.match_info["id"]))
 
 
-async def retry_delivery(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
-    merchant_id = await require_merchant(request)
+@merchant_route
+async def retry_delivery(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     return web.json_response(await service.retry_delivery(ctx, merchant_id, request.match_info["id"]))
 
 
