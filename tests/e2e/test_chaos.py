@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,20 @@ BRIDGE_KILLS = int(os.environ.get("CHAOS_BRIDGE_KILLS", "3"))
 AGENTS = 3
 ADMIN = "chaos-admin-token-0123456789abcdef"
 ALIPAY = "com.eg.android.AlipayGphone"
+
+
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_orphans() -> Iterator[None]:
+    """Whatever happens in the test (a failure, a timeout), no bridge or agent process outlives it."""
+    yield
+    for proc in _STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    _STARTED.clear()
 
 
 def free_port() -> int:
@@ -81,6 +95,7 @@ class Bridge:
                 stdout=log,
                 stderr=log,
             )
+            _STARTED.append(self.proc)
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -156,6 +171,7 @@ class Agent:
                 stdout=log,
                 stderr=log,
             )
+            _STARTED.append(self.proc)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
