@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
@@ -21,28 +19,11 @@ from bridge.web import admin, devices, events, openapi, orders, webhooks, ws
 from bridge.web.hub import DeviceHub
 from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_LIMITER
 from bridge.web.middleware import error_middleware
+from bridge.web.tasks import spawn, stop
 
-__all__ = ["create_app", "make_runner", "spawn"]
+__all__ = ["create_app", "make_runner"]
 
 log = structlog.get_logger("bridge.app")
-
-
-def spawn(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-    """Start an owned background task that logs if it crashes."""
-    task = asyncio.create_task(coro, name=name)
-
-    def done(t: asyncio.Task[None]) -> None:
-        if not t.cancelled() and t.exception() is not None:
-            log.error("task.crashed", task=name, error=repr(t.exception()))
-
-    task.add_done_callback(done)
-    return task
-
-
-async def _stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -72,13 +53,13 @@ async def _expiry(app: web.Application) -> AsyncIterator[None]:
 
     task = spawn(loop(), "order-expiry")
     yield
-    await _stop(task)
+    await stop(task)
 
 
 async def _monitor(app: web.Application) -> AsyncIterator[None]:
     task = spawn(app[HUB].monitor(), "device-monitor")
     yield
-    await _stop(task)
+    await stop(task)
 
 
 def create_app(

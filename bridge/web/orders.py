@@ -14,7 +14,7 @@ from bridge.services import payments as payments_service
 from bridge.services.context import Context
 from bridge.services.orders import ORDER_CHANNELS, NewOrder
 from bridge.web.auth import merchant_route
-from bridge.web.validation import Body, check_url, query_int, read_json
+from bridge.web.validation import Body, check_url, query_choice, query_int, read_json
 
 __all__ = ["add_routes"]
 
@@ -82,9 +82,7 @@ async def get_order(request: web.Request, ctx: Context, merchant_id: str) -> web
 
 @merchant_route
 async def list_orders(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    status = request.query.get("status")
-    if status is not None and status not in ORDER_STATUSES:
-        raise BadRequest(f"status must be one of {', '.join(ORDER_STATUSES)}", "invalid_query")
+    status = query_choice(request, "status", ORDER_STATUSES)
     limit = query_int(request, "limit", 50, minimum=1, maximum=500)
     page = await orders_service.list_orders(
         ctx,
@@ -104,9 +102,7 @@ async def close_order(request: web.Request, ctx: Context, merchant_id: str) -> w
 
 @merchant_route
 async def list_payments(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    status = request.query.get("status")
-    if status is not None and status not in PAYMENT_STATUSES:
-        raise BadRequest(f"status must be one of {', '.join(PAYMENT_STATUSES)}", "invalid_query")
+    status = query_choice(request, "status", PAYMENT_STATUSES)
     limit = query_int(request, "limit", 50, minimum=1, maximum=500)
     return web.json_response(
         await payments_service.list_payments(

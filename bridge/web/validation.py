@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bridge.errors import BadRequest, PayloadTooLarge, RequestTimeout
 
-__all__ = ["Body", "check_url", "query_int", "read_json"]
+__all__ = ["Body", "check_url", "query_choice", "query_int", "read_json"]
 
 
 async def read_json(request: web.Request, max_body: int, timeout: float = 15.0) -> dict[str, Any]:
@@ -133,6 +133,14 @@ def check_url(value: str, name: str = "url") -> str:
         raise BadRequest(f"{name} must be an absolute http:// or https:// URL", "invalid_url")
     if parts.username or parts.password:
         raise BadRequest(f"{name} must not contain credentials", "invalid_url")
+    return value
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
+    """An optional query parameter that must be one of `choices`."""
+    value = request.query.get(name)
+    if value is not None and value not in choices:
+        raise BadRequest(f"{name} must be one of {', '.join(choices)}", "invalid_query")
     return value
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
@@ -18,7 +16,8 @@ from bridge.services.events import EVENT_TYPES
 from bridge.transport import AiohttpTransport, WebhookTransport
 from bridge.web.auth import merchant_route
 from bridge.web.keys import CTX
-from bridge.web.validation import Body, check_url, query_int, read_json
+from bridge.web.tasks import spawn, stop
+from bridge.web.validation import Body, check_url, query_choice, query_int, read_json
 
 __all__ = ["TRANSPORT", "add_routes", "delivery_worker_ctx"]
 
@@ -66,9 +65,7 @@ async def rotate_secret(request: web.Request, ctx: Context, merchant_id: str) ->
 
 @merchant_route
 async def list_deliveries(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    status = request.query.get("status")
-    if status is not None and status not in DELIVERY_STATUSES:
-        raise BadRequest(f"status must be one of {', '.join(DELIVERY_STATUSES)}", "invalid_query")
+    status = query_choice(request, "status", DELIVERY_STATUSES)
     page = await service.list_deliveries(
         ctx,
         merchant_id,
@@ -99,19 +96,11 @@ async def delivery_worker_ctx(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
     given = app.get(TRANSPORT)
     transport: WebhookTransport = given or AiohttpTransport(allow_private=ctx.settings.allow_private_webhooks)
-    task = asyncio.create_task(DeliveryWorker(ctx, transport).run(), name="webhook-worker")
-
-    def crashed(t: asyncio.Task[None]) -> None:
-        if not t.cancelled() and t.exception() is not None:
-            log.error("task.crashed", task="webhook-worker", error=repr(t.exception()))
-
-    task.add_done_callback(crashed)
+    task = spawn(DeliveryWorker(ctx, transport).run(), "webhook-worker")
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         if given is None:
             await transport.close()
 
