@@ -283,9 +283,6 @@ async def running_receiver(status: int = 200) -> AsyncIterator[Receiver]:
         yield rec
 
 
-make_settings.__test__ = False  # type: ignore[attr-defined]
-test_settings = make_settings  # older name, kept for helpers' tests
-
 
 @asynccontextmanager
 async def running_handler(handler: Any) -> AsyncIterator[str]:

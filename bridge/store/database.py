@@ -25,11 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from bridge.errors import StoreError, Unavailable
 from bridge.store.migrations import MIGRATIONS
 
 __all__ = ["Database", "Row", "Tx"]
 
+log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
 Row = sqlite3.Row
 MAX_BATCH = 512
@@ -121,11 +124,8 @@ class Database:
         self._task: asyncio.Task[None] | None = None
         # Tests set this to raise at a named checkpoint (crash-atomicity); never set in production.
         self.fault: Callable[[str], None] | None = None
-        self.commits = 0
-        self.writes = 0
-        self.failed_batches = 0
-        self.callback_errors = 0
-        self.last_callback_error = ""
+        self.commits = 0  # group commits made
+        self.writes = 0  # write jobs committed or failed by them (writes / commits = batching)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +217,7 @@ class Database:
                         job.future.set_exception(Unavailable("the bridge is shutting down"))
                 raise
             except _BatchFailed as e:
-                self.failed_batches += 1
+                log.warning("db.batch_failed", jobs=len(jobs), error=str(e))
                 err = Unavailable(f"the database refused the write: {e}", "database_unavailable")
                 for job in jobs:
                     if not job.future.done():
@@ -233,8 +233,7 @@ class Database:
                         try:
                             cb()
                         except Exception as e:  # a wake-up failing must not hide a committed result
-                            self.callback_errors += 1
-                            self.last_callback_error = repr(e)
+                            log.error("db.after_commit_failed", error=repr(e))
                     job.future.set_result(job.value)
                 else:
                     job.future.set_exception(job.value)

@@ -6,7 +6,14 @@ import json
 
 from bridge.store.database import Row, Tx
 
-__all__ = ["event_seq", "insert_event", "list_events", "merchant_webhook_secret", "subscribed_endpoints"]
+__all__ = [
+    "event_seq",
+    "event_types_of",
+    "insert_event",
+    "list_events",
+    "merchant_webhook_secret",
+    "subscribed_endpoints",
+]
 
 
 def subscribed_endpoints(tx: Tx, merchant_id: str) -> list[Row]:
