@@ -43,7 +43,9 @@ class Settings:
     allow_private_webhooks: bool = False
     webhook_timeout: float = 10.0
     webhook_schedule: str = "0,5,300,1800,7200,18000,36000,36000"  # s before attempt 1..n
-    webhook_concurrency: int = 64
+    webhook_concurrency: int = 64  # requests in flight in all
+    webhook_per_host: int = 16  # requests in flight to one host: a slow endpoint cannot starve the others
+    webhook_sender: str = "process"  # "process": HTTP calls in a child process (a second core); "inline"
     # Devices
     heartbeat_interval: int = 30
     heartbeat_timeout: int = 90
@@ -70,6 +72,10 @@ class Settings:
             raise ConfigError("order_ttl_default must lie within order_ttl_min..order_ttl_max")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError("sqlite_synchronous must be FULL, NORMAL or EXTRA (PAYBRIDGE_SQLITE_SYNCHRONOUS)")
+        if self.webhook_per_host < 1 or self.webhook_concurrency < 1:
+            raise ConfigError("webhook_per_host and webhook_concurrency must be at least 1")
+        if self.webhook_sender not in ("process", "inline"):
+            raise ConfigError("webhook_sender must be 'process' or 'inline' (PAYBRIDGE_WEBHOOK_SENDER)")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError("log_format must be auto, json or console (PAYBRIDGE_LOG_FORMAT)")
         if self.admin_token and len(self.admin_token) < 22:

@@ -37,6 +37,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="the server's SQLite synchronous mode (default FULL: acked data survives power loss)",
     )
     p.add_argument(
+        "--webhook-sender",
+        choices=["process", "inline"],
+        default="process",
+        help="where the server makes webhook HTTP calls (default process: a child on another core)",
+    )
+    p.add_argument(
         "--profile", type=Path, help="sample the server with py-spy during the measured phase (raw collapsed stacks)"
     )
     p.add_argument("--keep-dir", action="store_true", help="keep the server's temporary data dir and logs")
@@ -88,7 +94,7 @@ def run_bench(args: argparse.Namespace, out: TextIO, *, err: TextIO, workdir: Pa
         err.flush()
 
     base = Path(tempfile.mkdtemp(prefix="paybridge-bench-", dir=workdir))
-    server = BenchServer(base, synchronous=args.synchronous, profile=args.profile)
+    server = BenchServer(base, synchronous=args.synchronous, profile=args.profile, sender=args.webhook_sender)
     try:
         server.start()
         log(f"bridge pid {server.pid} at {server.base_url} (data in {base}, synchronous={args.synchronous})")
@@ -109,6 +115,7 @@ def run_bench(args: argparse.Namespace, out: TextIO, *, err: TextIO, workdir: Pa
         if not args.keep_dir:
             shutil.rmtree(base, ignore_errors=True)
     result["synchronous"] = args.synchronous
+    result["webhook_sender"] = args.webhook_sender
     result["machine"] = machine()
     out.write(json.dumps(result) + "\n")
     out.flush()

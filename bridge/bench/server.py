@@ -29,7 +29,7 @@ class ProcSample:
     hwm_kib: int
 
 
-def sample(pid: int) -> ProcSample:
+def _one(pid: int) -> ProcSample:
     """Read /proc/<pid>/stat (utime + stime) and /proc/<pid>/status (VmRSS, VmHWM)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
@@ -41,12 +41,33 @@ def sample(pid: int) -> ProcSample:
     return ProcSample(cpu, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]))
 
 
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            out.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def sample(pid: int) -> ProcSample:
+    """A process and its live descendants (the bridge and its webhook sender), summed."""
+    total = _one(pid)
+    for child in _children(pid):
+        with contextlib.suppress(OSError):  # it may have just exited
+            part = sample(child)
+            total = ProcSample(total.cpu_s + part.cpu_s, total.rss_kib + part.rss_kib, total.hwm_kib + part.hwm_kib)
+    return total
+
+
 class BenchServer:
     """Starts the bridge with a fresh data dir, waits for its "listening on" line, stops it with SIGINT."""
 
-    def __init__(self, workdir: Path, *, synchronous: str = "FULL", profile: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, synchronous: str = "FULL", profile: Path | None = None, sender: str = "process"
+    ) -> None:
         self.workdir = workdir
         self.synchronous = synchronous
+        self.sender = sender
         self.profile = profile
         self.proc: subprocess.Popen[bytes] | None = None
         self.profiler: subprocess.Popen[bytes] | None = None
@@ -61,6 +82,7 @@ class BenchServer:
             # A phone sends a few reports a minute; the bench's devices send hundreds a second.
             PAYBRIDGE_DEVICE_MAX_FRAMES_PER_SECOND="1000000",
             PAYBRIDGE_SQLITE_SYNCHRONOUS=self.synchronous,
+            PAYBRIDGE_WEBHOOK_SENDER=self.sender,
             PAYBRIDGE_LOG_FORMAT="json",
             PAYBRIDGE_LOG_LEVEL="warning",
         )

@@ -1,7 +1,7 @@
 """The webhook delivery worker: signs and sends due deliveries, records outcomes, schedules retries.
 
 One loop loads what is due and starts a task per delivery without waiting for any of them
-(pipelining); each task waits for a slot on its host (`PER_TARGET` in flight) and a global slot
+(pipelining); each task waits for a slot on its host (`settings.webhook_per_host` in flight) and a global slot
 (`settings.webhook_concurrency`), so a slow or dead endpoint only ever holds its own slots. A
 delivery is "in flight" from the moment it is loaded until its outcome is committed, and is never
 loaded twice meanwhile. Finished attempts go to one recorder that writes every outcome waiting at
@@ -33,11 +33,10 @@ from bridge.store import endpoints as endpoints_store
 from bridge.store.database import Row, Tx
 from bridge.transport import TransportResult, WebhookTransport
 
-__all__ = ["PER_TARGET", "DeliveryWorker", "Outcome", "classify", "live_secrets"]
+__all__ = ["DeliveryWorker", "Outcome", "classify", "live_secrets"]
 
 log = structlog.get_logger("bridge.webhooks")
 
-PER_TARGET = 4  # requests in flight to one host at most: a slow endpoint cannot starve the others
 QUEUED_PER_TARGET = 16  # deliveries a database load may hold in memory per endpoint / notify URL
 RECENT_SETTLED = 100_000  # ids remembered to drop late fresh hand-overs of deliveries already attempted
 FRESH_PER_TARGET = 256  # deliveries handed over at commit that may wait in memory per host
@@ -128,13 +127,13 @@ class DeliveryWorker:
         transport: WebhookTransport,
         rng: random.Random | None = None,
         *,
-        per_target: int = PER_TARGET,
+        per_target: int | None = None,
     ) -> None:
         self.ctx = ctx
         self.transport = transport
         self.rng = rng or random.Random()
         self.policy = RetryPolicy(schedule=ctx.settings.schedule())
-        self.per_target = per_target
+        self.per_target = per_target or ctx.settings.webhook_per_host
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._global = asyncio.Semaphore(ctx.settings.webhook_concurrency)

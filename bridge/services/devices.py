@@ -57,9 +57,7 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
     def op(tx: Tx) -> dict[str, Any]:
         now = ctx.clock.now_ms()
         merchant_id = (
-            merchants_store.consume_pairing_code(
-                tx, code_hash=hash_secret(normalised), now=now, device_id=device_id
-            )
+            merchants_store.consume_pairing_code(tx, code_hash=hash_secret(normalised), now=now, device_id=device_id)
             if normalised
             else None
         )

@@ -11,7 +11,7 @@ from typing import Any
 from bridge.clock import rfc3339
 from bridge.ids import new_id
 from bridge.store import events as store
-from bridge.store.database import Row, Tx
+from bridge.store.database import Tx
 
 __all__ = ["EVENT_TYPES", "EventBus", "emit"]
 
@@ -74,12 +74,12 @@ def emit(
     data: dict[str, Any],
     now: int,
     notify_url: str | None = None,
-    endpoints: list[Row] | None = None,
+    subscribers: store.Subscribers | None = None,
 ) -> str:
     """Store an event and a delivery for each subscribed endpoint (and the order's notify_url).
 
-    `endpoints` may pass the merchant's subscribed endpoints when the caller already has them
-    (several events in one transaction)."""
+    `subscribers` may pass the merchant's when the caller already has them (several events in one
+    transaction)."""
     assert type in EVENT_TYPES, type
     event_id = new_id("evt")
     body = json.dumps(
@@ -89,9 +89,9 @@ def emit(
     )
     targets: list[tuple[str, str | None, str]] = []
     sendable: list[dict[str, Any]] = []
-    if endpoints is None:
-        endpoints = store.subscribed_endpoints(tx, merchant_id)
-    for ep in endpoints:
+    if subscribers is None:
+        subscribers = store.subscribers(tx, merchant_id)
+    for ep in subscribers.endpoints:
         types = store.event_types_of(ep)
         if not types or type in types:
             targets.append((new_id("dlv"), str(ep["id"]), str(ep["url"])))
@@ -110,7 +110,7 @@ def emit(
                 "secret": None,
                 "old_secret": None,
                 "old_secret_expires_at": None,
-                "webhook_secret": store.merchant_webhook_secret(tx, merchant_id),
+                "webhook_secret": subscribers.webhook_secret,
             }
         )
     store.insert_event(tx, event_id=event_id, merchant_id=merchant_id, type=type, body=body, now=now, targets=targets)

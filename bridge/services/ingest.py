@@ -19,7 +19,7 @@ from bridge.store import devices as devices_store
 from bridge.store import events as events_store
 from bridge.store import orders as orders_store
 from bridge.store import payments as store
-from bridge.store.database import Row, Tx
+from bridge.store.database import Tx
 
 __all__ = ["Outcome", "ingest_report"]
 
@@ -40,24 +40,32 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
 
     def op(tx: Tx) -> Outcome:
         now = ctx.clock.now_ms()
-        seen = store.find_report(tx, device_id, report.event_id)
-        if seen is not None:
+        payment_id = new_id("pay")
+        # Dedupe by writing first: the report log and the fingerprint each refuse a second claim, so
+        # the common case (a new payment) costs no lookups; the duplicate cases read what is there.
+        if not store.insert_report(
+            tx,
+            device_id=device_id,
+            event_id=report.event_id,
+            seq=report.seq,
+            now=now,
+            outcome="accepted",
+            payment_id=payment_id,
+        ):
+            seen = store.find_report(tx, device_id, report.event_id)
+            assert seen is not None
             return Outcome("duplicate", seen["payment_id"], reason="same_event")
-        again = store.find_fingerprint(tx, merchant_id, fp, since=now - window_ms)
-        if again is not None:
-            store.insert_report(
-                tx,
-                device_id=device_id,
-                event_id=report.event_id,
-                seq=report.seq,
-                now=now,
-                outcome="duplicate",
-                payment_id=again["payment_id"],
+        if not store.claim_fingerprint(
+            tx, merchant_id=merchant_id, fingerprint=fp, now=now, payment_id=payment_id, since=now - window_ms
+        ):
+            again = store.find_fingerprint(tx, merchant_id, fp, since=now - window_ms)
+            assert again is not None
+            store.set_report_duplicate(
+                tx, device_id=device_id, event_id=report.event_id, payment_id=again["payment_id"]
             )
             return Outcome("duplicate", again["payment_id"], reason="same_notification")
         tx.checkpoint("ingest.deduped")
 
-        payment_id = new_id("pay")
         decision_order: str | None = None
         late = False
         if report.kind == "unrecognised":
@@ -65,13 +73,8 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
         elif report.amount_cents is None:
             reason = "no_amount"
         else:
-            account_ids = devices_store.device_account_ids(tx, device_id)
             rows = orders_store.match_candidates(
-                tx,
-                merchant_id,
-                report.amount_cents,
-                account_ids,
-                since=report.observed_at - rules.late_grace_ms,
+                tx, merchant_id, report.amount_cents, device_id, since=report.observed_at - rules.late_grace_ms
             )
             decision = choose(
                 [Candidate(r["id"], r["channel"], r["status"], r["created_at"], r["expires_at"]) for r in rows],
@@ -111,19 +114,9 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
         }
         store.insert_payment(tx, payment_row)
         tx.checkpoint("ingest.payment_recorded")
-        store.insert_fingerprint(tx, merchant_id=merchant_id, fingerprint=fp, now=now, payment_id=payment_id)
-        store.insert_report(
-            tx,
-            device_id=device_id,
-            event_id=report.event_id,
-            seq=report.seq,
-            now=now,
-            outcome="accepted",
-            payment_id=payment_id,
-        )
         devices_store.record_report(tx, device_id, now=now, day=utc_day(now), seq=report.seq)
         payment = payment_json(payment_row)
-        endpoints = events_store.subscribed_endpoints(tx, merchant_id)
+        subscribers = events_store.subscribers(tx, merchant_id)
 
         def payment_event(type_: str) -> None:
             emit(
@@ -133,7 +126,7 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
                 type=type_,
                 data={"payment": payment},
                 now=now,
-                endpoints=endpoints,
+                subscribers=subscribers,
             )
 
         if report.kind == "payment":
@@ -149,7 +142,7 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
                 late=late,
                 manual=False,
                 payment=payment,
-                endpoints=endpoints,
+                subscribers=subscribers,
             )
             tx.after_commit.append(ctx.metrics.matches.labels("late" if late else "on_time").inc)
         else:
@@ -172,17 +165,16 @@ def mark_paid(
     late: bool,
     manual: bool,
     payment: dict[str, Any] | None = None,
-    endpoints: list[Row] | None = None,
+    subscribers: events_store.Subscribers | None = None,
 ) -> None:
     """Order -> paid and its `order.paid` event, inside the caller's transaction."""
-    row = orders_store.get_order(tx, merchant_id, order_id)
-    assert row is not None
-    transition(OrderStatus(row["status"]), OrderStatus.PAID)
-    if not orders_store.set_paid(tx, order_id, payment_id=payment_id, now=now, late=late, manual=manual):
+    row = orders_store.set_paid(tx, merchant_id, order_id, payment_id=payment_id, now=now, late=late, manual=manual)
+    if row is None:  # not payable: say why (InvalidTransition), or that it vanished
+        current = orders_store.get_order(tx, merchant_id, order_id)
+        if current is not None:
+            transition(OrderStatus(current["status"]), OrderStatus.PAID)
         raise RuntimeError("order changed underneath a write transaction")
     tx.checkpoint("ingest.order_paid")
-    row = orders_store.get_order(tx, merchant_id, order_id)
-    assert row is not None
     if payment is None:
         payment_row = store.get_payment(tx, merchant_id, payment_id)
         assert payment_row is not None
@@ -197,5 +189,5 @@ def mark_paid(
         data={"order": render(tx, row), "payment": payment},
         now=now,
         notify_url=row["notify_url"],
-        endpoints=endpoints,
+        subscribers=subscribers,
     )

@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from bridge.store.database import Row, Tx
 
 __all__ = [
+    "Subscribers",
     "event_seq",
     "event_types_of",
     "insert_event",
     "list_events",
-    "merchant_webhook_secret",
-    "subscribed_endpoints",
+    "subscribers",
 ]
 
 
-def subscribed_endpoints(tx: Tx, merchant_id: str) -> list[Row]:
-    return tx.all(
-        "SELECT id, url, event_types, secret, old_secret, old_secret_expires_at FROM webhook_endpoints"
-        " WHERE merchant_id = ? AND deleted_at IS NULL AND disabled_at IS NULL",
+@dataclass(frozen=True, slots=True)
+class Subscribers:
+    """Who hears a merchant's events: its live endpoints, and the secret that signs notify_url calls."""
+
+    endpoints: list[Row]
+    webhook_secret: str
+
+
+def subscribers(tx: Tx, merchant_id: str) -> Subscribers:
+    rows = tx.all(
+        "SELECT m.webhook_secret, e.id, e.url, e.event_types, e.secret, e.old_secret, e.old_secret_expires_at"
+        " FROM merchants m LEFT JOIN webhook_endpoints e"
+        " ON e.merchant_id = m.id AND e.deleted_at IS NULL AND e.disabled_at IS NULL WHERE m.id = ?",
         (merchant_id,),
     )
-
-
-def merchant_webhook_secret(tx: Tx, merchant_id: str) -> str:
-    row = tx.one("SELECT webhook_secret FROM merchants WHERE id = ?", (merchant_id,))
-    return "" if row is None else str(row[0])
+    secret = str(rows[0]["webhook_secret"]) if rows else ""
+    return Subscribers([r for r in rows if r["id"] is not None], secret)
 
 
 def insert_event(

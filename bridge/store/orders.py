@@ -111,39 +111,38 @@ def list_orders(
         where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ?)")
         params.append(before)
     params.append(limit)
-    return tx.all(
-        f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", params
-    )
+    return tx.all(f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", params)
 
 
-def match_candidates(
-    tx: Tx, merchant_id: str, amount: int, account_ids: Sequence[str], *, since: int
-) -> list[Row]:
+def match_candidates(tx: Tx, merchant_id: str, amount: int, device_id: str, *, since: int) -> list[Row]:
     """Pending or recently expired orders of this amount the reporting device can see.
 
     A device linked to accounts sees those accounts' orders and `any` orders; a device linked
     to none sees all of its merchant's orders.
     """
-    q = (
+    return tx.all(
         "SELECT * FROM orders WHERE merchant_id = ? AND pay_amount_cents = ?"
         " AND status IN ('pending', 'expired') AND +expires_at >= ?"  # unary +: search orders_slot_amount
+        " AND (account_id IS NULL"
+        " OR account_id IN (SELECT account_id FROM device_accounts WHERE device_id = ?)"
+        " OR NOT EXISTS (SELECT 1 FROM device_accounts WHERE device_id = ?))",
+        (merchant_id, amount, since, device_id, device_id),
     )
-    params: list[object] = [merchant_id, amount, since]
-    if account_ids:
-        q += f" AND (account_id IS NULL OR account_id IN ({','.join('?' * len(account_ids))}))"
-        params.extend(account_ids)
-    return tx.all(q, params)
 
 
-def set_paid(tx: Tx, order_id: str, *, payment_id: str, now: int, late: bool, manual: bool) -> bool:
-    n = tx.execute(
+def set_paid(
+    tx: Tx, merchant_id: str, order_id: str, *, payment_id: str, now: int, late: bool, manual: bool
+) -> Row | None:
+    """Pending or expired -> paid, releasing its amount lock; the paid order, or None if it was neither."""
+    rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
         "UPDATE orders SET status = 'paid', paid_at = ?, payment_id = ?, late = ?, manual = ?"
-        " WHERE id = ? AND status IN ('pending', 'expired')",
-        (now, payment_id, int(late), int(manual), order_id),
+        " WHERE id = ? AND merchant_id = ? AND status IN ('pending', 'expired') RETURNING *",
+        (now, payment_id, int(late), int(manual), order_id, merchant_id),
     )
-    if n == 1:
-        release_locks(tx, order_id)
-    return n == 1
+    if not rows:
+        return None
+    release_locks(tx, order_id)
+    return rows[0]
 
 
 def set_closed(tx: Tx, order_id: str, *, now: int) -> bool:

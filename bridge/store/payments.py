@@ -9,14 +9,15 @@ from bridge.store.database import Row, Tx
 
 __all__ = [
     "PAYMENT_COLUMNS",
+    "claim_fingerprint",
     "find_fingerprint",
     "find_report",
     "get_payment",
-    "insert_fingerprint",
     "insert_payment",
     "insert_report",
     "list_payments",
     "set_payment_status",
+    "set_report_duplicate",
 ]
 
 
@@ -26,10 +27,20 @@ def find_report(tx: Tx, device_id: str, event_id: str) -> Row | None:
 
 def insert_report(
     tx: Tx, *, device_id: str, event_id: str, seq: int, now: int, outcome: str, payment_id: str | None
-) -> None:
-    tx.execute(
-        "INSERT INTO reports (device_id, event_id, seq, received_at, outcome, payment_id) VALUES (?, ?, ?, ?, ?, ?)",
+) -> bool:
+    """Log a report; False (and nothing written) if this device already reported this event id."""
+    n = tx.execute(
+        "INSERT INTO reports (device_id, event_id, seq, received_at, outcome, payment_id) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (device_id, event_id) DO NOTHING",
         (device_id, event_id, seq, now, outcome, payment_id),
+    )
+    return n == 1
+
+
+def set_report_duplicate(tx: Tx, *, device_id: str, event_id: str, payment_id: str) -> None:
+    tx.execute(
+        "UPDATE reports SET outcome = 'duplicate', payment_id = ? WHERE device_id = ? AND event_id = ?",
+        (payment_id, device_id, event_id),
     )
 
 
@@ -40,13 +51,16 @@ def find_fingerprint(tx: Tx, merchant_id: str, fingerprint: str, *, since: int) 
     )
 
 
-def insert_fingerprint(tx: Tx, *, merchant_id: str, fingerprint: str, now: int, payment_id: str) -> None:
-    tx.execute(
+def claim_fingerprint(tx: Tx, *, merchant_id: str, fingerprint: str, now: int, payment_id: str, since: int) -> bool:
+    """Record that `payment_id` is this notification; False (nothing written) if the same notification
+    was already recorded at or after `since` (a re-read, not a new payment)."""
+    n = tx.execute(
         "INSERT INTO fingerprints (merchant_id, fingerprint, seen_at, payment_id) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (merchant_id, fingerprint) DO UPDATE SET seen_at = excluded.seen_at,"
-        " payment_id = excluded.payment_id",
-        (merchant_id, fingerprint, now, payment_id),
+        " payment_id = excluded.payment_id WHERE fingerprints.seen_at < ?",
+        (merchant_id, fingerprint, now, payment_id, since),
     )
+    return n == 1
 
 
 PAYMENT_COLUMNS = (

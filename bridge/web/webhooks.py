@@ -9,6 +9,7 @@ from aiohttp import web
 
 from bridge.core.ssrf import check_target
 from bridge.errors import BadRequest
+from bridge.sender import SenderProcess
 from bridge.services import endpoints as service
 from bridge.services.context import Context
 from bridge.services.delivery import DeliveryWorker
@@ -91,11 +92,20 @@ async def delivery_worker_ctx(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup_ctx: the delivery worker lives as long as the app.
 
     It sends through `app[TRANSPORT]` when the app was given one (whoever made it closes it), else
-    through an `AiohttpTransport` of its own, closed after the worker has stopped.
+    through a transport of its own (`settings.webhook_sender`: a child process, or an in-process
+    `AiohttpTransport`), closed after the worker has stopped.
     """
     ctx = app[CTX]
     given = app.get(TRANSPORT)
-    transport: WebhookTransport = given or AiohttpTransport(allow_private=ctx.settings.allow_private_webhooks)
+    transport: WebhookTransport
+    if given is not None:
+        transport = given
+    elif ctx.settings.webhook_sender == "process":
+        sender = SenderProcess(allow_private=ctx.settings.allow_private_webhooks)
+        await sender.start()  # the first webhook should not wait for a process to start
+        transport = sender
+    else:
+        transport = AiohttpTransport(allow_private=ctx.settings.allow_private_webhooks)
     task = spawn(DeliveryWorker(ctx, transport).run(), "webhook-worker")
     try:
         yield

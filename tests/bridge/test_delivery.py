@@ -19,7 +19,7 @@ from bridge.clock import SystemClock
 from bridge.core.backoff import RetryPolicy
 from bridge.services.admin import create_merchant
 from bridge.services.context import Context
-from bridge.services.delivery import PER_TARGET, DeliveryWorker, Outcome, classify
+from bridge.services.delivery import DeliveryWorker, Outcome, classify
 from bridge.services.endpoints import create_endpoint, get_delivery, get_endpoint, list_deliveries
 from bridge.services.events import emit
 from bridge.store.database import Database, Tx
@@ -172,7 +172,7 @@ async def test_a_delivery_is_never_sent_twice_concurrently(tmp_path: Path) -> No
 
 
 async def test_a_hanging_host_holds_only_its_own_slots(tmp_path: Path) -> None:
-    """A host that never answers gets at most PER_TARGET requests in flight; another host's deliveries all go."""
+    """A host that never answers gets at most webhook_per_host requests in flight; another host's deliveries all go."""
     never = asyncio.Event()
 
     async def respond(url: str, headers: dict[str, str], body: bytes) -> TransportResult:
@@ -188,8 +188,8 @@ async def test_a_hanging_host_holds_only_its_own_slots(tmp_path: Path) -> None:
         await events_to(ctx, m["id"], [f"http://fast.example/{i}" for i in range(20)])
         async with running(DeliveryWorker(ctx, transport)):
             await all_have(ctx, m["id"], "succeeded", 20)
-            assert transport.peak["dead.example"] == PER_TARGET
-            assert len(transport.ids_sent_to("dead.example")) == PER_TARGET
+            assert transport.peak["dead.example"] == ctx.settings.webhook_per_host
+            assert len(transport.ids_sent_to("dead.example")) == ctx.settings.webhook_per_host
             never.set()
             await all_have(ctx, m["id"], "succeeded", 60)
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
@@ -65,8 +67,24 @@ def _verify(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]
     return dict(Webhook(secret).verify(body, headers))
 
 
-async def test_order_paid_is_delivered_and_verifies(bridge: RunningBridge) -> None:
-    """An order.paid webhook reaches the endpoint and the order's notify_url, verified by standardwebhooks."""
+@pytest.mark.parametrize("sender", ["process", "inline"])
+async def test_order_paid_is_delivered_and_verifies(tmp_path: Path, sender: str) -> None:
+    """An order.paid webhook reaches the endpoint and the order's notify_url, verified by standardwebhooks,
+    whether the HTTP calls run in the sender child process (the default) or in the bridge's own loop."""
+    async with running_bridge(make_settings(tmp_path, webhook_sender=sender)) as bridge:
+        await _order_paid_is_delivered_and_verifies(bridge)
+        assert _sender_children() == (1 if sender == "process" else 0)
+
+
+def _sender_children() -> int:
+    """Live child processes of this test process running `bridge.sender`."""
+    kids = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        kids += (task / "children").read_text().split()
+    return sum(b"bridge.sender" in Path(f"/proc/{k}/cmdline").read_bytes() for k in kids)
+
+
+async def _order_paid_is_delivered_and_verifies(bridge: RunningBridge) -> None:
     m = await bridge.merchant()
     async with running_receiver() as rec, running_receiver() as notify:
         ep = await _endpoint(bridge, m["api_key"], rec.url)
