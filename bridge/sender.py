@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import signal
 import struct
@@ -34,6 +33,7 @@ from typing import Any
 
 import structlog
 
+from bridge.core import codec
 from bridge.transport import AiohttpTransport, TransportResult
 
 __all__ = ["SenderProcess", "decode_head", "encode_frame", "main", "read_frame"]
@@ -48,12 +48,12 @@ EXITED = "network_error: webhook sender exited"
 
 
 def encode_frame(head: dict[str, Any], body: bytes = b"") -> bytes:
-    raw = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = codec.dumpb(head)
     return _LENGTHS.pack(len(raw), len(body)) + raw + body
 
 
 def decode_head(raw: bytes) -> dict[str, Any]:
-    head = json.loads(raw)
+    head = codec.loads(raw)
     if not isinstance(head, dict):
         raise ValueError("frame head is not an object")
     return head

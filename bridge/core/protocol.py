@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from bridge.core import codec
 
 __all__ = [
     "AUTH_PREFIX",
@@ -103,7 +104,7 @@ def decode_frame(data: str) -> dict[str, Any]:
     if len(data) > MAX_FRAME:
         raise ProtocolError("frame_too_large", "frames are limited to 64 KiB")
     try:
-        obj = json.loads(data)
+        obj = codec.loads(data)
     except (ValueError, RecursionError) as e:
         raise ProtocolError("bad_frame", f"invalid JSON: {e}") from None
     if not isinstance(obj, dict):

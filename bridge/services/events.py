@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 from collections import defaultdict
 from typing import Any
 
 from bridge.clock import rfc3339
+from bridge.core import codec
 from bridge.ids import new_id
 from bridge.store import events as store
 from bridge.store.database import Tx
@@ -82,11 +82,7 @@ def emit(
     transaction)."""
     assert type in EVENT_TYPES, type
     event_id = new_id("evt")
-    body = json.dumps(
-        {"id": event_id, "type": type, "timestamp": rfc3339(now), "data": data},
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
+    body = codec.dumps({"id": event_id, "type": type, "timestamp": rfc3339(now), "data": data})
     targets: list[tuple[str, str | None, str]] = []
     sendable: list[dict[str, Any]] = []
     if subscribers is None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from bridge.core import codec
 from bridge.core.dedupe import notification_fingerprint
 from bridge.core.matching import Candidate, choose
 from bridge.core.protocol import Report
@@ -100,7 +100,7 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             "received_at": now,
             "event_id": report.event_id,
             "fingerprint": fp,
-            "notification": json.dumps(
+            "notification": codec.dumps(
                 {
                     "package": report.package,
                     "title": report.title,
@@ -109,7 +109,6 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
                     "key": report.key,
                     "parse_reason": report.parse_reason,
                 },
-                ensure_ascii=False,
             ),
         }
         store.insert_payment(tx, payment_row)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.clock import rfc3339
+from bridge.core import codec
 from bridge.core.amounts import format_fen
 from bridge.store.database import Row
 
@@ -50,13 +50,13 @@ def order_json(row: Row, account: Row | None = None) -> dict[str, Any]:
         "payment_id": row["payment_id"],
         "late": bool(row["late"]),
         "manual": bool(row["manual"]),
-        "metadata": json.loads(row["metadata"]),
+        "metadata": codec.loads(row["metadata"]),
     }
 
 
 def payment_json(row: Row | Mapping[str, Any]) -> dict[str, Any]:
     amount = row["amount_cents"]
-    note = json.loads(row["notification"])
+    note = codec.loads(row["notification"])
     return {
         "id": row["id"],
         "status": row["status"],
@@ -78,14 +78,14 @@ def payment_json(row: Row | Mapping[str, Any]) -> dict[str, Any]:
 
 def device_json(row: Row, today: str | None = None) -> dict[str, Any]:
     """A device; `today` (YYYY-MM-DD, UTC) makes `reports_today` 0 when the last report was another day."""
-    heartbeat = json.loads(row["last_heartbeat"]) if row["last_heartbeat"] else None
+    heartbeat = codec.loads(row["last_heartbeat"]) if row["last_heartbeat"] else None
     return {
         "id": row["id"],
         "merchant_id": row["merchant_id"],
         "name": row["name"],
-        "channels": json.loads(row["channels"]),
+        "channels": codec.loads(row["channels"]),
         "status": row["status"],
-        "status_reasons": json.loads(row["status_reasons"]),
+        "status_reasons": codec.loads(row["status_reasons"]),
         "revoked": row["revoked_at"] is not None,
         "revoked_at": rfc3339(row["revoked_at"]),
         "created_at": rfc3339(row["created_at"]),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from bridge.core import codec
 from bridge.store.database import Row, Tx
 
 __all__ = [
@@ -72,5 +72,5 @@ def list_events(tx: Tx, merchant_id: str, *, after_seq: int, limit: int) -> list
 
 
 def event_types_of(row: Row) -> list[str]:
-    value = json.loads(row["event_types"])
+    value = codec.loads(row["event_types"])
     return [str(v) for v in value]

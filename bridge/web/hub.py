@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
 
+from bridge.core import codec
 from bridge.core.protocol import CLOSE_CODES
 from bridge.core.states import DeviceStatus
 from bridge.services import devices as device_service
@@ -33,7 +33,7 @@ class Connection:
     async def send(self, obj: dict[str, object]) -> None:
         async with self.send_lock:
             if not self.ws.closed:
-                await self.ws.send_str(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+                await self.ws.send_str(codec.dumps(obj))
 
     async def close(self, code: str, message: str) -> None:
         """Send an error frame (best effort) and close with the documented close code."""
