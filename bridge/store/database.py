@@ -36,6 +36,10 @@ log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
 Row = sqlite3.Row
 MAX_BATCH = 512
+CHECKPOINT_EVERY_S = 0.25  # a passive WAL checkpoint this often, off the writer's thread
+# The writer checkpoints itself only past this many WAL pages (~40 MiB): the safety net if the
+# background checkpoints fall behind (they copy pages while the writer goes on committing).
+WRITER_AUTOCHECKPOINT = 10_000
 
 
 class Tx:
@@ -82,8 +86,9 @@ class _BatchFailed(Exception):
 class _Connection:
     """A sqlite3 connection owned by one thread; work is submitted as whole functions."""
 
-    def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int) -> None:
+    def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, autocheckpoint: int = 1000) -> None:
         self._busy_timeout_ms = int(busy_timeout_ms)
+        self._autocheckpoint = int(autocheckpoint)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="paybridge-db")
         self._path = path
         self._synchronous = synchronous
@@ -99,6 +104,7 @@ class _Connection:
         conn.execute(f"PRAGMA synchronous={self._synchronous}")  # validated by Database
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
         self.conn = conn
 
     async def open(self) -> None:
@@ -120,6 +126,8 @@ class Database:
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         self._writer: _Connection | None = None
         self._reader: _Connection | None = None
+        self._checkpointer: _Connection | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # Tests set this to raise at a named checkpoint (crash-atomicity); never set in production.
@@ -129,12 +137,32 @@ class Database:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
+        self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, WRITER_AUTOCHECKPOINT)
         await self._writer.open()
         await self._writer.run(self._migrate)
         self._reader = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
         await self._reader.open()
+        self._checkpointer = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
+        await self._checkpointer.open()
         self._task = asyncio.create_task(self._write_loop(), name="db-writer")
+        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="db-checkpoints")
+
+    async def _checkpoint_loop(self) -> None:
+        """Copy committed WAL pages into the database file from a connection of its own, so the
+        writer's commits do not pay for it (PASSIVE: never waits for, nor blocks, the writer)."""
+        assert self._checkpointer is not None
+        checkpointer = self._checkpointer
+
+        def checkpoint() -> None:
+            assert checkpointer.conn is not None
+            checkpointer.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            try:
+                await checkpointer.run(checkpoint)
+            except sqlite3.Error as e:  # busy or failing: the next round (or the writer's own) catches up
+                log.warning("db.checkpoint_failed", error=str(e))
 
     def _migrate(self) -> None:
         assert self._writer is not None and self._writer.conn is not None
@@ -161,6 +189,11 @@ class Database:
                 raise StoreError(f"migration {version} ({description}) failed") from None
 
     async def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -170,10 +203,10 @@ class Database:
             job = self._queue.get_nowait()
             if not job.future.done():
                 job.future.set_exception(Unavailable("the bridge is shutting down"))
-        for conn in (self._reader, self._writer):
+        for conn in (self._checkpointer, self._reader, self._writer):
             if conn is not None:
                 await conn.close()
-        self._reader = self._writer = None
+        self._checkpointer = self._reader = self._writer = None
 
     async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn(tx)` in a write transaction (in the database thread); return its result after COMMIT."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from bridge.store.database import Tx
+from bridge.store.database import CHECKPOINT_EVERY_S, WRITER_AUTOCHECKPOINT, Database, Tx
 from tests.harness import RunningBridge
 
 CHECKPOINTS = ["ingest.deduped", "ingest.payment_recorded", "ingest.order_paid"]
@@ -117,3 +118,28 @@ async def test_a_broken_transaction_fails_the_batch_and_the_writer_lives_on(brid
 
     assert await db.read(count) == 0
     assert await db.write(victim) == 1 and await db.read(count) == 1
+
+
+async def test_the_wal_is_checkpointed_off_the_writer(tmp_path: Path) -> None:
+    """The writer checkpoints itself only past WRITER_AUTOCHECKPOINT pages (~40 MiB); the background
+    checkpoints copy the WAL into the database file meanwhile, and everything reads back after a reopen."""
+    db = Database(tmp_path / "c.db")
+    await db.open()
+    try:
+        await db.write(lambda tx: tx.execute("CREATE TABLE blob (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
+        assert await db.write(lambda tx: tx.one("PRAGMA wal_autocheckpoint")[0]) == WRITER_AUTOCHECKPOINT
+        for _ in range(60):  # ~60 x 200 KiB = 12 MiB through the WAL
+            await db.write(lambda tx: tx.executemany("INSERT INTO blob (body) VALUES (?)", [("x" * 2000,)] * 100))
+            await asyncio.sleep(0.02)
+
+        await asyncio.sleep(CHECKPOINT_EVERY_S * 3)
+        # 12 MiB is far below the writer's own threshold: only the background checkpoints copied it.
+        assert (tmp_path / "c.db").stat().st_size > 10 * 1024 * 1024
+    finally:
+        await db.close()
+    again = Database(tmp_path / "c.db")
+    await again.open()
+    try:
+        assert await again.read(lambda tx: tx.one("SELECT COUNT(*) FROM blob")[0]) == 6000
+    finally:
+        await again.close()
