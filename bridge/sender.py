@@ -94,7 +94,7 @@ class SenderProcess:
         if allow_private:
             self._argv.append("--allow-private")
         self._child: _Child | None = None
-        self._starting: asyncio.Lock | None = None
+        self._starting = asyncio.Lock()
         self._ids = itertools.count(1)
         self._closed = False
         self.starts = 0  # children started, for tests and logs
@@ -106,8 +106,6 @@ class SenderProcess:
         child = self._child
         if child is not None and child.alive:
             return child
-        if self._starting is None:
-            self._starting = asyncio.Lock()
         async with self._starting:
             child = self._child
             if child is not None and child.alive:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["ADMIN_TOKEN", "BenchServer", "ProcSample", "sample"]
+__all__ = ["ADMIN_TOKEN", "BenchServer", "ProcSample", "children", "sample", "sample_one"]
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdefghij"  # noqa: S105 - a throw-away local server's token
 _LISTENING = re.compile(r"listening on (http://\S+)")
@@ -29,7 +29,7 @@ class ProcSample:
     hwm_kib: int
 
 
-def _one(pid: int) -> ProcSample:
+def sample_one(pid: int) -> ProcSample:
     """Read /proc/<pid>/stat (utime + stime) and /proc/<pid>/status (VmRSS, VmHWM)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
@@ -41,7 +41,8 @@ def _one(pid: int) -> ProcSample:
     return ProcSample(cpu, int(status["VmRSS"].split()[0]), int(status["VmHWM"].split()[0]))
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """Pids of a process's live children (from /proc/<pid>/task/*/children)."""
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(OSError):
@@ -51,8 +52,8 @@ def _children(pid: int) -> list[int]:
 
 def sample(pid: int) -> ProcSample:
     """A process and its live descendants (the bridge and its webhook sender), summed."""
-    total = _one(pid)
-    for child in _children(pid):
+    total = sample_one(pid)
+    for child in children(pid):
         with contextlib.suppress(OSError):  # it may have just exited
             part = sample(child)
             total = ProcSample(total.cpu_s + part.cpu_s, total.rss_kib + part.rss_kib, total.hwm_kib + part.hwm_kib)

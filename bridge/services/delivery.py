@@ -1,8 +1,9 @@
 """The webhook delivery worker: signs and sends due deliveries, records outcomes, schedules retries.
 
 One loop loads what is due and starts a task per delivery without waiting for any of them
-(pipelining); each task waits for a slot on its host (`settings.webhook_per_host` in flight) and a global slot
-(`settings.webhook_concurrency`), so a slow or dead endpoint only ever holds its own slots. A
+(pipelining); each task waits for a slot on its host (`settings.webhook_per_host` in flight) and
+a global slot (`settings.webhook_concurrency`), so a slow or dead endpoint only ever holds its
+own slots. A
 delivery is "in flight" from the moment it is loaded until its outcome is committed, and is never
 loaded twice meanwhile. Finished attempts go to one recorder that writes every outcome waiting at
 that moment in a single transaction.

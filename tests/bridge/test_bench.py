@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bridge.bench.driver import percentile
-from bridge.bench.server import sample
+from bridge.bench.server import sample, sample_one
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,8 +111,7 @@ def test_server_sample_counts_live_children() -> None:
             time.sleep(0.02)
             seen = sample(parent.pid)
         assert seen.cpu_s >= 0.3  # the parent itself only waits
-        own = next(line for line in Path(f"/proc/{parent.pid}/status").read_text().splitlines() if "VmRSS" in line)
-        assert seen.rss_kib > int(own.split()[1])  # the child's memory is counted too
+        assert seen.rss_kib > sample_one(parent.pid).rss_kib  # the child's memory is counted too
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait(10)

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from bridge.bench.server import children
 from tests.harness import (
     Receiver,
     RunningBridge,
@@ -78,10 +79,7 @@ async def test_order_paid_is_delivered_and_verifies(tmp_path: Path, sender: str)
 
 def _sender_children() -> int:
     """Live child processes of this test process running `bridge.sender`."""
-    kids = []
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        kids += (task / "children").read_text().split()
-    return sum(b"bridge.sender" in Path(f"/proc/{k}/cmdline").read_bytes() for k in kids)
+    return sum(b"bridge.sender" in Path(f"/proc/{k}/cmdline").read_bytes() for k in children(os.getpid()))
 
 
 async def _order_paid_is_delivered_and_verifies(bridge: RunningBridge) -> None:
