@@ -7,7 +7,7 @@ from typing import Any
 
 from bridge.core import codec
 from bridge.core.dedupe import notification_fingerprint
-from bridge.core.matching import Candidate, choose
+from bridge.core.matching import Candidate, choose, device_may_report
 from bridge.core.protocol import Report
 from bridge.core.states import OrderStatus, PaymentStatus, transition
 from bridge.ids import new_id
@@ -32,7 +32,14 @@ class Outcome:
     reason: str = ""
 
 
-async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, report: Report) -> Outcome:
+async def ingest_report(
+    ctx: Context,
+    *,
+    device_id: str,
+    merchant_id: str,
+    report: Report,
+    device_channels: frozenset[str] = frozenset(),
+) -> Outcome:
     """Commit one report and everything it causes; return what to ack (after the commit)."""
     rules = ctx.match_rules
     window_ms = ctx.settings.dedupe_window * 1000
@@ -72,6 +79,8 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             reason = "unrecognised"
         elif report.amount_cents is None:
             reason = "no_amount"
+        elif not device_may_report(device_channels, report.channel):
+            reason = "channel_not_paired"  # recorded for a human, never pays an order by itself
         else:
             rows = orders_store.match_candidates(
                 tx, merchant_id, report.amount_cents, device_id, since=report.observed_at - rules.late_grace_ms
