@@ -187,4 +187,11 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, status)",
         ],
     ),
+    (
+        "redundant phones: find other phones' sightings of a payment",
+        [
+            "CREATE INDEX payments_sighting ON payments(merchant_id, amount_cents, observed_at)",
+            "CREATE INDEX reports_payment ON reports(payment_id, device_id)",
+        ],
+    ),
 ]
