@@ -164,8 +164,9 @@ async def test_a_device_pays_only_orders_of_the_channels_it_was_paired_for(bridg
     assert paid["status"] == "paid"
     any_phone = await bridge.pair(key, "any phone")
     await any_phone.connect()
-    await any_phone.pay(800, channel="wechat", package="com.tencent.mm", title="微信支付")
-    _, paid = await bridge.call("GET", f"/v1/orders/{wechat_order['id']}", token=key)
+    other_wechat_order = await bridge.order(key, "9.00", channel="wechat")
+    await any_phone.pay(900, channel="wechat", package="com.tencent.mm", title="微信支付")
+    _, paid = await bridge.call("GET", f"/v1/orders/{other_wechat_order['id']}", token=key)
     assert paid["status"] == "paid"
     await alipay_phone.close()
     await any_phone.close()
