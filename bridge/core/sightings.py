@@ -3,8 +3,9 @@
 Two phones logged in to one receiving account each get their own notification of a payment: a
 different key and `when` (seconds apart), the same text. Fingerprints cannot see that they are one
 payment; this rule can. A report is another *sighting* of an earlier payment when the earlier one
-was recorded from a different phone that shares a receiving account with the reporter (or either
-phone has no account links: it sees the merchant's every account), with the same channel and
+was recorded from a different phone linked to a receiving account the reporter is linked to too
+(the merchant said both phones watch that account: phones without links are never merged, as two
+of them may watch two accounts and see two customers' payments), with the same channel and
 amount, observed within `window_ms` of it, and the reporter has not already sighted it. Among
 those, the earliest: so when both phones see two genuine payments of the same amount, each
 phone's reports pair with the other's in order and two payments stay two. Reports from one phone

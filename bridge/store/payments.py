@@ -76,19 +76,17 @@ def point_fingerprint(tx: Tx, merchant_id: str, fingerprint: str, payment_id: st
 def sightings(
     tx: Tx, *, merchant_id: str, device_id: str, channel: str | None, amount: int, since: int, until: int
 ) -> list[Row]:
-    """Payments of this amount and channel observed in [since, until] by other phones that may watch the
-    same receiving account as `device_id` (they share an account, or either one has no account links),
-    each with `seen`: whether `device_id` already reported it."""
+    """Payments of this amount and channel observed in [since, until] by other phones linked to a
+    receiving account `device_id` is linked to too, each with `seen`: whether `device_id` already
+    reported it."""
     return tx.all(
         "SELECT p.id, p.device_id, p.observed_at,"
         " EXISTS (SELECT 1 FROM reports r WHERE r.payment_id = p.id AND r.device_id = ?) AS seen"
         " FROM payments p WHERE p.merchant_id = ? AND p.amount_cents = ? AND p.observed_at BETWEEN ? AND ?"
         " AND p.kind = 'payment' AND p.channel IS ? AND p.device_id <> ?"
-        " AND (NOT EXISTS (SELECT 1 FROM device_accounts WHERE device_id = ?)"
-        " OR NOT EXISTS (SELECT 1 FROM device_accounts WHERE device_id = p.device_id)"
-        " OR EXISTS (SELECT 1 FROM device_accounts a JOIN device_accounts b ON b.account_id = a.account_id"
-        " WHERE a.device_id = ? AND b.device_id = p.device_id))",
-        (device_id, merchant_id, amount, since, until, channel, device_id, device_id, device_id),
+        " AND EXISTS (SELECT 1 FROM device_accounts a JOIN device_accounts b ON b.account_id = a.account_id"
+        " WHERE a.device_id = ? AND b.device_id = p.device_id)",
+        (device_id, merchant_id, amount, since, until, channel, device_id, device_id),
     )
 
 

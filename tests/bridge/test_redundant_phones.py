@@ -65,13 +65,12 @@ async def _own_notification(phone: TestDevice, amount: int, observed_at: int) ->
         when=observed_at, observed_at=observed_at)
 
 
-@pytest.mark.parametrize("link", [True, False], ids=["linked-account", "unlinked"])
-async def test_two_phones_one_payment(bridge: RunningBridge, link: bool) -> None:
-    """Both phones' notifications of one payment, seconds apart, are one payment paying the order once;
-    the second phone's report is acked duplicate with the first one's payment id."""
+async def test_two_phones_one_payment(bridge: RunningBridge) -> None:
+    """Both linked phones' notifications of one payment, seconds apart, are one payment paying the order
+    once; the second phone's report is acked duplicate with the first one's payment id."""
     m = await bridge.merchant()
     key = m["api_key"]
-    a, b = await _phones(bridge, key, link)
+    a, b = await _phones(bridge, key, link=True)
     order = await bridge.order(key, "5.00")
     now = int(time.time() * 1000)
     first = await _own_notification(a, 500, now)
@@ -118,6 +117,26 @@ async def test_one_phone_twice_is_two_payments(bridge: RunningBridge) -> None:
     x = await _own_notification(a, 500, now)
     y = await _own_notification(a, 500, now + 1_000)
     assert (x["status"], y["status"]) == ("accepted", "accepted") and x["payment_id"] != y["payment_id"]
+    await a.close()
+    await b.close()
+
+
+async def test_unlinked_phones_are_not_merged(bridge: RunningBridge) -> None:
+    """Phones linked to no account may watch two accounts: their same-amount reports are two payments,
+    each paying an order of its own (the second order took the amount the first one freed)."""
+    m = await bridge.merchant()
+    key = m["api_key"]
+    a, b = await _phones(bridge, key, link=False)
+    now = int(time.time() * 1000)
+    first = await bridge.order(key, "5.00")
+    x = await _own_notification(a, 500, now)
+    second = await bridge.order(key, "5.00")
+    assert second["pay_amount"] == "5.00"
+    y = await _own_notification(b, 500, now + 1_000)
+    assert (x["status"], y["status"]) == ("accepted", "accepted")
+    for order in (first, second):
+        _, fresh = await bridge.call("GET", f"/v1/orders/{order['id']}", token=key)
+        assert fresh["status"] == "paid"
     await a.close()
     await b.close()
 
