@@ -32,7 +32,9 @@ __all__ = [
     "AMOUNT",
     "MARKETING",
     "OUTGOING",
+    "REPLAY",
     "REPORTS",
+    "YUAN_SIGN",
     "AppRules",
     "Marker",
     "ParseKind",
@@ -150,6 +152,11 @@ def unrecognised(channel: str | None, reason: str) -> ParseResult:
     return ParseResult(ParseKind.UNRECOGNISED, channel, None, reason)
 
 
+# A speaker's or assistant's replay of an earlier announcement ("上一笔播报：支付宝到账 1430.00 元"),
+# up to and including its amount, so a new phrase after it in the same text still counts. Shared by
+# every app: whatever the app, a replay repeats a payment that was already reported.
+REPLAY = re.compile(r"(?:上一?笔|重复|历史)播报\s*[:：]?.{0,40}?[0-9][0-9,.]*\s*元?")
+
 # Money leaving, shared by every app. For promo-heavy apps these are checked only after the
 # announcing phrases, so "成功收款0.01元。享免费提现…" or "(老顾客消费)" does not hide a payment.
 OUTGOING: tuple[Marker, ...] = (
@@ -172,7 +179,7 @@ class AppRules:
     channel: str
     incoming: tuple[Rule, ...]
     receipts: tuple[Marker, ...] = ()
-    replays: tuple[re.Pattern[str], ...] = ()
+    replays: tuple[re.Pattern[str], ...] = (REPLAY,)
     vetoes: tuple[Marker, ...] = ()
     outgoing: tuple[Marker, ...] = OUTGOING
     others: tuple[Marker, ...] = (MARKETING,)
