@@ -31,6 +31,9 @@ FIXTURE_ROWS = [(app, r) for app in APPS for r in _rows(FIXTURES / f"{app}.jsonl
 # Our own corpus of real texts collected from public sources (issue threads, other projects' tests),
 # each row naming its source; the families the held-out set showed missing (issue 10, Recognition).
 REAL_ROWS = _rows(FIXTURES / "real.jsonl")
+# Constructed one-liners that pin one alternative of one marker or rule each, so that dropping any
+# alternative changes some verdict (test_rule_mutations.py); each note says which.
+PIN_ROWS = _rows(FIXTURES / "pins.jsonl")
 needs_corpus = pytest.mark.skipif(
     not CORPUS_ROWS, reason=f"shared corpus not found at {CORPUS} (expected beside the repo)"
 )
@@ -73,6 +76,12 @@ def test_fixture_row(app: str, row: dict[str, Any]) -> None:
 def test_real_row(row: dict[str, Any]) -> None:
     """Each real text from a public source: payments with the amount, negatives never a payment."""
     test_fixture_row("real", row)
+
+
+@pytest.mark.parametrize("row", PIN_ROWS, ids=lambda r: r["note"].removeprefix("pin (constructed): ")[:40])
+def test_pin_row(row: dict[str, Any]) -> None:
+    """Each pin: the one word it is about decides the verdict and the reason."""
+    test_fixture_row("pins", row)
 
 
 def test_real_rows_name_their_source_and_cover_the_families() -> None:

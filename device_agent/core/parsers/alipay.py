@@ -91,8 +91,8 @@ _CHAT_PREFIX = re.compile(r"^(?P<sender>[^:]{1,32}?)\s*:\s*")
 # Phrases that follow the payer's nickname; what stands before them is the nickname.
 _NICKNAMED = re.compile(r"通过扫码向你付款|(?<![你您])向你转账")
 _NICKNAMED_PHRASE = re.compile(rf"(?:通过扫码向你付款|向你转账){YUAN_SIGN}{AMOUNT}\s*元")
-# A transfer's remark, written by the payer: cut from its label on.
-_REMARK = re.compile(r"(?:转账)?(?:备注|留言|附言|说明)\s*[:：]")
+# A transfer's remark, written by the payer: cut from its label on (the label Alipay's cards use).
+_REMARK = re.compile(r"备注\s*:")  # texts are NFKC-folded: "：" is ":"
 
 # A Xiaomi push notification is Alipay's when it says one of these.
 _ALIPAY_WORDS = re.compile(r"支付宝|收钱码|成功收款|向你付款|向你转账|向你转了")

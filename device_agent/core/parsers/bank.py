@@ -50,7 +50,7 @@ BANK = AppRules(
         *OUTGOING,
         marker("verification_code", r"验证码|校验码|动态码"),
         # 存入XX理财产品 / 成功存入1,000.00元至XX定期: the holder's own money changing place.
-        marker("own_product", r"存入.{0,40}?(?:产品|理财|定期|存单)|(?:产品|理财|定期|存单).{0,20}?存入"),
+        marker("own_product", r"存入.{0,40}?(?:产品|理财|定期|存单)"),
     ),
     incoming=(
         # 入账人民币100.00元 / 工资收入5,000.00元 / 存入RMB 100.00 / 入账金额:100.00 / 收入(报销)3,344.98元
@@ -60,9 +60,9 @@ BANK = AppRules(
             vetoable=True,
         ),
         # 您尾号9820的账户发生转入交易，人民币2065.00元
-        rule("bank.credited_event", r"(?:转入|入账|存入|汇入)交易\s*,?{Y}{AMOUNT}", vetoable=True),
+        rule("bank.credited_event", r"转入交易\s*,?{Y}{AMOUNT}", vetoable=True),
         # 您账户9653于08月30日13:07收款人民币0.01 (a currency is required: "收款3笔" is a count)
-        rule("bank.received", r"收款\s*(?:人民币|RMB|CNY|¥)\s*{AMOUNT}", vetoable=True),
+        rule("bank.received", r"收款\s*人民币\s*{AMOUNT}", vetoable=True),
         # 工银商户之家: 您已收到1元，点击查看详情。
         rule("bank.you_received", r"已收到{Y}{AMOUNT}\s*元", vetoable=True),
         # 人民币100.00元已入账
@@ -72,8 +72,8 @@ BANK = AppRules(
             vetoable=True,
         ),
     ),
-    # credit-card statements quote amounts too; so do interest and fund yields
-    others=(MARKETING, marker("bill", r"账单|还款日|应还"), marker("yield", r"收益|利息")),
+    # credit-card statements quote amounts too (还款日 is caught earlier as outgoing 还款); so do yields
+    others=(MARKETING, marker("bill", r"账单|应还"), marker("yield", r"收益|利息")),
 )
 
 _BANKISH = re.compile(r"银行|尾号|账户|储蓄卡|借记卡|信用卡|账号")

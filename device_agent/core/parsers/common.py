@@ -167,7 +167,7 @@ OUTGOING: tuple[Marker, ...] = (
     marker("outgoing", r"已支付|支付成功|付款成功|成功付款|支出|消费|扣费|扣款|取款|还款|自动续费|缴费"),
 )
 # Summaries that quote amounts without announcing a payment.
-REPORTS = marker("report", r"经营报表|经营[日周月]报|[日周月]报|[月年]度?账单|账单汇总|收款汇总|对账单")
+REPORTS = marker("report", r"经营报表|[日周月]报|[月年]度?账单|账单汇总|收款汇总|对账单")
 # Promotions: points, coupons, red packets, free insurance.
 MARKETING = marker("marketing", r"积分|红包|优惠|[领兑]取|免费领|兑换|抽奖|活动|福利|立减|返现|券|保障|额度")
 
