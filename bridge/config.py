@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bridge.errors import ConfigError
 
@@ -58,6 +59,9 @@ class Settings:
     max_body: int = 64 * 1024
     header_timeout: float = 15.0  # s to send a request's headers (slowloris); also the idle keep-alive
     body_timeout: float = 15.0  # s to send a request body
+    # Where the data lives: sqlite:///absolute/path.db, sqlite:relative/path.db or postgresql://user@host/db.
+    # Empty: the SQLite file paybridge.db under data_dir. repr=False: a PostgreSQL URL may hold a password.
+    database_url: str = field(default="", repr=False)
     sqlite_busy_timeout: int = 5000  # ms a write waits for a lock held by another process
     sqlite_synchronous: str = "FULL"  # FULL: acked data survives power loss; NORMAL: process crashes only
     expiry_interval: float = 1.0
@@ -75,6 +79,7 @@ class Settings:
             raise ConfigError("order_ttl_default must lie within order_ttl_min..order_ttl_max")
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError("sqlite_synchronous must be FULL, NORMAL or EXTRA (PAYBRIDGE_SQLITE_SYNCHRONOUS)")
+        _check_database_url(self.database_url)
         if self.webhook_per_host < 1 or self.webhook_concurrency < 1:
             raise ConfigError("webhook_per_host and webhook_concurrency must be at least 1")
         if self.webhook_sender not in ("process", "inline"):
@@ -99,8 +104,34 @@ class Settings:
         return self.data_dir / "paybridge.db"
 
     @property
+    def database(self) -> str:
+        """The database URL in use: database_url, else the SQLite file under data_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite://{self.database_path.absolute().as_posix()}"
+
+    @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def _check_database_url(url: str) -> None:
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if not url.startswith("sqlite:///") and (url.startswith("sqlite://") or url == "sqlite:"):
+            raise ConfigError(
+                "a SQLite database_url is sqlite:///absolute/path.db or sqlite:relative/path.db"
+                " (PAYBRIDGE_DATABASE_URL)"
+            )
+    elif parts.scheme in ("postgresql", "postgres"):
+        if not parts.hostname and "host=" not in parts.query:
+            raise ConfigError(
+                "a PostgreSQL database_url names its host: postgresql://user@host/db (PAYBRIDGE_DATABASE_URL)"
+            )
+    else:
+        raise ConfigError("database_url must start with sqlite: or postgresql:// (PAYBRIDGE_DATABASE_URL)")
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""One database API: SQLite (WAL) now, PostgreSQL behind the same interface later.
+"""One database API over SQLite and PostgreSQL, chosen by URL (`open_database`).
 
 Writes go through `Database.write(fn)`: `fn(tx)` is a plain function that runs inside a
 transaction in the database's own thread, and its result is returned only after COMMIT.
@@ -9,60 +9,79 @@ rolled back alone and gets its exception), COMMIT. So 100 concurrent reports cos
 hop and one fsync instead of 100 of each, and no caller hears "done" before its data is durable.
 
 This is aiosqlite's model (one thread per connection) taken one step further: whole transactions,
-not single statements, cross the thread boundary. Reads run the same way on a second connection
-(WAL readers never block the writer). A PostgreSQL backend keeps this interface with a thread per
-pooled connection (psycopg) and claims rows with FOR UPDATE SKIP LOCKED.
+not single statements, cross the thread boundary. Reads run the same way on other connections.
+Both backends keep this shape, so the store's functions stay plain synchronous functions of a `Tx`:
+
+- `bridge.store.sqlite`: one writer connection, one reader (WAL readers never block the writer)
+  and a checkpointer, each owned by a thread.
+- `bridge.store.postgres`: psycopg 3 (sync), one writer connection and a few readers, each
+  owned by a thread; `?` placeholders are translated there.
+
+Nothing outside the backend modules knows which driver is underneath: rows are `Row`s (index
+and column-name access), a violated constraint is our `IntegrityError`, a database that is down
+or busy is `Unavailable`. SQL in `bridge/store/*` is written once in the dialect both share; a
+store function that must differ asks `tx.dialect`.
+
+On PostgreSQL a failed statement aborts the transaction until its savepoint is rolled back, so
+a job cannot catch `IntegrityError` and go on: write `INSERT ... ON CONFLICT DO NOTHING` and look
+at the row count instead (the store does).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
 from bridge.errors import StoreError, Unavailable
-from bridge.store.migrations import MIGRATIONS
 
-__all__ = ["Database", "Row", "Tx"]
+__all__ = ["Database", "IntegrityError", "Row", "Tx", "open_database", "redact_url", "sqlite_path"]
 
 log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
-Row = sqlite3.Row
 MAX_BATCH = 512
-CHECKPOINT_EVERY_S = 0.25  # a passive WAL checkpoint this often, off the writer's thread
-# The writer checkpoints itself only past this many WAL pages (~40 MiB): the safety net if the
-# background checkpoints fall behind (they copy pages while the writer goes on committing).
-WRITER_AUTOCHECKPOINT = 10_000
+
+
+class Row(Protocol):
+    """A result row: by position (`row[0]`) or by column name (`row["id"]`)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def keys(self) -> list[str]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+    def __len__(self) -> int: ...
+
+
+class IntegrityError(StoreError):
+    """The database refused a statement: a unique key, foreign key or NOT NULL constraint."""
 
 
 class Tx:
-    """A connection inside a transaction, used from the database thread. SQL in `bridge/store/*` only."""
+    """A connection inside a transaction, used from the database thread. SQL in `bridge/store/*` only.
 
-    def __init__(self, conn: sqlite3.Connection, fault: Callable[[str], None] | None) -> None:
-        self._conn = conn
-        self._fault = fault
-        self.after_commit: list[Callable[[], None]] = []
+    `?` is the placeholder on every backend. Each backend subclasses this with its driver calls.
+    """
+
+    dialect: str = ""  # "sqlite" or "postgresql"
+    after_commit: list[Callable[[], None]]
+    _fault: Callable[[str], None] | None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return the number of rows changed."""
-        return self._conn.execute(sql, params).rowcount
+        raise NotImplementedError
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self._conn.executemany(sql, rows)
+        raise NotImplementedError
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = self._conn.execute(sql, params).fetchone()
-        return row
+        raise NotImplementedError
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return self._conn.execute(sql, params).fetchall()
+        raise NotImplementedError
 
     def checkpoint(self, name: str) -> None:
         """A named point between the steps of a transaction where tests may inject a failure."""
@@ -71,7 +90,7 @@ class Tx:
 
 
 @dataclass
-class _Job:
+class Job:
     fn: Callable[[Tx], Any]
     future: asyncio.Future[Any]
     ok: bool = False
@@ -79,121 +98,69 @@ class _Job:
     after: list[Callable[[], None]] = field(default_factory=list)
 
 
-class _BatchFailed(Exception):
-    """The transaction itself broke (disk full, I/O error, lost savepoint): nothing was committed."""
+class BatchFailed(Exception):
+    """The transaction itself broke (disk full, I/O error, lost connection): nothing was committed."""
 
 
-class _Connection:
-    """A sqlite3 connection owned by one thread; work is submitted as whole functions."""
+def run_jobs(
+    jobs: list[Job],
+    make_tx: Callable[[], Tx],
+    execute: Callable[[str], object],
+    classify: Callable[[Exception], Exception],
+) -> None:
+    """Inside an open transaction, in the database thread: each job under its own SAVEPOINT.
 
-    def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, autocheckpoint: int = 1000) -> None:
-        self._busy_timeout_ms = int(busy_timeout_ms)
-        self._autocheckpoint = int(autocheckpoint)
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="paybridge-db")
-        self._path = path
-        self._synchronous = synchronous
-        self.conn: sqlite3.Connection | None = None
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-    def _open(self) -> None:
-        conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")  # validated by Database
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-        conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
-        self.conn = conn
-
-    async def open(self) -> None:
-        await self.run(self._open)
-
-    async def close(self) -> None:
-        if self.conn is not None:
-            await self.run(self.conn.close)
-            self.conn = None
-        self._pool.shutdown(wait=True)
+    A job that raises is rolled back alone and keeps its (classified) exception as its value.
+    """
+    for i, job in enumerate(jobs):
+        tx = make_tx()
+        sp = f"j{i}"
+        execute(f"SAVEPOINT {sp}")
+        try:
+            job.value = job.fn(tx)
+            job.ok = True
+            job.after = tx.after_commit
+        except Exception as e:  # the job failed: undo only its own work
+            execute(f"ROLLBACK TO {sp}")
+            job.ok, job.value = False, classify(e)
+        execute(f"RELEASE {sp}")
 
 
 class Database:
-    def __init__(self, path: Path, synchronous: str = "FULL", busy_timeout_ms: int = 5000) -> None:
-        self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
-        self.synchronous = synchronous.upper()
-        if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
-            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
-        self._writer: _Connection | None = None
-        self._reader: _Connection | None = None
-        self._checkpointer: _Connection | None = None
-        self._checkpoints: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+    """What services hold: `write`, `read`, `open`, `close`. A backend supplies the thread side."""
+
+    dialect: str = ""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         # Tests set this to raise at a named checkpoint (crash-atomicity); never set in production.
         self.fault: Callable[[str], None] | None = None
         self.commits = 0  # group commits made
         self.writes = 0  # write jobs committed or failed by them (writes / commits = batching)
 
+    # -- what a backend provides ------------------------------------------------------------
+    async def _open(self) -> None:
+        """Connect and migrate."""
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    async def _commit(self, jobs: list[Job]) -> None:
+        """Run the batch in one transaction (see `run_jobs`); raise BatchFailed if it did not commit."""
+        raise NotImplementedError
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        """Run `fn(tx)` against a consistent snapshot (a read transaction) in a reader thread."""
+        raise NotImplementedError
+
+    # -- shared ----------------------------------------------------------------------------
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, WRITER_AUTOCHECKPOINT)
-        await self._writer.open()
-        await self._writer.run(self._migrate)
-        self._reader = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
-        await self._reader.open()
-        self._checkpointer = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
-        await self._checkpointer.open()
+        await self._open()
         self._task = asyncio.create_task(self._write_loop(), name="db-writer")
-        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="db-checkpoints")
-
-    async def _checkpoint_loop(self) -> None:
-        """Copy committed WAL pages into the database file from a connection of its own, so the
-        writer's commits do not pay for it (PASSIVE: never waits for, nor blocks, the writer)."""
-        assert self._checkpointer is not None
-        checkpointer = self._checkpointer
-
-        def checkpoint() -> None:
-            assert checkpointer.conn is not None
-            checkpointer.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-        while True:
-            await asyncio.sleep(CHECKPOINT_EVERY_S)
-            try:
-                await checkpointer.run(checkpoint)
-            except sqlite3.Error as e:  # busy or failing: the next round (or the writer's own) catches up
-                log.warning("db.checkpoint_failed", error=str(e))
-
-    def _migrate(self) -> None:
-        assert self._writer is not None and self._writer.conn is not None
-        conn = self._writer.conn
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        current = (row[0] if row else None) or 0
-        if current > len(MIGRATIONS):
-            raise StoreError(
-                f"the database schema is version {current}, newer than this bridge knows "
-                f"({len(MIGRATIONS)}); upgrade paybridge"
-            )
-        for version, (description, statements) in enumerate(MIGRATIONS, start=1):
-            if version <= current:
-                continue
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for sql in statements:
-                    conn.execute(sql)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-                conn.execute("COMMIT")
-            except sqlite3.Error:
-                conn.execute("ROLLBACK")
-                raise StoreError(f"migration {version} ({description}) failed") from None
 
     async def close(self) -> None:
-        if self._checkpoints is not None:
-            self._checkpoints.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpoints
-            self._checkpoints = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -203,53 +170,29 @@ class Database:
             job = self._queue.get_nowait()
             if not job.future.done():
                 job.future.set_exception(Unavailable("the bridge is shutting down"))
-        for conn in (self._checkpointer, self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._checkpointer = self._reader = self._writer = None
+        await self._close()
 
     async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn(tx)` in a write transaction (in the database thread); return its result after COMMIT."""
         if self._task is None or self._task.done():
             raise Unavailable("the database is not open")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(fn, fut))
+        self._queue.put_nowait(Job(fn, fut))
         return await asyncio.shield(fut)
 
-    async def read(self, fn: Callable[[Tx], T]) -> T:
-        """Run `fn(tx)` against a consistent snapshot (a read transaction) in the reader thread."""
-        if self._reader is None:
-            raise Unavailable("the database is not open")
-        reader = self._reader
-
-        def run() -> T:
-            assert reader.conn is not None
-            reader.conn.execute("BEGIN")
-            try:
-                return fn(Tx(reader.conn, None))
-            finally:
-                reader.conn.execute("COMMIT")
-
-        try:
-            return await reader.run(run)
-        except sqlite3.OperationalError as e:
-            raise Unavailable(f"database error: {e}", "database_unavailable") from None
-
     async def _write_loop(self) -> None:
-        assert self._writer is not None
-        writer = self._writer
         while True:
             jobs = [await self._queue.get()]
             while len(jobs) < MAX_BATCH and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
             try:
-                await writer.run(self._run_batch, jobs)
+                await self._commit(jobs)
             except asyncio.CancelledError:
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(Unavailable("the bridge is shutting down"))
                 raise
-            except _BatchFailed as e:
+            except BatchFailed as e:
                 log.warning("db.batch_failed", jobs=len(jobs), error=str(e))
                 err = Unavailable(f"the database refused the write: {e}", "database_unavailable")
                 for job in jobs:
@@ -271,38 +214,49 @@ class Database:
                 else:
                     job.future.set_exception(job.value)
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
-        """In the writer thread: BEGIN, each job under a SAVEPOINT, COMMIT.
 
-        A job that raises is rolled back alone. Anything that breaks the transaction itself
-        (disk full, I/O error, a lost savepoint) raises _BatchFailed: nothing of the batch is
-        committed and every caller is told to retry (devices resend; nothing was acked).
-        """
-        assert self._writer is not None and self._writer.conn is not None
-        conn = self._writer.conn
+def check_schema(current: int, known: int) -> None:
+    """Refuse to run on a schema newer than the migrations this bridge knows."""
+    if current > known:
+        raise StoreError(
+            f"the database schema is version {current}, newer than this bridge knows ({known}); upgrade paybridge"
+        )
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a `sqlite:///absolute/path` or `sqlite:relative/path` URL (the rest of it, verbatim)."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite://") :]
+    if url.startswith("sqlite:") and not url.startswith("sqlite://") and len(url) > len("sqlite:"):
+        return url[len("sqlite:") :]
+    raise ValueError("a SQLite URL is sqlite:///absolute/path.db or sqlite:relative/path.db")
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password, if any, replaced by ***: safe for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def open_database(url: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000) -> Database:
+    """The backend for a URL: `sqlite:///path` or `postgresql://...` (not yet opened).
+
+    `synchronous` and `busy_timeout_ms` apply to SQLite only.
+    """
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from pathlib import Path
+
+        from bridge.store.sqlite import SqliteDatabase
+
+        return SqliteDatabase(Path(sqlite_path(url)), synchronous, busy_timeout_ms)
+    if scheme in ("postgresql", "postgres"):
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for i, job in enumerate(jobs):
-                tx = Tx(conn, self.fault)
-                sp = f"j{i}"
-                conn.execute(f"SAVEPOINT {sp}")
-                try:
-                    job.value = job.fn(tx)
-                    job.ok = True
-                    job.after = tx.after_commit
-                except Exception as e:  # the job failed: undo only its own work
-                    conn.execute(f"ROLLBACK TO {sp}")
-                    job.ok, job.value = False, _classify(e)
-                conn.execute(f"RELEASE {sp}")
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise _BatchFailed(str(e)) from None
-
-
-def _classify(e: Exception) -> Exception:
-    """Database errors become Unavailable (retry later); our own errors pass through."""
-    if isinstance(e, sqlite3.OperationalError):
-        return Unavailable(f"database error: {e}", "database_unavailable")
-    return e
+            from bridge.store.postgres import PostgresDatabase
+        except ImportError as e:  # pragma: no cover - the bridge extra installs psycopg
+            raise StoreError(f"PostgreSQL needs psycopg 3: pip install 'paybridge[bridge]' ({e})") from None
+        return PostgresDatabase(url)
+    raise ValueError(f"unknown database URL scheme {scheme!r}: use sqlite:///path or postgresql://...")

@@ -113,6 +113,6 @@ def record_report(tx: Tx, device_id: str, *, now: int, day: str, seq: int) -> No
     tx.execute(
         "UPDATE devices SET last_report_at = ?, last_seen = ?,"
         " reports_today = CASE WHEN reports_day = ? THEN reports_today + 1 ELSE 1 END,"
-        " reports_day = ?, last_seq = MAX(last_seq, ?) WHERE id = ?",
-        (now, now, day, day, seq, device_id),
+        " reports_day = ?, last_seq = CASE WHEN last_seq > ? THEN last_seq ELSE ? END WHERE id = ?",
+        (now, now, day, day, seq, seq, device_id),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from bridge.store.database import Row, Tx
@@ -46,14 +45,16 @@ def slots_taken(tx: Tx, slots: Sequence[str], amounts: Sequence[int]) -> set[tup
 
 
 def lock_amount(tx: Tx, slot: str, amount: int, order_id: str) -> bool:
-    """Take (slot, amount) for an order; False if another pending order holds it."""
-    try:
-        tx.execute(
-            "INSERT INTO amount_locks (slot, pay_amount_cents, order_id) VALUES (?, ?, ?)", (slot, amount, order_id)
-        )
-    except sqlite3.IntegrityError:
-        return False
-    return True
+    """Take (slot, amount) for an order; False if another pending order holds it.
+
+    The primary key (slot, pay_amount_cents) decides, also between bridge processes: on
+    PostgreSQL an insert racing another transaction's waits for it to commit, then does nothing.
+    """
+    n = tx.execute(
+        "INSERT INTO amount_locks (slot, pay_amount_cents, order_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        (slot, amount, order_id),
+    )
+    return n == 1
 
 
 def share_slot(tx: Tx, *, held: str, also: str) -> int:

@@ -78,15 +78,17 @@ def sightings(
 ) -> list[Row]:
     """Payments of this amount and channel observed in [since, until] by other phones linked to a
     receiving account `device_id` is linked to too, each with `seen`: whether `device_id` already
-    reported it."""
+    reported it (a bool on PostgreSQL, 0 or 1 on SQLite: read it with bool())."""
+    # `channel IS ?` is SQLite's null-safe equality; PostgreSQL spells it differently, so say which.
+    same_channel = "p.channel IS NULL" if channel is None else "p.channel = ?"
     return tx.all(
         "SELECT p.id, p.device_id, p.observed_at,"
         " EXISTS (SELECT 1 FROM reports r WHERE r.payment_id = p.id AND r.device_id = ?) AS seen"
         " FROM payments p WHERE p.merchant_id = ? AND p.amount_cents = ? AND p.observed_at BETWEEN ? AND ?"
-        " AND p.kind = 'payment' AND p.channel IS ? AND p.device_id <> ?"
+        f" AND p.kind = 'payment' AND {same_channel} AND p.device_id <> ?"
         " AND EXISTS (SELECT 1 FROM device_accounts a JOIN device_accounts b ON b.account_id = a.account_id"
         " WHERE a.device_id = ? AND b.device_id = p.device_id)",
-        (device_id, merchant_id, amount, since, until, channel, device_id, device_id),
+        (device_id, merchant_id, amount, since, until, *(() if channel is None else (channel,)), device_id, device_id),
     )
 
 

@@ -14,7 +14,7 @@ from bridge.core.ratelimit import RateLimiter
 from bridge.services.admin import ensure_admin_token
 from bridge.services.context import Context
 from bridge.services.orders import expire_orders
-from bridge.store.database import Database, Tx
+from bridge.store.database import Tx, open_database
 from bridge.web import admin, devices, events, openapi, orders, webhooks, ws
 from bridge.web.hub import DeviceHub
 from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_LIMITER
@@ -71,7 +71,11 @@ def create_app(
 ) -> web.Application:
     ctx = Context(
         settings=settings,
-        db=Database(settings.database_path, settings.sqlite_synchronous, settings.sqlite_busy_timeout),
+        db=open_database(
+            settings.database,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_ms=settings.sqlite_busy_timeout,
+        ),
         clock=clock or SystemClock(),
     )
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)

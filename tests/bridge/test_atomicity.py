@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.store.database import CHECKPOINT_EVERY_S, WRITER_AUTOCHECKPOINT, Database, Tx
+from bridge.store.database import Tx
+from bridge.store.sqlite import CHECKPOINT_EVERY_S, WRITER_AUTOCHECKPOINT, SqliteDatabase
 from tests.harness import RunningBridge
 
 CHECKPOINTS = ["ingest.deduped", "ingest.payment_recorded", "ingest.order_paid"]
@@ -123,7 +124,7 @@ async def test_a_broken_transaction_fails_the_batch_and_the_writer_lives_on(brid
 async def test_the_wal_is_checkpointed_off_the_writer(tmp_path: Path) -> None:
     """The writer checkpoints itself only past WRITER_AUTOCHECKPOINT pages (~40 MiB); the background
     checkpoints copy the WAL into the database file meanwhile, and everything reads back after a reopen."""
-    db = Database(tmp_path / "c.db")
+    db = SqliteDatabase(tmp_path / "c.db")
     await db.open()
     try:
         await db.write(lambda tx: tx.execute("CREATE TABLE blob (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"))
@@ -137,7 +138,7 @@ async def test_the_wal_is_checkpointed_off_the_writer(tmp_path: Path) -> None:
         assert (tmp_path / "c.db").stat().st_size > 10 * 1024 * 1024
     finally:
         await db.close()
-    again = Database(tmp_path / "c.db")
+    again = SqliteDatabase(tmp_path / "c.db")
     await again.open()
     try:
         assert await again.read(lambda tx: tx.one("SELECT COUNT(*) FROM blob")[0]) == 6000

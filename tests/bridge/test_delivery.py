@@ -22,7 +22,7 @@ from bridge.services.context import Context
 from bridge.services.delivery import DeliveryWorker, Outcome, classify
 from bridge.services.endpoints import create_endpoint, get_delivery, get_endpoint, list_deliveries
 from bridge.services.events import emit
-from bridge.store.database import Database, Tx
+from bridge.store.database import Tx, open_database
 from bridge.transport import TransportResult
 from tests.harness import eventually, make_settings
 
@@ -64,7 +64,7 @@ class FakeTransport:
 @asynccontextmanager
 async def context(tmp_path: Path, **overrides: Any) -> AsyncIterator[Context]:
     settings = make_settings(tmp_path / "d", **overrides)
-    ctx = Context(settings=settings, db=Database(settings.database_path), clock=SystemClock())
+    ctx = Context(settings=settings, db=open_database(settings.database), clock=SystemClock())
     await ctx.db.open()
     try:
         yield ctx

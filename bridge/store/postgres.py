@@ -1,0 +1,315 @@
+"""The PostgreSQL backend: psycopg 3 (sync), each connection owned by one thread.
+
+Why psycopg and threads rather than asyncpg: the store's functions are synchronous functions of
+a `Tx` that run a whole transaction (a dozen statements, branching on their results) in one
+hop to the database's thread; that is what makes group commit and SAVEPOINT-per-job possible on
+SQLite. psycopg 3's sync API keeps those functions unchanged on PostgreSQL; asyncpg would make
+every store function (and every service step between two statements) a coroutine, for both
+backends. The cost is a thread per connection, which the SQLite backend already pays.
+
+- One writer connection takes the write batches: BEGIN, a SAVEPOINT per job, COMMIT (as SQLite).
+  Several bridge processes may write at once; the database's own unique keys (pay-amount slots,
+  (device, event id), fingerprints) keep them consistent, and a statement that waits for a row
+  another process holds simply waits.
+- A few reader connections serve `read()`, each in a REPEATABLE READ READ ONLY transaction (one
+  snapshot, as a SQLite read transaction).
+- A broken connection (server restart, pg_terminate_backend) fails the batch or read in progress
+  with `Unavailable` and is reopened by the next one.
+- Migrations run under `pg_advisory_xact_lock`, one transaction per migration, so instances that
+  start together apply each one once; a schema newer than this bridge refuses to start.
+- `?` placeholders become `%s` (and a literal `%` becomes `%%`) once per distinct statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import structlog
+from psycopg.rows import RowMaker
+
+from bridge.errors import StoreError, Unavailable
+from bridge.store.database import (
+    BatchFailed,
+    Database,
+    IntegrityError,
+    Job,
+    Row,
+    Tx,
+    check_schema,
+    redact_url,
+    run_jobs,
+)
+from bridge.store.migrations import MIGRATIONS, statements_for
+
+__all__ = ["MIGRATION_LOCK", "PgRow", "PostgresDatabase", "translate"]
+
+log = structlog.get_logger("bridge.store")
+T = TypeVar("T")
+MIGRATION_LOCK = 0x5061_7962_7269_6467  # "Paybridg": the advisory lock key migrations hold
+READERS = 4
+CONNECT_TIMEOUT_S = 10
+
+
+@functools.lru_cache(maxsize=4096)
+def translate(sql: str) -> str:
+    """`?` placeholders (outside quotes) to psycopg's `%s`; every literal `%` doubled."""
+    if "?" not in sql and "%" not in sql:
+        return sql
+    out: list[str] = []
+    quote = ""
+    for ch in sql:
+        if ch == "%":
+            out.append("%%")
+        elif quote:
+            out.append(ch)
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            out.append(ch)
+        elif ch == "?":
+            out.append("%s")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class PgRow:
+    """A row by position or by column name, like sqlite3.Row (the first column of a name wins)."""
+
+    __slots__ = ("_index", "_names", "_values")
+
+    def __init__(self, names: list[str], index: dict[str, int], values: Sequence[Any]) -> None:
+        self._names = names
+        self._index = index
+        self._values = values
+
+    def __getitem__(self, key: int | str, /) -> Any:
+        if isinstance(key, str):
+            return self._values[self._index[key]]
+        return self._values[key]
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"PgRow({dict(zip(self._names, self._values, strict=True))!r})"
+
+
+def _rows(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
+    names = [c.name for c in cursor.description or ()]
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(name, i)
+
+    def make(values: Sequence[Any]) -> PgRow:
+        return PgRow(names, index, values)
+
+    return make
+
+
+Conn = psycopg.Connection[PgRow]
+
+
+def _integrity(e: psycopg.IntegrityError) -> IntegrityError:
+    d = e.diag
+    return IntegrityError(f"{d.message_primary or type(e).__name__} ({d.constraint_name or d.table_name or '?'})")
+
+
+class PgTx(Tx):
+    dialect = "postgresql"
+
+    def __init__(self, conn: Conn, fault: Callable[[str], None] | None) -> None:
+        self._conn = conn
+        self._fault = fault
+        self.after_commit = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            return self._conn.execute(translate(sql), params).rowcount
+        except psycopg.IntegrityError as e:
+            raise _integrity(e) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                cur.executemany(translate(sql), rows)
+        except psycopg.IntegrityError as e:
+            raise _integrity(e) from None
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        return self._conn.execute(translate(sql), params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            rows: list[Row] = list(self._conn.execute(translate(sql), params).fetchall())
+        except psycopg.IntegrityError as e:  # UPDATE ... RETURNING
+            raise _integrity(e) from None
+        return rows
+
+
+class _Connection:
+    """A psycopg connection owned by one thread, reopened when it breaks; work is submitted as functions."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self._url = url
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.conn: Conn | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def ensure(self) -> Conn:
+        """The open connection, reconnecting first if it is closed or broken (in the owning thread)."""
+        conn = self.conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            self.conn = None
+        extra: dict[str, Any] = {} if "connect_timeout" in self._url else {"connect_timeout": CONNECT_TIMEOUT_S}
+        self.conn = psycopg.connect(self._url, autocommit=True, row_factory=_rows, **extra)
+        return self.conn
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+            self.conn = None
+
+    async def close(self) -> None:
+        await self.run(self._close)
+        self._pool.shutdown(wait=True)
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, readers: int = READERS) -> None:
+        super().__init__()
+        self.url = url
+        self._readers_wanted = readers
+        self._writer: _Connection | None = None
+        self._readers: list[_Connection] = []
+        self._free: asyncio.Queue[_Connection] = asyncio.Queue()
+
+    async def _open(self) -> None:
+        self._writer = _Connection(self.url, "paybridge-pg-writer")
+        try:
+            await self._writer.run(self._writer.ensure)
+        except psycopg.OperationalError as e:
+            await self._writer.close()
+            self._writer = None
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {e}") from None
+        await self._writer.run(self._migrate)
+        for i in range(self._readers_wanted):
+            reader = _Connection(self.url, f"paybridge-pg-reader{i}")
+            self._readers.append(reader)
+            self._free.put_nowait(reader)
+
+    def _migrate(self) -> None:
+        assert self._writer is not None
+        conn = self._writer.ensure()
+        while True:
+            version, description = 0, "schema version table"
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+                row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+                current = int(row[0] or 0) if row is not None else 0
+                check_schema(current, len(MIGRATIONS))
+                if current == len(MIGRATIONS):
+                    conn.execute("COMMIT")
+                    return
+                version = current + 1
+                description, statements = MIGRATIONS[current]
+                for sql in statements_for(statements, "postgresql"):
+                    conn.execute(sql)
+                conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+                conn.execute("COMMIT")
+                log.info("db.migrated", version=version, description=description)
+            except StoreError:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            except psycopg.Error as e:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"migration {version} ({description}) failed: {e}") from None
+
+    async def _close(self) -> None:
+        for reader in self._readers:
+            await reader.close()
+        self._readers = []
+        self._free = asyncio.Queue()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        if not self._readers:
+            raise Unavailable("the database is not open")
+        reader = await self._free.get()
+
+        def run() -> T:
+            conn = reader.ensure()
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", prepare=False)
+            try:
+                value = fn(PgTx(conn, None))
+            except BaseException:
+                if not conn.broken:
+                    conn.execute("ROLLBACK", prepare=False)
+                raise
+            conn.execute("COMMIT", prepare=False)
+            return value
+
+        try:
+            return await reader.run(run)
+        except psycopg.OperationalError as e:
+            raise Unavailable(f"database error: {e}", "database_unavailable") from None
+        finally:
+            self._free.put_nowait(reader)
+
+    async def _commit(self, jobs: list[Job]) -> None:
+        assert self._writer is not None
+        await self._writer.run(self._run_batch, jobs)
+
+    def _run_batch(self, jobs: list[Job]) -> None:
+        """In the writer thread: BEGIN, each job under a SAVEPOINT, COMMIT (see SqliteDatabase._run_batch)."""
+        assert self._writer is not None
+        try:
+            conn = self._writer.ensure()
+
+            def control(sql: str) -> None:
+                conn.execute(sql, prepare=False)
+
+            control("BEGIN")
+            run_jobs(jobs, lambda: PgTx(conn, self.fault), control, _classify)
+            control("COMMIT")
+        except psycopg.Error as e:
+            conn_now = self._writer.conn
+            if conn_now is not None and not conn_now.broken:
+                with contextlib.suppress(psycopg.Error):
+                    conn_now.execute("ROLLBACK", prepare=False)
+            raise BatchFailed(str(e)) from None
+
+
+def _classify(e: Exception) -> Exception:
+    """Database errors a retry may cure (a lost connection, a deadlock) become Unavailable."""
+    if isinstance(e, psycopg.OperationalError):
+        return Unavailable(f"database error: {e}", "database_unavailable")
+    return e

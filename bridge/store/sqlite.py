@@ -1,0 +1,217 @@
+"""The SQLite backend: WAL, one writer thread with group commit, a reader and a checkpointer.
+
+The only module that imports sqlite3 (tests/test_layering.py keeps it so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+from bridge.errors import StoreError, Unavailable
+from bridge.store.database import BatchFailed, Database, IntegrityError, Job, Row, Tx, check_schema, run_jobs
+from bridge.store.migrations import MIGRATIONS, statements_for
+
+__all__ = ["CHECKPOINT_EVERY_S", "WRITER_AUTOCHECKPOINT", "SqliteDatabase"]
+
+log = structlog.get_logger("bridge.store")
+T = TypeVar("T")
+CHECKPOINT_EVERY_S = 0.25  # a passive WAL checkpoint this often, off the writer's thread
+# The writer checkpoints itself only past this many WAL pages (~40 MiB): the safety net if the
+# background checkpoints fall behind (they copy pages while the writer goes on committing).
+WRITER_AUTOCHECKPOINT = 10_000
+
+
+class SqliteTx(Tx):
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, fault: Callable[[str], None] | None) -> None:
+        self._conn = conn
+        self._fault = fault
+        self.after_commit = []
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            return self._conn.execute(sql, params).rowcount
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(str(e)) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(str(e)) from None
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        try:
+            rows: list[Row] = self._conn.execute(sql, params).fetchall()
+        except sqlite3.IntegrityError as e:  # UPDATE ... RETURNING
+            raise IntegrityError(str(e)) from None
+        return rows
+
+
+class _Connection:
+    """A sqlite3 connection owned by one thread; work is submitted as whole functions."""
+
+    def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, autocheckpoint: int = 1000) -> None:
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._autocheckpoint = int(autocheckpoint)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="paybridge-db")
+        self._path = path
+        self._synchronous = synchronous
+        self.conn: sqlite3.Connection | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _open(self) -> None:
+        conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")  # validated by SqliteDatabase
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
+        self.conn = conn
+
+    async def open(self) -> None:
+        await self.run(self._open)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.run(self.conn.close)
+            self.conn = None
+        self._pool.shutdown(wait=True)
+
+
+class SqliteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, synchronous: str = "FULL", busy_timeout_ms: int = 5000) -> None:
+        super().__init__()
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous.upper()
+        if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        self._writer: _Connection | None = None
+        self._reader: _Connection | None = None
+        self._checkpointer: _Connection | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
+
+    async def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, WRITER_AUTOCHECKPOINT)
+        await self._writer.open()
+        await self._writer.run(self._migrate)
+        self._reader = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
+        await self._reader.open()
+        self._checkpointer = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
+        await self._checkpointer.open()
+        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="db-checkpoints")
+
+    async def _checkpoint_loop(self) -> None:
+        """Copy committed WAL pages into the database file from a connection of its own, so the
+        writer's commits do not pay for it (PASSIVE: never waits for, nor blocks, the writer)."""
+        assert self._checkpointer is not None
+        checkpointer = self._checkpointer
+
+        def checkpoint() -> None:
+            assert checkpointer.conn is not None
+            checkpointer.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            try:
+                await checkpointer.run(checkpoint)
+            except sqlite3.Error as e:  # busy or failing: the next round (or the writer's own) catches up
+                log.warning("db.checkpoint_failed", error=str(e))
+
+    def _migrate(self) -> None:
+        assert self._writer is not None and self._writer.conn is not None
+        conn = self._writer.conn
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = (row[0] if row else None) or 0
+        check_schema(current, len(MIGRATIONS))
+        for version, (description, statements) in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql in statements_for(statements, "sqlite"):
+                    conn.execute(sql)
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                conn.execute("ROLLBACK")
+                raise StoreError(f"migration {version} ({description}) failed") from None
+
+    async def _close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
+        for conn in (self._checkpointer, self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._checkpointer = self._reader = self._writer = None
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        if self._reader is None:
+            raise Unavailable("the database is not open")
+        reader = self._reader
+
+        def run() -> T:
+            assert reader.conn is not None
+            reader.conn.execute("BEGIN")
+            try:
+                return fn(SqliteTx(reader.conn, None))
+            finally:
+                reader.conn.execute("COMMIT")
+
+        try:
+            return await reader.run(run)
+        except sqlite3.OperationalError as e:
+            raise Unavailable(f"database error: {e}", "database_unavailable") from None
+
+    async def _commit(self, jobs: list[Job]) -> None:
+        assert self._writer is not None
+        await self._writer.run(self._run_batch, jobs)
+
+    def _run_batch(self, jobs: list[Job]) -> None:
+        """In the writer thread: BEGIN, each job under a SAVEPOINT, COMMIT.
+
+        A job that raises is rolled back alone. Anything that breaks the transaction itself
+        (disk full, I/O error, a lost savepoint) raises BatchFailed: nothing of the batch is
+        committed and every caller is told to retry (devices resend; nothing was acked).
+        """
+        assert self._writer is not None and self._writer.conn is not None
+        conn = self._writer.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            run_jobs(jobs, lambda: SqliteTx(conn, self.fault), conn.execute, _classify)
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise BatchFailed(str(e)) from None
+
+
+def _classify(e: Exception) -> Exception:
+    """Database errors become Unavailable (retry later); our own errors pass through."""
+    if isinstance(e, sqlite3.OperationalError):
+        return Unavailable(f"database error: {e}", "database_unavailable")
+    return e
