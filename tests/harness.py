@@ -27,12 +27,15 @@ from bridge.config import Settings
 from bridge.services.context import Context
 from bridge.web.app import create_app, make_runner
 from bridge.web.keys import CTX
+from tests import pg
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a test bridge; on PostgreSQL when PAYBRIDGE_TEST_DATABASE_URL says so (tests/pg.py)."""
     base = Settings(
+        database_url=pg.database_for(data_dir) if pg.e2e_on_postgres() else "",
         data_dir=data_dir,
         host="127.0.0.1",
         port=0,
@@ -286,7 +289,6 @@ async def running_receiver(status: int = 200) -> AsyncIterator[Receiver]:
     async with running_handler(rec.handle) as base:
         rec.url = f"{base}/hook"
         yield rec
-
 
 
 @asynccontextmanager
