@@ -223,3 +223,27 @@ def test_the_checker_catches_violations(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert _violations("device_agent", ok) == []
+
+
+# Each database driver is known to its backend module only; everything else uses bridge.store.database.
+DRIVERS = {"sqlite3": ROOT / "bridge" / "store" / "sqlite.py", "psycopg": ROOT / "bridge" / "store" / "postgres.py"}
+BACKENDS = ("bridge.store.sqlite", "bridge.store.postgres")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "bridge").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_a_backend_knows_its_driver(path: Path) -> None:
+    """sqlite3 is imported by bridge/store/sqlite.py only, psycopg by bridge/store/postgres.py only, and the
+    backend modules only by bridge/store/database.py (which picks one by URL): nothing above the store can
+    tell which database it runs on."""
+    names = [name for name, _ in _imports(_tree(path))]
+    for driver, owner in DRIVERS.items():
+        if path != owner:
+            assert not [n for n in names if _under(n, (driver,))], f"{path.relative_to(ROOT)} imports {driver}"
+    if path.parent != ROOT / "bridge" / "store":
+        assert not [n for n in names if _under(n, BACKENDS)], f"{path.relative_to(ROOT)} imports a backend module"
+
+
+def test_the_driver_rule_sees_the_backends() -> None:
+    """The rule above would notice: both backend modules exist and import their drivers."""
+    for driver, owner in DRIVERS.items():
+        assert any(_under(n, (driver,)) for n, _ in _imports(_tree(owner))), owner

@@ -13,8 +13,9 @@ backends. The cost is a thread per connection, which the SQLite backend already 
   another process holds simply waits.
 - A few reader connections serve `read()`, each in a REPEATABLE READ READ ONLY transaction (one
   snapshot, as a SQLite read transaction).
-- A broken connection (server restart, pg_terminate_backend) fails the batch or read in progress
-  with `Unavailable` and is reopened by the next one.
+- A connection the server closed while idle (restart, pg_terminate_backend) is reopened before
+  the next transaction; one lost in the middle of a batch or read fails it with `Unavailable`
+  (nothing is retried blindly: a COMMIT whose answer was lost may have happened).
 - Migrations run under `pg_advisory_xact_lock`, one transaction per migration, so instances that
   start together apply each one once; a schema newer than this bridge refuses to start.
 - `?` placeholders become `%s` (and a literal `%` becomes `%%`) once per distinct statement.
@@ -266,8 +267,7 @@ class PostgresDatabase(Database):
         reader = await self._free.get()
 
         def run() -> T:
-            conn = reader.ensure()
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", prepare=False)
+            conn = _begin(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             try:
                 value = fn(PgTx(conn, None))
             except BaseException:
@@ -292,12 +292,11 @@ class PostgresDatabase(Database):
         """In the writer thread: BEGIN, each job under a SAVEPOINT, COMMIT (see SqliteDatabase._run_batch)."""
         assert self._writer is not None
         try:
-            conn = self._writer.ensure()
+            conn = _begin(self._writer, "BEGIN")
 
             def control(sql: str) -> None:
                 conn.execute(sql, prepare=False)
 
-            control("BEGIN")
             run_jobs(jobs, lambda: PgTx(conn, self.fault), control, _classify)
             control("COMMIT")
         except psycopg.Error as e:
@@ -306,6 +305,20 @@ class PostgresDatabase(Database):
                 with contextlib.suppress(psycopg.Error):
                     conn_now.execute("ROLLBACK", prepare=False)
             raise BatchFailed(str(e)) from None
+
+
+def _begin(owner: _Connection, sql: str) -> Conn:
+    """Open a transaction on the owner's connection. One the server closed while it sat idle
+    (a restart, pg_terminate_backend) is replaced once: nothing has run on it yet, so it is safe."""
+    conn = owner.ensure()
+    try:
+        conn.execute(sql, prepare=False)
+    except psycopg.OperationalError:
+        if not conn.broken:
+            raise
+        conn = owner.ensure()
+        conn.execute(sql, prepare=False)
+    return conn
 
 
 def _classify(e: Exception) -> Exception:

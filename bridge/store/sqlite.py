@@ -150,6 +150,11 @@ class SqliteDatabase(Database):
                 continue
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # Another process may have applied it meanwhile: the write lock makes this check final.
+                row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+                if ((row[0] if row else None) or 0) >= version:
+                    conn.execute("ROLLBACK")
+                    continue
                 for sql in statements_for(statements, "sqlite"):
                     conn.execute(sql)
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))

@@ -1,0 +1,346 @@
+"""The store's guarantees, on every backend: SQLite files and PostgreSQL schemas (tests/pg.py).
+
+Where a test needs "several bridge processes", it opens several Database objects on one database:
+each has its own connections and writer thread, exactly as a second `paybridge serve` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bridge.errors import StoreError, Unavailable
+from bridge.store import merchants, orders, payments
+from bridge.store.database import Database, IntegrityError, Tx, open_database
+from bridge.store.migrations import MIGRATIONS, statements_for
+from tests import pg
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path.absolute().as_posix()}/store.db"
+    return pg.fresh_database()
+
+
+@pytest.fixture
+async def opened() -> AsyncIterator[Callable[[str], Awaitable[Database]]]:
+    """Open databases (each one a "bridge process"); all are closed at the end."""
+    dbs: list[Database] = []
+
+    async def open_one(url: str) -> Database:
+        db = open_database(url)
+        await db.open()
+        dbs.append(db)
+        return db
+
+    yield open_one
+    for db in dbs:
+        await db.close()
+
+
+async def _merchant(db: Database) -> str:
+    def op(tx: Tx) -> str:
+        merchants.insert_merchant(tx, id="m1", name="shop", api_key_hash="h1", webhook_secret="s", now=0)
+        tx.execute(
+            "INSERT INTO devices (id, merchant_id, name, public_key, channels, created_at)"
+            " VALUES ('d1', 'm1', 'phone', 'k', '[]', 0)"
+        )
+        return "m1"
+
+    return await db.write(op)
+
+
+def _count(sql: str) -> Callable[[Tx], int]:
+    def op(tx: Tx) -> int:
+        row = tx.one(sql)
+        assert row is not None
+        return int(row[0])
+
+    return op
+
+
+async def test_rows_read_by_position_and_by_name(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """A row answers row[0], row["column"] and keys() the same way on every backend."""
+    db = await opened(url)
+    await _merchant(db)
+    row = await db.read(lambda tx: merchants.get_merchant(tx, "m1"))
+    assert row is not None
+    assert row["id"] == row[0] == "m1" and row["created_at"] == 0
+    assert row.keys()[:2] == ["id", "name"] and len(row) == len(row.keys())
+    assert list(row)[:2] == ["m1", "shop"]
+
+
+async def test_pay_amount_slots_are_unique_under_concurrency(
+    url: str, opened: Callable[[str], Awaitable[Database]]
+) -> None:
+    """Two bridge processes hand out pay amounts for one slot at once: the database's key keeps every
+    amount held by one order only, and when the ten amounts are gone the rest are told so."""
+    first, second = await opened(url), await opened(url)
+    await _merchant(first)
+    amounts = list(range(1000, 990, -1))
+
+    def create(n: int) -> Callable[[Tx], int | None]:
+        def op(tx: Tx) -> int | None:
+            order_id = f"o{n}"
+            taken = orders.slots_taken(tx, ["slot"], amounts)
+            for amount in amounts:
+                if ("slot", amount) in taken:
+                    continue
+                orders.insert_order(
+                    tx,
+                    id=order_id,
+                    merchant_id="m1",
+                    merchant_order_id=order_id,
+                    channel="alipay",
+                    amount_cents=1000,
+                    pay_amount_cents=amount,
+                    account_id=None,
+                    notify_url=None,
+                    metadata="{}",
+                    params_hash="p",
+                    now=0,
+                    expires_at=10**12,
+                )
+                if orders.lock_amount(tx, "slot", amount, order_id):
+                    return amount
+                tx.execute("DELETE FROM orders WHERE id = ?", (order_id,))  # lost the race: try the next amount
+            return None
+
+        return op
+
+    async def create_retrying(n: int) -> int | None:
+        db = first if n % 2 else second
+        for _ in range(20):  # a deadlock between the two processes is reported as Unavailable: retry
+            try:
+                return await db.write(create(n))
+            except Unavailable:
+                await asyncio.sleep(0.01)
+        raise AssertionError("never committed")
+
+    got = await asyncio.gather(*(create_retrying(n) for n in range(16)))
+    held = [a for a in got if a is not None]
+    assert sorted(held) == sorted(amounts), got
+    assert got.count(None) == 6
+    assert await first.read(_count("SELECT COUNT(*) FROM amount_locks")) == 10
+    assert await second.read(_count("SELECT COUNT(DISTINCT pay_amount_cents) FROM orders")) == 10
+
+
+async def test_a_taken_slot_is_refused_by_the_database(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """Inserting a held (slot, amount) directly is an IntegrityError of ours, whatever the driver;
+    lock_amount says False instead; the failed job leaves nothing behind."""
+    db = await opened(url)
+    await _merchant(db)
+
+    def order(tx: Tx, order_id: str) -> None:
+        tx.execute(
+            "INSERT INTO orders (id, merchant_id, merchant_order_id, channel, amount_cents, pay_amount_cents,"
+            " status, params_hash, created_at, expires_at) VALUES (?, 'm1', ?, 'alipay', 1000, 1000, 'pending', 'p',"
+            " 0, 1)",
+            (order_id, order_id),
+        )
+
+    def take(order_id: str) -> Callable[[Tx], bool]:
+        def op(tx: Tx) -> bool:
+            order(tx, order_id)
+            return orders.lock_amount(tx, "slot", 1000, order_id)
+
+        return op
+
+    def force(tx: Tx) -> None:
+        order(tx, "o3")
+        tx.execute("INSERT INTO amount_locks (slot, pay_amount_cents, order_id) VALUES ('slot', 1000, 'o3')")
+
+    assert await db.write(take("o1")) is True
+    assert await db.write(take("o2")) is False
+    with pytest.raises(IntegrityError):
+        await db.write(force)
+    assert await db.read(_count("SELECT COUNT(*) FROM orders WHERE id = 'o3'")) == 0
+
+
+async def test_a_device_reports_an_event_id_once(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """(device, event id) is unique: of two processes logging the same report at once exactly one succeeds."""
+    first, second = await opened(url), await opened(url)
+    await _merchant(first)
+
+    def log(tx: Tx) -> bool:
+        return payments.insert_report(
+            tx, device_id="d1", event_id="e1", seq=1, now=0, outcome="matched", payment_id=None
+        )
+
+    results = await asyncio.gather(first.write(log), second.write(log), first.write(log), second.write(log))
+    assert sorted(results) == [False, False, False, True]
+
+    def direct(tx: Tx) -> None:
+        tx.execute(
+            "INSERT INTO reports (device_id, event_id, seq, received_at, outcome) VALUES ('d1', 'e1', 2, 0, 'x')"
+        )
+
+    with pytest.raises(IntegrityError):
+        await first.write(direct)
+
+
+async def test_a_notification_fingerprint_is_claimed_once(
+    url: str, opened: Callable[[str], Awaitable[Database]]
+) -> None:
+    """A fingerprint within the dedupe window is claimed by one payment only, even from two processes at
+    once; after the window it may be claimed again."""
+    first, second = await opened(url), await opened(url)
+    await _merchant(first)
+
+    def claim(payment_id: str, now: int) -> Callable[[Tx], bool]:
+        def op(tx: Tx) -> bool:
+            return payments.claim_fingerprint(
+                tx, merchant_id="m1", fingerprint="fp", now=now, payment_id=payment_id, since=now - 100
+            )
+
+        return op
+
+    results = await asyncio.gather(*(db.write(claim(f"p{i}", 1000)) for i, db in enumerate([first, second] * 3)))
+    assert results.count(True) == 1
+    assert await first.write(claim("late", 5000)) is True  # the earlier claim is outside the window
+    row = await second.read(lambda tx: payments.find_fingerprint(tx, "m1", "fp", since=0))
+    assert row is not None and row["payment_id"] == "late"
+
+
+async def test_one_batch_one_transaction_and_a_failing_job_rolls_back_alone(
+    url: str, opened: Callable[[str], Awaitable[Database]]
+) -> None:
+    """Writes queued together commit in one transaction; a job that raises (our error, or the database
+    refusing a duplicate) is undone alone, and the jobs after it in the batch still commit."""
+    db = await opened(url)
+    await _merchant(db)
+
+    def insert(event_id: str, fail: Exception | None = None) -> Callable[[Tx], str]:
+        def op(tx: Tx) -> str:
+            tx.execute(
+                "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, 'm1', 't', 0, '{}')",
+                (event_id,),
+            )
+            if fail is not None:
+                raise fail
+            return event_id
+
+        return op
+
+    await db.write(insert("dup"))
+    commits = db.commits
+    results = await asyncio.gather(
+        db.write(insert("a")),
+        db.write(insert("b", ValueError("boom"))),
+        db.write(insert("dup")),  # the unique id refuses it; on PostgreSQL this aborts until the savepoint
+        db.write(insert("c")),
+        return_exceptions=True,
+    )
+    assert results[0] == "a" and results[3] == "c"
+    assert isinstance(results[1], ValueError) and isinstance(results[2], IntegrityError)
+    assert db.commits == commits + 1
+    ids = await db.read(lambda tx: sorted(str(r["id"]) for r in tx.all("SELECT id FROM events")))
+    assert ids == ["a", "c", "dup"]
+
+
+async def test_migrations_are_idempotent_and_a_newer_schema_is_refused(
+    url: str, opened: Callable[[str], Awaitable[Database]]
+) -> None:
+    """Opening again applies nothing twice; a schema newer than this bridge refuses to start."""
+    db = await opened(url)
+    await db.close()
+    db = await opened(url)
+    versions = await db.read(lambda tx: [int(r[0]) for r in tx.all("SELECT version FROM schema_version")])
+    assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
+    await db.write(lambda tx: tx.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS) + 1,)))
+    await db.close()
+    newer = open_database(url)
+    with pytest.raises(StoreError, match="newer than this bridge"):
+        await newer.open()
+
+
+MIGRATE = """
+import asyncio, sys, time
+from bridge.store.database import open_database
+import bridge.store.postgres, bridge.store.sqlite
+
+async def main() -> None:
+    db = open_database(sys.argv[1])
+    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process starts at the same instant
+    await db.open()
+    await db.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_processes_starting_together_migrate_once(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """Four processes open one empty database at the same moment: all start, each migration is applied once."""
+    start = str(time.time() + 3)
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", MIGRATE, url, start, cwd=ROOT, stderr=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    for p in procs:
+        _, err = await asyncio.wait_for(p.communicate(), 60)
+        assert p.returncode == 0, err.decode()
+    db = await opened(url)
+    versions = await db.read(lambda tx: [int(r[0]) for r in tx.all("SELECT version FROM schema_version")])
+    assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
+
+
+async def test_connections_the_server_closed_are_reopened() -> None:
+    """PostgreSQL: after the server ends every session of a bridge (pg_terminate_backend, as in a restart
+    or a failover), the next write and reads work, on new connections."""
+    import psycopg
+
+    name = f"pbkill{uuid.uuid4().hex[:8]}"
+    url = f"{pg.fresh_database()}&application_name={name}"
+    db = open_database(url)
+    await db.open()
+    try:
+        await _merchant(db)
+        pid = await db.write(_count("SELECT pg_backend_pid()"))
+        for _ in range(4):
+            await db.read(_count("SELECT 1"))
+        with psycopg.connect(pg.server_url(), autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s) k",
+                (name,),
+            ).fetchone()
+        assert killed is not None and killed[0] >= 2
+        assert await db.write(lambda tx: merchants.get_merchant(tx, "m1") is not None) is True
+        for _ in range(8):  # every reader meets its closed connection
+            assert await db.read(_count("SELECT COUNT(*) FROM merchants")) == 1
+        assert await db.write(_count("SELECT pg_backend_pid()")) != pid
+    finally:
+        await db.close()
+
+
+def test_migrations_spell_postgresql_types() -> None:
+    """On PostgreSQL every INTEGER column is BIGINT (Unix ms overflow 32 bits) and AUTOINCREMENT is an identity."""
+    for _, statements in MIGRATIONS:
+        for sql in statements_for(statements, "postgresql"):
+            assert "INTEGER" not in sql and "AUTOINCREMENT" not in sql, sql
+        assert statements_for(statements, "sqlite") == statements
+
+
+def test_placeholders_are_translated_outside_quotes_only() -> None:
+    """`?` becomes `%s` outside string literals; every `%` is doubled so psycopg leaves it alone."""
+    from bridge.store.postgres import translate
+
+    assert translate("SELECT * FROM t WHERE a = ? AND b IN (?, ?)") == "SELECT * FROM t WHERE a = %s AND b IN (%s, %s)"
+    assert translate("SELECT '?', 'it''s ?' , \"q?\" FROM t WHERE a LIKE '5%' AND b = ?") == (
+        "SELECT '?', 'it''s ?' , \"q?\" FROM t WHERE a LIKE '5%%' AND b = %s"
+    )
+    assert translate("SELECT 1") == "SELECT 1"
