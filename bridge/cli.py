@@ -23,7 +23,12 @@ EXIT_STORE = 3
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the bridge server")
-    p.add_argument("--data-dir", type=Path, help="where the SQLite database lives (default ./paybridge-data)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the admin token and, unless PAYBRIDGE_DATABASE_URL says otherwise, the SQLite database live"
+        " (default ./paybridge-data)",
+    )
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="listen port (default 8080; 0 picks a free one)")
     p.add_argument("--config", type=Path, help="a TOML settings file")
@@ -54,6 +59,7 @@ async def serve(settings: Settings) -> int:
     from aiohttp import web
 
     from bridge.services.admin import ensure_admin_token
+    from bridge.store.database import redact_url
     from bridge.web.app import create_app, make_runner
     from bridge.web.keys import CTX
 
@@ -67,7 +73,10 @@ async def serve(settings: Settings) -> int:
     app[CTX].bound_url = f"http://{settings.host}:{port}"
     if new_token:
         print(f"Admin token (shown once; store it now): {new_token}", flush=True)
-    print(f"paybridge listening on http://{settings.host}:{port} (data in {settings.data_dir})", flush=True)
+    where = f"data in {settings.data_dir}" + (
+        f", database {redact_url(settings.database_url)}" if settings.database_url else ""
+    )
+    print(f"paybridge listening on http://{settings.host}:{port} ({where})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

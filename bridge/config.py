@@ -120,17 +120,14 @@ def _check_database_url(url: str) -> None:
         return
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
-        if not url.startswith("sqlite:///") and (url.startswith("sqlite://") or url == "sqlite:"):
+        absolute = url.startswith("sqlite:///") and len(url) > len("sqlite:///")
+        relative = not url.startswith("sqlite:/") and len(url) > len("sqlite:")
+        if not (absolute or relative):
             raise ConfigError(
                 "a SQLite database_url is sqlite:///absolute/path.db or sqlite:relative/path.db"
                 " (PAYBRIDGE_DATABASE_URL)"
             )
-    elif parts.scheme in ("postgresql", "postgres"):
-        if not parts.hostname and "host=" not in parts.query:
-            raise ConfigError(
-                "a PostgreSQL database_url names its host: postgresql://user@host/db (PAYBRIDGE_DATABASE_URL)"
-            )
-    else:
+    elif parts.scheme not in ("postgresql", "postgres"):  # libpq checks the rest when it connects
         raise ConfigError("database_url must start with sqlite: or postgresql:// (PAYBRIDGE_DATABASE_URL)")
 
 
