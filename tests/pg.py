@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -81,12 +82,28 @@ def database_for(data_dir: Path) -> str:
     return _by_dir[key]
 
 
+def _stale(url: str) -> list[tuple[str, str]]:
+    """Schemas left by earlier runs whose process is gone (killed before it could drop them)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
+        names = [str(r[0]) for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'pbtest\\_%'")]
+    stale = []
+    for name in names:
+        pid = name.split("_")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            stale.append((url, name))
+    return stale
+
+
 def drop_all() -> None:
-    """Drop every schema this run made."""
+    """Drop every schema this run made, and those of earlier runs that died before dropping theirs."""
     if not _made:
         return
     import psycopg
 
+    with contextlib.suppress(psycopg.Error):
+        _made.extend(_stale(_made[0][0]))
     for url, schema in _made:
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:

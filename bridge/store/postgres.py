@@ -151,7 +151,10 @@ class PgTx(Tx):
             raise _integrity(e) from None
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        return self._conn.execute(translate(sql), params).fetchone()
+        try:
+            return self._conn.execute(translate(sql), params).fetchone()
+        except psycopg.IntegrityError as e:  # INSERT ... RETURNING
+            raise _integrity(e) from None
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         try:

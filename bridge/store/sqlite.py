@@ -50,7 +50,10 @@ class SqliteTx(Tx):
             raise IntegrityError(str(e)) from None
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        try:
+            row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        except sqlite3.IntegrityError as e:  # INSERT ... RETURNING
+            raise IntegrityError(str(e)) from None
         return row
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
