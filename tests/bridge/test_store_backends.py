@@ -327,6 +327,34 @@ async def test_connections_the_server_closed_are_reopened() -> None:
         await db.close()
 
 
+async def test_a_connection_lost_mid_batch_fails_the_batch_and_the_next_one_works(
+    opened: Callable[[str], Awaitable[Database]],
+) -> None:
+    """PostgreSQL: when the writer's session dies inside a batch, every job of the batch gets Unavailable,
+    nothing of it is committed, and the next write commits on a new connection."""
+    db = await opened(pg.fresh_database())
+    await _merchant(db)
+
+    def event(event_id: str) -> Callable[[Tx], str]:
+        def op(tx: Tx) -> str:
+            tx.execute(
+                "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, 'm1', 't', 0, '{}')",
+                (event_id,),
+            )
+            return event_id
+
+        return op
+
+    def suicide(tx: Tx) -> None:
+        tx.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    results = await asyncio.gather(db.write(event("e1")), db.write(suicide), return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results), results
+    assert await db.write(event("e2")) == "e2"
+    ids = await db.read(lambda tx: [str(r[0]) for r in tx.all("SELECT id FROM events")])
+    assert ids == ["e2"]
+
+
 def test_migrations_spell_postgresql_types() -> None:
     """On PostgreSQL every INTEGER column is BIGINT (Unix ms overflow 32 bits) and AUTOINCREMENT is an identity."""
     for _, statements in MIGRATIONS:
