@@ -213,12 +213,15 @@ class PostgresDatabase(Database):
     async def _open(self) -> None:
         self._writer = _Connection(self.url, "paybridge-pg-writer")
         try:
-            await self._writer.run(self._writer.ensure)
-        except psycopg.OperationalError as e:
+            try:
+                await self._writer.run(self._writer.ensure)
+            except psycopg.Error as e:
+                raise StoreError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {e}") from None
+            await self._writer.run(self._migrate)
+        except BaseException:
             await self._writer.close()
             self._writer = None
-            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {e}") from None
-        await self._writer.run(self._migrate)
+            raise
         for i in range(self._readers_wanted):
             reader = _Connection(self.url, f"paybridge-pg-reader{i}")
             self._readers.append(reader)
