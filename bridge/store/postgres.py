@@ -44,7 +44,6 @@ from bridge.store.database import (
     Tx,
     check_schema,
     redact_url,
-    run_jobs,
 )
 from bridge.store.migrations import MIGRATIONS, statements_for
 
@@ -276,11 +275,9 @@ class PostgresDatabase(Database):
             conn = _begin(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             try:
                 value = fn(PgTx(conn, None))
-            except BaseException:
+            finally:  # read only: COMMIT and ROLLBACK end it alike
                 if not conn.broken:
                     conn.execute("ROLLBACK", prepare=False)
-                raise
-            conn.execute("COMMIT", prepare=False)
             return value
 
         try:
@@ -295,16 +292,26 @@ class PostgresDatabase(Database):
         await self._writer.run(self._run_batch, jobs)
 
     def _run_batch(self, jobs: list[Job]) -> None:
-        """In the writer thread: BEGIN, each job under a SAVEPOINT, COMMIT (see SqliteDatabase._run_batch)."""
+        """In the writer thread: BEGIN, each job under a SAVEPOINT, COMMIT (see SqliteDatabase._run_batch).
+
+        The control statements ride together (`RELEASE j0; SAVEPOINT j1` is one round trip), so a
+        batch of one job costs its own statements plus two round trips.
+        """
         assert self._writer is not None
         try:
-            conn = _begin(self._writer, "BEGIN")
-
-            def control(sql: str) -> None:
-                conn.execute(sql, prepare=False)
-
-            run_jobs(jobs, lambda: PgTx(conn, self.fault), control, _classify)
-            control("COMMIT")
+            conn = _begin(self._writer, "BEGIN; SAVEPOINT j0")
+            for i, job in enumerate(jobs):
+                if i:
+                    conn.execute(f"RELEASE j{i - 1}; SAVEPOINT j{i}", prepare=False)
+                tx = PgTx(conn, self.fault)
+                try:
+                    job.value = job.fn(tx)
+                    job.ok = True
+                    job.after = tx.after_commit
+                except Exception as e:  # the job failed: undo only its own work
+                    conn.execute(f"ROLLBACK TO j{i}", prepare=False)
+                    job.ok, job.value = False, _classify(e)
+            conn.execute(f"RELEASE j{len(jobs) - 1}; COMMIT", prepare=False)
         except psycopg.Error as e:
             conn_now = self._writer.conn
             if conn_now is not None and not conn_now.broken:
