@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from bridge.store.database import Tx
+from tests import pg
 from tests.harness import RunningBridge, make_settings, running_bridge
+
+# A SQLite file's own faults (its lock, its disk); PostgreSQL's are in test_store_backends.py.
+sqlite_only = pytest.mark.skipif(pg.e2e_on_postgres(), reason="SQLite's own faults")
 
 
 def _integrity(db: Path) -> str:
@@ -24,6 +28,7 @@ def _integrity(db: Path) -> str:
         conn.close()
 
 
+@sqlite_only
 async def test_locked_database_gives_503_and_recovers(tmp_path: Path) -> None:
     """While another process holds the write lock, writes fail with 503 database_unavailable; then they work."""
     async with running_bridge(replace(make_settings(tmp_path / "d"), sqlite_busy_timeout=200)) as b:
@@ -56,6 +61,7 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True, timeout=10)
 
 
+@sqlite_only
 async def test_full_disk_loses_nothing_acknowledged(tmp_path: Path) -> None:
     """On a full disk reports are not acked and orders get 503; after space is freed the resent reports
     commit exactly once and the database is intact."""
