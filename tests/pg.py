@@ -21,9 +21,9 @@ import pytest
 ENV = "PAYBRIDGE_TEST_DATABASE_URL"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 HOW = (
-    f"PostgreSQL is not reachable at {{url}} ({{error}}); the PostgreSQL tests are skipped. To run them, start "
-    f"a server with trust auth for user postgres and a database `test` on 127.0.0.1:5432, or point {ENV} at one "
-    f"(postgresql://user@host:port/db); CI (CI=true) fails instead of skipping."
+    f"PostgreSQL is not reachable at {{url}} ({{error}}): {{what}}. To run these tests, start a server with "
+    f"trust auth for user postgres and a database `test` on 127.0.0.1:5432, or point {ENV} at one "
+    f"(postgresql://user@host:port/db)."
 )
 
 _RUN = f"pbtest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -55,10 +55,10 @@ def reachable_or_skip() -> str:
         with psycopg.connect(url, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except Exception as e:
-        message = HOW.format(url=url, error=str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+            pytest.fail(HOW.format(url=url, error=error, what="CI=true, so this fails instead of skipping"))
+        pytest.skip(HOW.format(url=url, error=error, what="skipped (CI=true would fail)"))
     return url
 
 
