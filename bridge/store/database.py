@@ -102,30 +102,6 @@ class BatchFailed(Exception):
     """The transaction itself broke (disk full, I/O error, lost connection): nothing was committed."""
 
 
-def run_jobs(
-    jobs: list[Job],
-    make_tx: Callable[[], Tx],
-    execute: Callable[[str], object],
-    classify: Callable[[Exception], Exception],
-) -> None:
-    """Inside an open transaction, in the database thread: each job under its own SAVEPOINT.
-
-    A job that raises is rolled back alone and keeps its (classified) exception as its value.
-    """
-    for i, job in enumerate(jobs):
-        tx = make_tx()
-        sp = f"j{i}"
-        execute(f"SAVEPOINT {sp}")
-        try:
-            job.value = job.fn(tx)
-            job.ok = True
-            job.after = tx.after_commit
-        except Exception as e:  # the job failed: undo only its own work
-            execute(f"ROLLBACK TO {sp}")
-            job.ok, job.value = False, classify(e)
-        execute(f"RELEASE {sp}")
-
-
 class Database:
     """What services hold: `write`, `read`, `open`, `close`. A backend supplies the thread side."""
 
@@ -148,7 +124,8 @@ class Database:
         raise NotImplementedError
 
     async def _commit(self, jobs: list[Job]) -> None:
-        """Run the batch in one transaction (see `run_jobs`); raise BatchFailed if it did not commit."""
+        """Run the batch in one transaction, each job under its own SAVEPOINT (a failing job is rolled back
+        alone and keeps its exception as its value); raise BatchFailed if the transaction did not commit."""
         raise NotImplementedError
 
     async def read(self, fn: Callable[[Tx], T]) -> T:

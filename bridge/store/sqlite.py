@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import structlog
 
 from bridge.errors import StoreError, Unavailable
-from bridge.store.database import BatchFailed, Database, IntegrityError, Job, Row, Tx, check_schema, run_jobs
+from bridge.store.database import BatchFailed, Database, IntegrityError, Job, Row, Tx, check_schema
 from bridge.store.migrations import MIGRATIONS, statements_for
 
 __all__ = ["CHECKPOINT_EVERY_S", "WRITER_AUTOCHECKPOINT", "SqliteDatabase"]
@@ -210,7 +210,18 @@ class SqliteDatabase(Database):
         conn = self._writer.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            run_jobs(jobs, lambda: SqliteTx(conn, self.fault), conn.execute, _classify)
+            for i, job in enumerate(jobs):
+                tx = SqliteTx(conn, self.fault)
+                sp = f"j{i}"
+                conn.execute(f"SAVEPOINT {sp}")
+                try:
+                    job.value = job.fn(tx)
+                    job.ok = True
+                    job.after = tx.after_commit
+                except Exception as e:  # the job failed: undo only its own work
+                    conn.execute(f"ROLLBACK TO {sp}")
+                    job.ok, job.value = False, _classify(e)
+                conn.execute(f"RELEASE {sp}")
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):
