@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from yarl import URL
 
-from bridge.core.ssrf import check_target, is_forbidden_address, legacy_ipv4, literal_address
-from bridge.transport import AiohttpTransport
+from bridge.core.ssrf import check_target, is_forbidden_address, legacy_ipv4, literal_address, normalise_host
+from bridge.sender import SenderProcess
+from bridge.transport import AiohttpTransport, ForbiddenTarget, guarded_socket
 from tests.harness import eventually, make_settings, running_bridge, running_handler, running_receiver
 
 
@@ -287,3 +293,151 @@ async def test_endpoint_creation_refuses_private_targets(tmp_path: Path, url: st
             "POST", "/v1/webhook-endpoints", token=m["api_key"], json_body={"url": "https://hooks.example.com/x"}
         )
         assert status == 201
+
+
+# Host spellings an IDNA client reads as a loopback, link-local or private address (issue 10, finding 1).
+UNICODE_SPELLINGS = [
+    ("127。0。0。1", "127.0.0.1"),  # ideographic full stops
+    ("127．0．0．1", "127.0.0.1"),  # full-width full stops
+    ("127｡0｡0｡1", "127.0.0.1"),  # half-width ideographic full stops
+    ("①②⑦.0.0.1", "127.0.0.1"),  # circled digits
+    ("１２７.0.0.1", "127.0.0.1"),  # full-width digits
+    ("169。254。169。254", "169.254.169.254"),
+    ("１０.0.0.5", "10.0.0.5"),
+    ("ⓛⓞⓒⓐⓛⓗⓞⓢⓣ", "localhost"),
+    ("LocalHost", "localhost"),
+]
+
+
+@pytest.mark.parametrize(("host", "client_host"), UNICODE_SPELLINGS)
+def test_unicode_spellings_normalise_as_the_client_reads_them(host: str, client_host: str) -> None:
+    """normalise_host agrees with yarl (what aiohttp connects to) on every spelling, and the URL is refused."""
+    url = f"http://{host}:8080/x"
+    assert URL(url).raw_host == client_host
+    assert normalise_host(host) == client_host
+    reason = check_target(url, [], allow_private=False)
+    assert reason is not None and reason.startswith("forbidden_target")
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("localhost.", "127.0.0.1"),
+        ("127.0.0.1.", "127.0.0.1"),
+        ("localhost.localdomain", "127.0.0.1"),
+        ("LOCALHOST.LOCALDOMAIN.", "127.0.0.1"),
+        ("shop.localhost.", "127.0.0.1"),
+        ("%31%32%37.0.0.1", "127.0.0.1"),
+        ("０x7f.1", "127.0.0.1"),
+        ("example.com.", None),
+        ("商店.中国", None),
+        ("localhostx", None),
+        ("notlocalhost", None),
+    ],
+)
+def test_trailing_dots_escapes_and_names(host: str, address: str | None) -> None:
+    """A root-anchored name ("localhost.") is the name itself; %-escapes and legacy forms are read too."""
+    assert literal_address(f"http://{host}/x") == address
+
+
+_DIGITS = "0123456789０１２３４５６７８９①②③④⑤⑥⑦⑧⑨⓪𝟏𝟐𝟕"
+_DOTS = ".。．｡"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(_DIGITS, min_size=1, max_size=3), min_size=4, max_size=4),
+    st.lists(st.sampled_from(_DOTS), min_size=3, max_size=3),
+)
+def test_every_dotted_spelling_yarl_reads_as_forbidden_is_refused(labels: list[str], dots: list[str]) -> None:
+    """Property: whenever yarl reads a host as a forbidden IPv4 address, check_target refuses the URL."""
+    host = labels[0] + dots[0] + labels[1] + dots[1] + labels[2] + dots[2] + labels[3]
+    try:
+        client_host = URL(f"http://{host}/").raw_host
+    except ValueError:
+        return
+    assert client_host is not None
+    try:
+        ipaddress.ip_address(client_host)
+    except ValueError:
+        return  # yarl did not read an IP literal: DNS and the connect-time check decide
+    assert normalise_host(host) == client_host
+    assert (check_target(f"http://{host}/", [], allow_private=False) is not None) is is_forbidden_address(client_host)
+
+
+@pytest.mark.parametrize("host", ["127。0。0。1", "①②⑦.0.0.1", "127.0.0.1.", "localhost."])
+async def test_unicode_loopback_is_refused_by_the_transport(host: str) -> None:
+    """The transport refuses these hosts without connecting: the receiver on 127.0.0.1 gets nothing."""
+    transport = AiohttpTransport(allow_private=False)
+    try:
+        async with running_receiver() as rec:
+            result = await transport.send(f"http://{host}:{_port(rec.url)}/hook", {}, b"{}", 5.0)
+            assert result.error is not None and result.error.startswith("forbidden_target")
+            assert rec.requests == []
+    finally:
+        await transport.close()
+
+
+def test_the_socket_factory_refuses_forbidden_addresses() -> None:
+    """guarded_socket opens sockets to public addresses only."""
+    [public] = [ai for ai in socket.getaddrinfo("93.184.216.34", 80, type=socket.SOCK_STREAM)]
+    sock = guarded_socket(public)
+    sock.close()
+    for address in ("127.0.0.1", "::1", "169.254.169.254", "10.0.0.1"):
+        info = socket.getaddrinfo(address, 80, type=socket.SOCK_STREAM)[0]
+        with pytest.raises(ForbiddenTarget, match="forbidden_target"):
+            guarded_socket(info)
+
+
+async def test_the_connected_address_is_checked_whatever_the_host_looked_like() -> None:
+    """A real aiohttp connector with the guard cannot reach loopback even when nothing checked the URL first:
+    the check sits on the socket, after every spelling and resolution."""
+    connector = aiohttp.TCPConnector(socket_factory=guarded_socket)
+    async with running_receiver() as rec, aiohttp.ClientSession(connector=connector) as session:
+        with pytest.raises(aiohttp.ClientConnectorError) as caught:
+            await session.post(rec.url, data=b"{}")
+        assert isinstance(caught.value.os_error, ForbiddenTarget)
+        assert rec.requests == []
+
+
+@pytest.mark.parametrize("host", ["127。0。0。1", "①②⑦.0.0.1", "localhost."])
+async def test_the_sender_child_refuses_unicode_loopback(host: str) -> None:
+    """The sender process (the delivery path in production) refuses the same spellings."""
+    guarded = SenderProcess(allow_private=False)
+    try:
+        async with running_receiver() as rec:
+            result = await guarded.send(f"http://{host}:{_port(rec.url)}/hook", {}, b"{}", 5.0)
+            assert result.error is not None and result.error.startswith("forbidden_target")
+            assert rec.requests == []
+    finally:
+        await guarded.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127。0。0。1:9/x",
+        "http://127．0．0．1/x",
+        "http://①②⑦.0.0.1/x",
+        "http://169。254。169。254/latest/meta-data",
+        "http://localhost./x",
+        "http://127.0.0.1./x",
+        "http://[::1]./x",
+    ],
+)
+async def test_unicode_spellings_are_refused_at_creation(tmp_path: Path, url: str) -> None:
+    """Webhook endpoints and orders' notify_url with these hosts are refused: forbidden_webhook_target
+    (or invalid_url where the URL is not a URL at all)."""
+    async with running_bridge(make_settings(tmp_path / "d", allow_private_webhooks=False)) as b:
+        m = await b.merchant()
+        status, out = await b.call("POST", "/v1/webhook-endpoints", token=m["api_key"], json_body={"url": url})
+        assert status == 400 and out["error"]["code"] in ("forbidden_webhook_target", "invalid_url")
+        status, out = await b.call(
+            "POST",
+            "/v1/orders",
+            token=m["api_key"],
+            json_body={"merchant_order_id": "u", "amount": "1.00", "channel": "alipay", "notify_url": url},
+        )
+        assert status == 400 and out["error"]["code"] in ("forbidden_webhook_target", "invalid_url")
+        _, endpoints = await b.call("GET", "/v1/webhook-endpoints", token=m["api_key"])
+        assert endpoints["data"] == []
