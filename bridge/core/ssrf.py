@@ -18,7 +18,7 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 def is_forbidden_address(ip: str) -> bool:
     """Loopback, private, link-local, multicast, reserved, unspecified, CGNAT and cloud metadata addresses."""
     try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+        addr = ipaddress.ip_address(ip)  # an IPv6 zone ("fe80::1%eth0") parses; an IPv4 one is refused below
     except ValueError:
         return True  # not an address at all: refuse rather than guess
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
@@ -55,7 +55,7 @@ def literal_address(url: str) -> str | None:
     if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
         return "127.0.0.1"
     try:
-        ipaddress.ip_address(host.split("%", 1)[0])
+        ipaddress.ip_address(host.partition("%")[0])  # "127.0.0.1%25eth0" is still 127.0.0.1
     except ValueError:
         pass
     else:
