@@ -189,7 +189,7 @@ _DIGITS = "0123456789０１２３４５６７８９①②③④⑤⑥⑦⑧⑨�
 _DOTS = ".。．｡"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.text(_DIGITS, min_size=1, max_size=3), min_size=4, max_size=4),
     st.lists(st.sampled_from(_DOTS), min_size=3, max_size=3),
