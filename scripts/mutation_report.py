@@ -47,7 +47,7 @@ def main() -> int:
         for name in left:
             print(f"    survived, unexplained: {name} (exit {codes[name]})")
         unexplained += len(left)
-    print(f"unexplained survivors: {unexplained}" + ("" if unexplained else " (every survivor is listed as equivalent)"))
+    print(f"unexplained survivors: {unexplained}" + ("" if unexplained else " (every survivor is listed)"))
     return 1 if unexplained else 0
 
 
