@@ -6,6 +6,7 @@ shown apart; the score is killed / (total - equivalent).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import sys
@@ -18,7 +19,7 @@ SURVIVED = 0
 
 def equivalent_names() -> set[str]:
     text = (ROOT / "scripts" / "mutation-survivors.md").read_text(encoding="utf-8")
-    return set(re.findall(r"^\| `([\w.]+__mutmut_\d+)`", text, re.M))
+    return set(re.findall(r"^\| `([\w.ǁ]+__mutmut_[\d*]+)`", text, re.M))
 
 
 def main() -> int:
@@ -37,8 +38,8 @@ def main() -> int:
         killed = sum(1 for c in codes.values() if c in KILLED)
         pending = sum(1 for c in codes.values() if c is None)
         survivors = sorted(k for k, c in codes.items() if c not in KILLED and c is not None)
-        known = [s for s in survivors if s in equivalent]
-        left = [s for s in survivors if s not in equivalent]
+        known = [s for s in survivors if any(fnmatch.fnmatchcase(s, pattern) for pattern in equivalent)]
+        left = [s for s in survivors if s not in known]
         judged = len(codes) - len(known)
         judged -= pending
         score = 100.0 * killed / judged if judged else 100.0
