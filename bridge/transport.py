@@ -1,8 +1,11 @@
 """The one seam for outbound webhook HTTP: a `WebhookTransport` protocol and the aiohttp implementation.
 
-The aiohttp transport never follows redirects, reads at most 64 KiB of a response, and checks
-the addresses a host name resolves to (after DNS, at connect time, so a rebinding name cannot
-slip through) unless private targets are allowed.
+The aiohttp transport never follows redirects, reads at most 64 KiB of a response, and, unless
+private targets are allowed, checks a target three times: the URL's host as the client will read
+it (IDNA-normalised, so "127。0。0。1" is loopback), every address a host name resolves to (after
+DNS, so a rebinding name cannot slip through), and the very address each socket is about to
+connect to (a socket factory: nothing reaches `connect()` without passing the check, whatever
+path the host took to become an address).
 """
 
 from __future__ import annotations
@@ -15,12 +18,21 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from bridge.core.ssrf import check_target, is_forbidden_address
 
-__all__ = ["AiohttpTransport", "ForbiddenTarget", "TransportResult", "WebhookTransport", "parse_retry_after"]
+__all__ = [
+    "AiohttpTransport",
+    "ForbiddenTarget",
+    "TransportResult",
+    "WebhookTransport",
+    "guarded_socket",
+    "parse_retry_after",
+]
 
 MAX_RESPONSE = 64 * 1024
 
@@ -62,6 +74,14 @@ class _GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
+    """The connector's socket factory: refuses to open a socket towards a forbidden address."""
+    family, type_, proto, _, sockaddr = addr_info
+    if is_forbidden_address(str(sockaddr[0])):
+        raise ForbiddenTarget(f"forbidden_target: refused to connect to {sockaddr[0]}")
+    return socket.socket(family=family, type=type_, proto=proto)
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or invalid."""
     if not value:
@@ -74,6 +94,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now)
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class AiohttpTransport:
@@ -96,7 +120,13 @@ class AiohttpTransport:
         if self._session is None:
             inner = self._resolver or DefaultResolver()
             resolver = inner if self._allow_private else _GuardedResolver(inner)
-            connector = aiohttp.TCPConnector(resolver=resolver, limit=0, limit_per_host=0, ttl_dns_cache=60)
+            connector = aiohttp.TCPConnector(
+                resolver=resolver,
+                limit=0,
+                limit_per_host=0,
+                ttl_dns_cache=60,
+                socket_factory=None if self._allow_private else guarded_socket,
+            )
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
 
@@ -107,6 +137,11 @@ class AiohttpTransport:
             return TransportResult(status, retry_after, error, (time.perf_counter() - started) * 1000)
 
         refused = check_target(url, [], allow_private=self._allow_private)
+        if refused is None and not self._allow_private:
+            try:  # the host exactly as aiohttp will read it
+                refused = check_target(f"http://{_bracketed(URL(url).raw_host or '')}/", [], allow_private=False)
+            except ValueError:
+                return done(None, "network_error: invalid URL")
         if refused:
             return done(None, refused)
         all_headers: dict[str, Any] = {"user-agent": self._user_agent, "content-type": "application/json", **headers}
@@ -118,8 +153,9 @@ class AiohttpTransport:
         except TimeoutError:
             return done(None, "timeout")
         except aiohttp.ClientConnectorError as e:
-            cause = e.os_error if isinstance(e.os_error, ForbiddenTarget) else None
-            return done(None, str(cause) if cause else f"network_error: {e.os_error.strerror or e}")
+            if "forbidden_target:" in str(e.os_error):  # one refused address, or several ("Multiple exceptions: …")
+                return done(None, str(e.os_error)[str(e.os_error).index("forbidden_target:") :])
+            return done(None, f"network_error: {e.os_error.strerror or e}")
         except ForbiddenTarget as e:
             return done(None, str(e))
         except (aiohttp.ClientError, OSError, ValueError) as e:
