@@ -20,7 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +49,7 @@ class Tx:
         self._conn = conn
         self._fault = fault
         self.after_commit: list[Callable[[], None]] = []
+        self._savepoints = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return the number of rows changed."""
@@ -63,6 +64,24 @@ class Tx:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Run a block under its own SAVEPOINT: if it raises, its work alone is rolled back (and the
+        exception goes on); the rest of the transaction stands. For sweeps, so one bad row cannot
+        stop the others. After-commit callbacks the undone block registered are dropped with it."""
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        callbacks = len(self.after_commit)
+        self._conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            del self.after_commit[callbacks:]  # what the undone work announced never happened
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+            raise
+        self._conn.execute(f"RELEASE {name}")
 
     def checkpoint(self, name: str) -> None:
         """A named point between the steps of a transaction where tests may inject a failure."""

@@ -43,9 +43,10 @@ async def _expiry(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
 
     async def loop() -> None:
+        quarantine: set[str] = set()  # orders that failed even to expire: skipped, not retried each tick
         while True:
             try:
-                while await expire_orders(ctx) > 0:
+                while await expire_orders(ctx, quarantine=quarantine) > 0:
                     pass
             except Exception as e:  # the database may be busy; try again next tick
                 log.warning("expiry.failed", error=repr(e))
