@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bridge.core import codec
 from bridge.errors import BadRequest, PayloadTooLarge, RequestTimeout
 
 # Request bodies nest at most this deep (the body itself is level 1): far below what any encoder
@@ -33,9 +34,13 @@ async def read_json(request: web.Request, max_body: int, timeout: float = 15.0) 
     if not raw:
         return {}
     try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BadRequest("the body is not valid UTF-8 JSON", "invalid_json") from None
+        # Strict: no NaN/Infinity, no number that overflows to infinity (1e400), no lone surrogate;
+        # whatever parses here can be stored, encoded into events and signed.
+        obj = codec.loads(raw)
+    except ValueError:
+        raise BadRequest(
+            "the body is not valid UTF-8 JSON (NaN, Infinity and lone surrogates are refused)", "invalid_json"
+        ) from None
     if not isinstance(obj, dict):
         raise BadRequest("the body must be a JSON object", "invalid_json")
     if _depth(obj) > MAX_DEPTH:
