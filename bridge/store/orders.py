@@ -109,8 +109,10 @@ def list_orders(
         where.append("status = ?")
         params.append(status)
     if before is not None:
-        where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ?)")
-        params.append(before)
+        # The cursor is looked up among this merchant's own rows only: another merchant's id is
+        # as unknown as a made-up one (an empty page), so a cursor reveals nothing.
+        where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ? AND merchant_id = ?)")
+        params += [before, merchant_id]
     params.append(limit)
     return tx.all(f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", params)
 
