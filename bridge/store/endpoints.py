@@ -7,6 +7,7 @@ import json
 from bridge.store.database import Row, Tx
 
 __all__ = [
+    "count_endpoints",
     "disable_endpoint",
     "get_endpoint",
     "insert_endpoint",
@@ -31,6 +32,12 @@ def get_endpoint(tx: Tx, merchant_id: str, endpoint_id: str) -> Row | None:
         "SELECT * FROM webhook_endpoints WHERE id = ? AND merchant_id = ? AND deleted_at IS NULL",
         (endpoint_id, merchant_id),
     )
+
+
+def count_endpoints(tx: Tx, merchant_id: str) -> int:
+    """The merchant's endpoints that are not deleted (disabled ones count: delete them to make room)."""
+    row = tx.one("SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = ? AND deleted_at IS NULL", (merchant_id,))
+    return int(row[0]) if row is not None else 0
 
 
 def list_endpoints(tx: Tx, merchant_id: str) -> list[Row]:

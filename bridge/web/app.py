@@ -17,7 +17,7 @@ from bridge.services.orders import expire_orders
 from bridge.store.database import Database, Tx
 from bridge.web import admin, devices, events, openapi, orders, webhooks, ws
 from bridge.web.hub import DeviceHub
-from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_LIMITER
+from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_CODE_LIMITER, PAIR_LIMITER
 from bridge.web.middleware import error_middleware
 from bridge.web.tasks import spawn, stop
 
@@ -81,6 +81,9 @@ def create_app(
     app[KEY_CACHE] = {}
     app[PAIR_LIMITER] = RateLimiter(
         rate=settings.pairing_attempts_per_minute, per=60.0, burst=settings.pairing_attempts_per_minute
+    )
+    app[PAIR_CODE_LIMITER] = RateLimiter(
+        rate=settings.pairing_codes_per_minute, per=60.0, burst=settings.pairing_codes_per_minute
     )
     app[HUB] = DeviceHub(ctx)
     for module in (admin, orders, devices, ws, webhooks, events, openapi):
