@@ -27,6 +27,9 @@ class Settings:
     admin_token: str = field(default="", repr=False)  # empty: generated on first start
     log_format: str = "auto"  # "json", "console" or "auto" (console on a terminal)
     log_level: str = "info"
+    # The key that seals stored webhook signing secrets; empty: <data_dir>/secrets.key (created 0600).
+    # Keep it elsewhere (another disk, a secrets mount) so a copy of the data dir alone opens nothing.
+    secrets_key_file: str = ""
     # Orders
     order_ttl_default: int = 300
     order_ttl_min: int = 60
@@ -106,6 +109,10 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "paybridge.db"
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return Path(self.secrets_key_file).expanduser() if self.secrets_key_file else self.data_dir / "secrets.key"
 
     @property
     def base_url(self) -> str:

@@ -1,4 +1,5 @@
-"""Webhook endpoints: where integrators want events, and the secrets that sign them."""
+"""Webhook endpoints: where integrators want events, and the secrets that sign them (stored sealed:
+bridge.store.sealing; `SELECT *` rows carry them sealed, as nothing but signing needs them)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def insert_endpoint(
 ) -> None:
     tx.execute(
         "INSERT INTO webhook_endpoints (id, merchant_id, url, event_types, secret, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, seal_secret('webhook_endpoints.secret', ?), ?)",
         (id, merchant_id, url, json.dumps(event_types), secret, now),
     )
 
@@ -49,7 +50,8 @@ def list_endpoints(tx: Tx, merchant_id: str) -> list[Row]:
 
 def rotate_secret(tx: Tx, endpoint_id: str, *, new_secret: str, old_valid_until: int) -> None:
     tx.execute(
-        "UPDATE webhook_endpoints SET old_secret = secret, old_secret_expires_at = ?, secret = ? WHERE id = ?",
+        "UPDATE webhook_endpoints SET old_secret = secret, old_secret_expires_at = ?,"
+        " secret = seal_secret('webhook_endpoints.secret', ?) WHERE id = ?",
         (old_valid_until, new_secret, endpoint_id),
     )
 

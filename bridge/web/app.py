@@ -72,7 +72,12 @@ def create_app(
 ) -> web.Application:
     ctx = Context(
         settings=settings,
-        db=Database(settings.database_path, settings.sqlite_synchronous, settings.sqlite_busy_timeout),
+        db=Database(
+            settings.database_path,
+            settings.sqlite_synchronous,
+            settings.sqlite_busy_timeout,
+            key_file=settings.secrets_key_path,
+        ),
         clock=clock or SystemClock(),
     )
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
