@@ -176,8 +176,13 @@ class Database:
         box = SecretBox(load_or_create_key(self.key_file))
         self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, box, WRITER_AUTOCHECKPOINT)
         await self._writer.open()
-        await self._writer.run(self._migrate)
-        await self._writer.run(self._check_key)
+        try:
+            await self._writer.run(self._migrate)
+            await self._writer.run(self._check_key)
+        except BaseException:  # refused to start: leave no connection (nor its thread) behind
+            await self._writer.close()
+            self._writer = None
+            raise
         tighten(*self._side_files())
         self._reader = _Connection(self.path, self.synchronous, self.busy_timeout_ms, box)
         await self._reader.open()
