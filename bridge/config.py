@@ -27,6 +27,9 @@ class Settings:
     admin_token: str = field(default="", repr=False)  # empty: generated on first start
     log_format: str = "auto"  # "json", "console" or "auto" (console on a terminal)
     log_level: str = "info"
+    # The key that seals stored webhook signing secrets; empty: <data_dir>/secrets.key (created 0600).
+    # Keep it elsewhere (another disk, a secrets mount) so a copy of the data dir alone opens nothing.
+    secrets_key_file: str = ""
     # Orders
     order_ttl_default: int = 300
     order_ttl_min: int = 60
@@ -53,7 +56,11 @@ class Settings:
     ws_ping_interval: float = 20.0
     auth_timeout: float = 10.0
     device_max_frames_per_second: int = 200
-    pairing_attempts_per_minute: int = 10
+    pairing_attempts_per_minute: int = 10  # per client network (IPv6 /64, IPv4 /24, all loopback as one)
+    pairing_codes_per_minute: int = 10  # per merchant: bounds the live codes a guess could hit
+    # Per-merchant caps
+    max_event_streams: int = 10  # open SSE streams per merchant (more: 429 too_many_streams)
+    max_webhook_endpoints: int = 20  # live webhook endpoints per merchant (more: 409 too_many_endpoints)
     # Limits
     max_body: int = 64 * 1024
     header_timeout: float = 15.0  # s to send a request's headers (slowloris); also the idle keep-alive
@@ -79,6 +86,14 @@ class Settings:
             raise ConfigError("webhook_per_host and webhook_concurrency must be at least 1")
         if self.webhook_sender not in ("process", "inline"):
             raise ConfigError("webhook_sender must be 'process' or 'inline' (PAYBRIDGE_WEBHOOK_SENDER)")
+        for name in (
+            "pairing_attempts_per_minute",
+            "pairing_codes_per_minute",
+            "max_event_streams",
+            "max_webhook_endpoints",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 (PAYBRIDGE_{name.upper()})")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError("log_format must be auto, json or console (PAYBRIDGE_LOG_FORMAT)")
         if self.admin_token and len(self.admin_token) < 22:
@@ -97,6 +112,10 @@ class Settings:
     @property
     def database_path(self) -> Path:
         return self.data_dir / "paybridge.db"
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return Path(self.secrets_key_file).expanduser() if self.secrets_key_file else self.data_dir / "secrets.key"
 
     @property
     def base_url(self) -> str:

@@ -13,6 +13,7 @@ from bridge.ids import new_id, random_bytes
 from bridge.services.context import Context
 from bridge.store import merchants as store
 from bridge.store.database import Tx
+from bridge.store.files import private_dir
 
 __all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token", "get_merchant"]
 
@@ -32,7 +33,7 @@ def ensure_admin_token(data_dir: Path, configured: str) -> tuple[str, str | None
     if path.exists():
         return path.read_text(encoding="ascii").strip(), None
     token = api_key_from_bytes("pba", random_bytes(24))
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(hash_secret(token) + "\n")

@@ -66,6 +66,9 @@ async def create_endpoint(ctx: Context, merchant_id: str, url: str, event_types:
     endpoint_id = new_id("whe")
 
     def op(tx: Tx) -> dict[str, Any]:
+        cap = ctx.settings.max_webhook_endpoints
+        if store.count_endpoints(tx, merchant_id) >= cap:  # every event fans out to each one
+            raise Conflict(f"at most {cap} webhook endpoints per merchant; delete one first", "too_many_endpoints")
         store.insert_endpoint(
             tx,
             id=endpoint_id,

@@ -54,6 +54,10 @@ class EventBus:
         for ev in self._streams.get(merchant_id, ()):
             ev.set()
 
+    def streams(self, merchant_id: str) -> int:
+        """How many live streams this merchant holds in this process."""
+        return len(self._streams.get(merchant_id, ()))
+
     def subscribe(self, merchant_id: str) -> asyncio.Event:
         ev = asyncio.Event()
         self._streams[merchant_id].add(ev)

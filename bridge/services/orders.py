@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
+
 from bridge.core.amounts import candidate_amounts
 from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id
@@ -30,6 +32,8 @@ __all__ = [
     "render",
 ]
 
+log = structlog.get_logger("bridge.orders")
+QUARANTINE_MAX = 1000  # orders a sweep skips after they failed even to expire (each logged)
 ORDER_CHANNELS = ("alipay", "wechat", "unionpay", "any")
 WALLETS = ("alipay", "wechat", "unionpay")
 
@@ -178,26 +182,54 @@ async def close_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str
     return await ctx.db.write(op)
 
 
-async def expire_orders(ctx: Context, limit: int = 500) -> int:
-    """Expire every pending order whose time is up (one transaction per batch); return how many."""
+async def expire_orders(ctx: Context, limit: int = 500, quarantine: set[str] | None = None) -> int:
+    """Expire pending orders whose time is up (one transaction per batch); return how many were handled.
+
+    Each order is expired under its own savepoint, so one bad row (say, metadata stored before
+    nesting was bounded, which no event can encode) cannot fail the batch and keep every other
+    merchant's amounts locked. An order whose event fails is still expired, without the event
+    (logged); one that cannot even be expired joins `quarantine`, which later sweeps skip.
+    """
+    skip = quarantine if quarantine is not None else set()
 
     def op(tx: Tx) -> int:
         now = ctx.clock.now_ms()
-        rows = store.expire_due(tx, now=now, limit=limit)
-        for row in rows:
-            data = render(tx, row)
-            emit(
-                tx,
-                ctx.bus,
-                merchant_id=row["merchant_id"],
-                type="order.expired",
-                data={"order": data},
-                now=now,
-                notify_url=row["notify_url"],
-            )
-        return len(rows)
+        handled = 0
+        for order_id in store.due_for_expiry(tx, now=now, limit=limit, exclude=sorted(skip)):
+            try:
+                with tx.savepoint():
+                    _expire_one(tx, ctx, order_id, now)
+                handled += 1
+                continue
+            except Exception as e:
+                log.error("order.expiry_event_failed", order_id=order_id, error=repr(e))
+            try:
+                with tx.savepoint():
+                    store.set_expired(tx, order_id)
+                handled += 1
+            except Exception as e:
+                log.error("order.expiry_failed", order_id=order_id, error=repr(e))
+                if len(skip) < QUARANTINE_MAX:
+                    skip.add(order_id)
+                    handled += 1
+        return handled
 
     return await ctx.db.write(op)
+
+
+def _expire_one(tx: Tx, ctx: Context, order_id: str, now: int) -> None:
+    row = store.set_expired(tx, order_id)
+    if row is None:
+        return
+    emit(
+        tx,
+        ctx.bus,
+        merchant_id=row["merchant_id"],
+        type="order.expired",
+        data={"order": render(tx, row)},
+        now=now,
+        notify_url=row["notify_url"],
+    )
 
 
 async def list_orders(

@@ -20,7 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +28,9 @@ from typing import Any, TypeVar
 import structlog
 
 from bridge.errors import StoreError, Unavailable
+from bridge.store.files import private_dir, private_file, tighten
 from bridge.store.migrations import MIGRATIONS
+from bridge.store.sealing import SecretBox, load_or_create_key
 
 __all__ = ["Database", "Row", "Tx"]
 
@@ -49,6 +51,7 @@ class Tx:
         self._conn = conn
         self._fault = fault
         self.after_commit: list[Callable[[], None]] = []
+        self._savepoints = 0
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return the number of rows changed."""
@@ -63,6 +66,24 @@ class Tx:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._conn.execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Run a block under its own SAVEPOINT: if it raises, its work alone is rolled back (and the
+        exception goes on); the rest of the transaction stands. For sweeps, so one bad row cannot
+        stop the others. After-commit callbacks the undone block registered are dropped with it."""
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        callbacks = len(self.after_commit)
+        self._conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            del self.after_commit[callbacks:]  # what the undone work announced never happened
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+            raise
+        self._conn.execute(f"RELEASE {name}")
 
     def checkpoint(self, name: str) -> None:
         """A named point between the steps of a transaction where tests may inject a failure."""
@@ -86,7 +107,10 @@ class _BatchFailed(Exception):
 class _Connection:
     """A sqlite3 connection owned by one thread; work is submitted as whole functions."""
 
-    def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, autocheckpoint: int = 1000) -> None:
+    def __init__(
+        self, path: Path, synchronous: str, busy_timeout_ms: int, box: SecretBox, autocheckpoint: int = 1000
+    ) -> None:
+        self._box = box
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._autocheckpoint = int(autocheckpoint)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="paybridge-db")
@@ -105,6 +129,10 @@ class _Connection:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
+        # Deleted or moved content is zeroed where that costs no extra I/O: a value rewritten (a
+        # secret sealed by a migration) leaves no plaintext behind in the page's free space.
+        conn.execute("PRAGMA secure_delete=FAST")
+        self._box.install(conn)
         self.conn = conn
 
     async def open(self) -> None:
@@ -118,8 +146,12 @@ class _Connection:
 
 
 class Database:
-    def __init__(self, path: Path, synchronous: str = "FULL", busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: Path, synchronous: str = "FULL", busy_timeout_ms: int = 5000, key_file: Path | None = None
+    ) -> None:
         self.path = path
+        # The key that seals stored signing secrets lives outside the database (bridge.store.sealing).
+        self.key_file = key_file or path.parent / "secrets.key"
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
@@ -136,16 +168,31 @@ class Database:
         self.writes = 0  # write jobs committed or failed by them (writes / commits = batching)
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, WRITER_AUTOCHECKPOINT)
+        # Private whatever the umask: the dir 0700, the database 0600 before SQLite first opens it
+        # (SQLite gives -wal and -shm the database file's mode), all of them tightened if older.
+        private_dir(self.path.parent)
+        private_file(self.path)
+        tighten(*self._side_files())
+        box = SecretBox(load_or_create_key(self.key_file))
+        self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, box, WRITER_AUTOCHECKPOINT)
         await self._writer.open()
-        await self._writer.run(self._migrate)
-        self._reader = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
+        try:
+            await self._writer.run(self._migrate)
+            await self._writer.run(self._check_key)
+        except BaseException:  # refused to start: leave no connection (nor its thread) behind
+            await self._writer.close()
+            self._writer = None
+            raise
+        tighten(*self._side_files())
+        self._reader = _Connection(self.path, self.synchronous, self.busy_timeout_ms, box)
         await self._reader.open()
-        self._checkpointer = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
+        self._checkpointer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, box)
         await self._checkpointer.open()
         self._task = asyncio.create_task(self._write_loop(), name="db-writer")
         self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="db-checkpoints")
+
+    def _side_files(self) -> tuple[Path, Path]:
+        return self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")
 
     async def _checkpoint_loop(self) -> None:
         """Copy committed WAL pages into the database file from a connection of its own, so the
@@ -175,9 +222,11 @@ class Database:
                 f"the database schema is version {current}, newer than this bridge knows "
                 f"({len(MIGRATIONS)}); upgrade paybridge"
             )
+        applied = False
         for version, (description, statements) in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue
+            applied = True
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for sql in statements:
@@ -187,6 +236,22 @@ class Database:
             except sqlite3.Error:
                 conn.execute("ROLLBACK")
                 raise StoreError(f"migration {version} ({description}) failed") from None
+        if applied and current > 0:  # an upgrade: no WAL frame of old rows (a secret before sealing) stays
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _check_key(self) -> None:
+        """Refuse to start with a key that does not open the stored secrets (a wrong or replaced
+        secrets.key): better than failing every event that would be signed with them."""
+        assert self._writer is not None and self._writer.conn is not None
+        try:
+            self._writer.conn.execute(
+                "SELECT open_secret('merchants.webhook_secret', webhook_secret) FROM merchants LIMIT 1"
+            ).fetchall()
+        except sqlite3.Error:
+            raise StoreError(
+                f"the secrets key {self.key_file} does not open the webhook secrets stored in {self.path}; "
+                "restore the key file that belongs to this database"
+            ) from None
 
     async def close(self) -> None:
         if self._checkpoints is not None:

@@ -19,7 +19,9 @@ __all__ = [
 _SENDABLE = (
     "SELECT d.id, d.event_id, d.merchant_id, d.endpoint_id, d.url, d.attempts, d.next_attempt_at,"
     " e.body, e.type AS event_type,"
-    " w.secret, w.old_secret, w.old_secret_expires_at, m.webhook_secret"
+    " open_secret('webhook_endpoints.secret', w.secret) AS secret,"
+    " open_secret('webhook_endpoints.secret', w.old_secret) AS old_secret, w.old_secret_expires_at,"
+    " open_secret('merchants.webhook_secret', m.webhook_secret) AS webhook_secret"
     " FROM deliveries d JOIN events e ON e.id = d.event_id JOIN merchants m ON m.id = d.merchant_id"
     " LEFT JOIN webhook_endpoints w ON w.id = d.endpoint_id"
 )

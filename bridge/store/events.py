@@ -27,7 +27,9 @@ class Subscribers:
 
 def subscribers(tx: Tx, merchant_id: str) -> Subscribers:
     rows = tx.all(
-        "SELECT m.webhook_secret, e.id, e.url, e.event_types, e.secret, e.old_secret, e.old_secret_expires_at"
+        "SELECT open_secret('merchants.webhook_secret', m.webhook_secret) AS webhook_secret, e.id, e.url,"
+        " e.event_types, open_secret('webhook_endpoints.secret', e.secret) AS secret,"
+        " open_secret('webhook_endpoints.secret', e.old_secret) AS old_secret, e.old_secret_expires_at"
         " FROM merchants m LEFT JOIN webhook_endpoints e"
         " ON e.merchant_id = m.id AND e.deleted_at IS NULL AND e.disabled_at IS NULL WHERE m.id = ?",
         (merchant_id,),

@@ -19,7 +19,8 @@ __all__ = [
 
 def insert_merchant(tx: Tx, *, id: str, name: str, api_key_hash: str, webhook_secret: str, now: int) -> None:
     tx.execute(
-        "INSERT INTO merchants (id, name, api_key_hash, webhook_secret, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO merchants (id, name, api_key_hash, webhook_secret, created_at)"
+        " VALUES (?, ?, ?, seal_secret('merchants.webhook_secret', ?), ?)",
         (id, name, api_key_hash, webhook_secret, now),
     )
 

@@ -194,4 +194,14 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX reports_payment ON reports(payment_id, device_id)",
         ],
     ),
+    (
+        # seal_secret(column, value) is an SQL function the bridge installs on its connections
+        # (bridge.store.sealing): AES-GCM with the key in secrets.key; already sealed values stay.
+        "seal webhook signing secrets at rest",
+        [
+            "UPDATE merchants SET webhook_secret = seal_secret('merchants.webhook_secret', webhook_secret)",
+            "UPDATE webhook_endpoints SET secret = seal_secret('webhook_endpoints.secret', secret),"
+            " old_secret = seal_secret('webhook_endpoints.secret', old_secret)",
+        ],
+    ),
 ]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from bridge.store.database import Row, Tx
 
 __all__ = [
-    "expire_due",
+    "due_for_expiry",
     "get_order",
     "get_order_by_merchant_ref",
     "insert_order",
@@ -17,6 +17,7 @@ __all__ = [
     "match_candidates",
     "release_locks",
     "set_closed",
+    "set_expired",
     "set_paid",
     "share_slot",
     "slots_taken",
@@ -123,8 +124,10 @@ def list_orders(
         where.append("status = ?")
         params.append(status)
     if before is not None:
-        where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ?)")
-        params.append(before)
+        # The cursor is looked up among this merchant's own rows only: another merchant's id is
+        # as unknown as a made-up one (an empty page), so a cursor reveals nothing.
+        where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ? AND merchant_id = ?)")
+        params += [before, merchant_id]
     params.append(limit)
     return tx.all(f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", params)
 
@@ -169,17 +172,22 @@ def set_closed(tx: Tx, order_id: str, *, now: int) -> bool:
     return n == 1
 
 
-def expire_due(tx: Tx, *, now: int, limit: int) -> list[Row]:
-    """Expire up to `limit` pending orders whose time is up; return them (now expired)."""
+def due_for_expiry(tx: Tx, *, now: int, limit: int, exclude: Collection[str] = ()) -> list[str]:
+    """Ids of up to `limit` pending orders whose time is up, soonest first, leaving out `exclude`."""
+    skip = f" AND id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
     rows = tx.all(
-        "SELECT * FROM orders WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
-        (now, limit),
+        f"SELECT id FROM orders WHERE status = 'pending' AND expires_at <= ?{skip} ORDER BY expires_at LIMIT ?",
+        (now, *exclude, limit),
     )
-    expired: list[Row] = []
-    for r in rows:
-        tx.execute("UPDATE orders SET status = 'expired' WHERE id = ? AND status = 'pending'", (r["id"],))
-        release_locks(tx, r["id"])
-        row = tx.one("SELECT * FROM orders WHERE id = ?", (r["id"],))
-        assert row is not None
-        expired.append(row)
-    return expired
+    return [str(r[0]) for r in rows]
+
+
+def set_expired(tx: Tx, order_id: str) -> Row | None:
+    """Pending -> expired, releasing its amount lock; the expired order, or None if it was not pending."""
+    rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
+        "UPDATE orders SET status = 'expired' WHERE id = ? AND status = 'pending' RETURNING *", (order_id,)
+    )
+    if not rows:
+        return None
+    release_locks(tx, order_id)
+    return rows[0]

@@ -17,7 +17,7 @@ from bridge.services.orders import expire_orders
 from bridge.store.database import Database, Tx
 from bridge.web import admin, devices, events, openapi, orders, webhooks, ws
 from bridge.web.hub import DeviceHub
-from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_LIMITER
+from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_CODE_LIMITER, PAIR_LIMITER
 from bridge.web.middleware import error_middleware
 from bridge.web.tasks import spawn, stop
 
@@ -43,9 +43,10 @@ async def _expiry(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
 
     async def loop() -> None:
+        quarantine: set[str] = set()  # orders that failed even to expire: skipped, not retried each tick
         while True:
             try:
-                while await expire_orders(ctx) > 0:
+                while await expire_orders(ctx, quarantine=quarantine) > 0:
                     pass
             except Exception as e:  # the database may be busy; try again next tick
                 log.warning("expiry.failed", error=repr(e))
@@ -71,7 +72,12 @@ def create_app(
 ) -> web.Application:
     ctx = Context(
         settings=settings,
-        db=Database(settings.database_path, settings.sqlite_synchronous, settings.sqlite_busy_timeout),
+        db=Database(
+            settings.database_path,
+            settings.sqlite_synchronous,
+            settings.sqlite_busy_timeout,
+            key_file=settings.secrets_key_path,
+        ),
         clock=clock or SystemClock(),
     )
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
@@ -80,6 +86,9 @@ def create_app(
     app[KEY_CACHE] = {}
     app[PAIR_LIMITER] = RateLimiter(
         rate=settings.pairing_attempts_per_minute, per=60.0, burst=settings.pairing_attempts_per_minute
+    )
+    app[PAIR_CODE_LIMITER] = RateLimiter(
+        rate=settings.pairing_codes_per_minute, per=60.0, burst=settings.pairing_codes_per_minute
     )
     app[HUB] = DeviceHub(ctx)
     for module in (admin, orders, devices, ws, webhooks, events, openapi):
