@@ -36,6 +36,13 @@ class RateLimiter:
             return True
         return False
 
+    def blocked(self, key: str, now: float, cost: float = 1.0) -> bool:
+        """Would `allow` refuse now? (Takes nothing.)"""
+        b = self._buckets.get(key)
+        if b is None:
+            return False
+        return min(self.burst, b.tokens + (now - b.updated) * self.rate / self.per) < cost
+
     def retry_after(self, key: str, cost: float = 1.0) -> float:
         b = self._buckets.get(key)
         if b is None or b.tokens >= cost:

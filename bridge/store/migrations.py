@@ -187,4 +187,11 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX deliveries_endpoint ON deliveries(endpoint_id, status)",
         ],
     ),
+    (
+        "orders: return_url and description for the payer's checkout page",
+        [
+            "ALTER TABLE orders ADD COLUMN return_url TEXT",
+            "ALTER TABLE orders ADD COLUMN description TEXT",
+        ],
+    ),
 ]
