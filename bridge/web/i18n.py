@@ -44,6 +44,8 @@ TEXT: dict[str, dict[str, str]] = {
         "title": "付款",
         "shop": "商户",
         "pay": "请支付",
+        "paid_amount": "已支付",
+        "amount": "订单金额",
         "differs": "请准确支付 ¥{pay}，不是 ¥{asked}",
         "differs_why": "多一分少一分都无法自动确认：这个金额就是我们认出你这笔付款的方式。",
         "exact_why": "请按此金额付款，一分不差。",
@@ -88,6 +90,8 @@ TEXT: dict[str, dict[str, str]] = {
         "title": "Payment",
         "shop": "Shop",
         "pay": "Amount to pay",
+        "paid_amount": "Amount paid",
+        "amount": "Order amount",
         "differs": "Pay exactly ¥{pay}, not ¥{asked}",
         "differs_why": "This exact amount is how your payment is recognised: one fen more or less and it cannot be"
         " confirmed automatically.",
