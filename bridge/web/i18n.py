@@ -8,7 +8,8 @@ LANGUAGES = ("zh", "en")
 
 
 def pick_language(accept_language: str | None, override: str | None = None) -> str:
-    """"zh" or "en": `override` (?lang=) if valid, else the first of zh/en by Accept-Language q-value, else zh.
+    """The language, "zh" or "en": `override` (?lang=) if valid, else whichever of the two the
+    browser ranks higher in Accept-Language, else zh.
 
     >>> pick_language("en-US,en;q=0.9,zh;q=0.8")
     'en'
