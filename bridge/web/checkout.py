@@ -77,6 +77,7 @@ def setup(app: web.Application) -> None:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship inside the package; no stat() per render
     )
     env.globals["static_url"] = static_url
     # Per (address, order): a page polls every 2 s; this leaves room for reloads and a few tabs.
