@@ -125,8 +125,22 @@ def _message(request: web.Request, lang: str, title_key: str, hint_key: str, sta
     return _page(request, "checkout/message.html", {"t": t, "title": t[title_key], "hint": t[hint_key]}, status)
 
 
-def _qr_svg(payload: str) -> Markup:
-    svg = segno.make(payload, error="m").svg_inline(scale=4, border=2, omitsize=True, light="#fff", dark="#000")
+def _qr(payload: str) -> segno.QRCode | None:
+    """The QR code of a payload; None if it is too long for any QR code (an account may hold 2,048 CJK characters)."""
+    try:
+        return segno.make(payload, error="m")  # segno raises the level when the data leaves room
+    except segno.DataOverflowError:
+        try:
+            return segno.make(payload, error="l")
+        except segno.DataOverflowError:
+            return None
+
+
+def _qr_svg(payload: str) -> Markup | None:
+    qr = _qr(payload)
+    if qr is None:
+        return None
+    svg = qr.svg_inline(scale=4, border=2, omitsize=True, light="#fff", dark="#000")
     return Markup(svg)  # noqa: S704 - segno's own markup; the payload is encoded as modules, never as text
 
 
@@ -196,8 +210,11 @@ async def pay_qr_png(request: web.Request) -> web.Response:
     c = await _load(request, request.query.get("account"))
     if c is None or c.account is None or c.status != "pending":
         return web.Response(status=404, text="no QR code here", headers=NO_STORE)
+    qr = _qr(c.account.qr_payload)
+    if qr is None:
+        return web.Response(status=404, text="no QR code here", headers=NO_STORE)
     out = io.BytesIO()
-    segno.make(c.account.qr_payload, error="m").save(out, kind="png", scale=10, border=3)
+    qr.save(out, kind="png", scale=10, border=3)
     headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="pay-{c.order_id[-8:]}.png"'}
     return web.Response(body=out.getvalue(), content_type="image/png", headers=headers)
 

@@ -253,3 +253,16 @@ async def test_any_order_offers_the_accounts_holding_its_amount(bridge: RunningB
 def test_pick_language(header: str | None, override: str | None, lang: str) -> None:
     """Chinese by default; English when the browser ranks it above Chinese; ?lang= wins when valid."""
     assert pick_language(header, override) == lang
+
+
+async def test_payload_too_long_for_a_qr_code(bridge: RunningBridge) -> None:
+    """An account payload no QR code can hold (2,048 CJK characters) gives a page without a QR, not an error."""
+    m = await bridge.merchant()
+    await alipay_account(bridge, m["api_key"], "Long", "中" * 2048)
+    order = await bridge.order(m["api_key"], "1.00")
+    async with bridge.session.get(order["checkout_url"]) as r:
+        html = await r.text()
+        assert r.status == 200
+    assert "<svg" not in html and "商户没有为这个订单设置收款码" in html
+    async with bridge.session.get(f"{order['checkout_url']}/qr.png") as r:
+        assert r.status == 404
