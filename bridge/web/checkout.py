@@ -8,6 +8,7 @@ external origin, no framing, no Referer (the URL is the capability).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
@@ -136,6 +137,7 @@ def _qr(payload: str) -> segno.QRCode | None:
             return None
 
 
+@functools.lru_cache(maxsize=256)  # a merchant has a handful of accounts; encoding one takes ~20 ms
 def _qr_svg(payload: str) -> Markup | None:
     qr = _qr(payload)
     if qr is None:
