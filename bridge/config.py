@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bridge.errors import ConfigError
 
@@ -23,7 +24,9 @@ class Settings:
     data_dir: Path = Path("paybridge-data")
     host: str = "127.0.0.1"
     port: int = 8080
-    public_url: str = ""  # how phones reach us, for pair_url; default http://host:port
+    # How phones and payers reach us: every URL we hand out (pair_url, checkout_url) starts with
+    # it. Empty: http://<bound host>:<bound port>.
+    public_url: str = ""
     admin_token: str = field(default="", repr=False)  # empty: generated on first start
     log_format: str = "auto"  # "json", "console" or "auto" (console on a terminal)
     log_level: str = "info"
@@ -98,6 +101,12 @@ class Settings:
             raise ConfigError("log_format must be auto, json or console (PAYBRIDGE_LOG_FORMAT)")
         if self.admin_token and len(self.admin_token) < 22:
             raise ConfigError("PAYBRIDGE_ADMIN_TOKEN must be at least 22 characters (128 bits)")
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ConfigError(
+                    "public_url must be an http:// or https:// URL without query or fragment (PAYBRIDGE_PUBLIC_URL)"
+                )
         self.schedule()  # validates
 
     def schedule(self) -> tuple[int, ...]:
@@ -119,7 +128,7 @@ class Settings:
 
     @property
     def base_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
 
 def _coerce(name: str, kind: Any, value: Any) -> Any:

@@ -50,12 +50,19 @@ class RateLimiter:
             if len(self._buckets) >= self.max_keys:
                 self._evict(now)
             b = self._buckets[key] = _Bucket(self.burst, now)
-        b.tokens = min(self.burst, b.tokens + (now - b.updated) * self.rate / self.per)
+        b.tokens = min(self.burst, b.tokens + max(0.0, now - b.updated) * self.rate / self.per)  # clocks step back
         b.updated = now
         if b.tokens >= cost:
             b.tokens -= cost
             return True
         return False
+
+    def blocked(self, key: str, now: float, cost: float = 1.0) -> bool:
+        """Would `allow` refuse now? (Takes nothing.)"""
+        b = self._buckets.get(key)
+        if b is None:
+            return False
+        return min(self.burst, b.tokens + max(0.0, now - b.updated) * self.rate / self.per) < cost
 
     def retry_after(self, key: str, cost: float = 1.0) -> float:
         b = self._buckets.get(key)

@@ -216,7 +216,7 @@ def mark_paid(
         ctx.bus,
         merchant_id=merchant_id,
         type="order.paid",
-        data={"order": render(tx, row), "payment": payment},
+        data={"order": render(ctx, tx, row), "payment": payment},
         now=now,
         notify_url=row["notify_url"],
         subscribers=subscribers,

@@ -12,6 +12,7 @@ import structlog
 from bridge.core.amounts import candidate_amounts
 from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id
+from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
 from bridge.services.events import emit
 from bridge.services.views import order_json
@@ -46,10 +47,15 @@ class NewOrder:
     expires_in: int
     notify_url: str | None
     metadata: dict[str, Any]
+    return_url: str | None = None  # where the checkout page sends the payer once paid
+    description: str | None = None  # what is bought, shown on the checkout page
 
     def params_hash(self) -> str:
+        fields: list[Any] = [self.amount_cents, self.channel, self.expires_in, self.notify_url, self.metadata]
+        if self.return_url is not None or self.description is not None:
+            fields += [self.return_url, self.description]  # only then: older orders keep their hashes
         canon = json.dumps(
-            [self.amount_cents, self.channel, self.expires_in, self.notify_url, self.metadata],
+            fields,
             sort_keys=True,
             ensure_ascii=False,
             separators=(",", ":"),
@@ -57,11 +63,11 @@ class NewOrder:
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def render(tx: Tx, row: Row) -> dict[str, Any]:
+def render(ctx: Context, tx: Tx, row: Row) -> dict[str, Any]:
     account = None
     if row["account_id"] is not None:
         account = merchants_store.get_account(tx, row["merchant_id"], row["account_id"])
-    return order_json(row, account)
+    return order_json(row, account, checkout_url=checkout_url(ctx, row["id"]))
 
 
 def implicit_slot(merchant_id: str, channel: str) -> str:
@@ -105,7 +111,7 @@ async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[d
                     "an order with this merchant_order_id exists with different parameters",
                     "merchant_order_id_conflict",
                 )
-            return render(tx, existing), False, warnings
+            return render(ctx, tx, existing), False, warnings
         amounts = candidate_amounts(
             new.amount_cents, steps=s.amount_steps, step=s.amount_step_cents, direction=s.amount_direction
         )
@@ -127,6 +133,8 @@ async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[d
                     pay_amount_cents=amount,
                     account_id=account_id,
                     notify_url=new.notify_url,
+                    return_url=new.return_url,
+                    description=new.description,
                     metadata=json.dumps(new.metadata, ensure_ascii=False),
                     params_hash=params_hash,
                     now=now,
@@ -138,7 +146,7 @@ async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[d
                 row = store.get_order(tx, merchant_id, order_id)
                 assert row is not None
                 tx.after_commit.append(ctx.metrics.orders.inc)
-                return render(tx, row), True, warnings
+                return render(ctx, tx, row), True, warnings
         raise Conflict(
             "every pay amount near this amount is held by a pending order; retry later or pick another amount",
             "amount_exhausted",
@@ -152,7 +160,7 @@ async def get_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, 
         row = store.get_order(tx, merchant_id, order_id)
         if row is None:
             raise NotFound("no such order")
-        return render(tx, row)
+        return render(ctx, tx, row)
 
     return await ctx.db.read(op)
 
@@ -167,7 +175,7 @@ async def close_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str
             raise Conflict(f"only pending orders can be closed; this one is {row['status']}", "order_not_pending")
         row = store.get_order(tx, merchant_id, order_id)
         assert row is not None
-        data = render(tx, row)
+        data = render(ctx, tx, row)
         emit(
             tx,
             ctx.bus,
@@ -226,7 +234,7 @@ def _expire_one(tx: Tx, ctx: Context, order_id: str, now: int) -> None:
         ctx.bus,
         merchant_id=row["merchant_id"],
         type="order.expired",
-        data={"order": render(tx, row)},
+        data={"order": render(ctx, tx, row)},
         now=now,
         notify_url=row["notify_url"],
     )
@@ -247,7 +255,7 @@ async def list_orders(
         rows = store.list_orders(
             tx, merchant_id, merchant_order_id=merchant_order_id, status=status, before=before, limit=limit + 1
         )
-        data = [render(tx, r) for r in rows[:limit]]
+        data = [render(ctx, tx, r) for r in rows[:limit]]
         return {"data": data, "has_more": len(rows) > limit}
 
     return await ctx.db.read(op)

@@ -67,7 +67,7 @@ async def match_manually(ctx: Context, merchant_id: str, payment_id: str, order_
         fresh = orders_store.get_order(tx, merchant_id, order_id)
         paid = store.get_payment(tx, merchant_id, payment_id)
         assert fresh is not None and paid is not None
-        return {"payment": payment_json(paid), "order": render(tx, fresh)}
+        return {"payment": payment_json(paid), "order": render(ctx, tx, fresh)}
 
     return await ctx.db.write(op)
 

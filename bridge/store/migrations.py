@@ -204,4 +204,11 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             " old_secret = seal_secret('webhook_endpoints.secret', old_secret)",
         ],
     ),
+    (
+        "orders: return_url and description for the payer's checkout page",
+        [
+            "ALTER TABLE orders ADD COLUMN return_url TEXT",
+            "ALTER TABLE orders ADD COLUMN description TEXT",
+        ],
+    ),
 ]

@@ -9,8 +9,10 @@ from bridge.store.database import Row, Tx
 
 __all__ = [
     "due_for_expiry",
+    "find_order",
     "get_order",
     "get_order_by_merchant_ref",
+    "held_slots",
     "insert_order",
     "list_orders",
     "lock_amount",
@@ -26,6 +28,16 @@ __all__ = [
 
 def get_order(tx: Tx, merchant_id: str, order_id: str) -> Row | None:
     return tx.one("SELECT * FROM orders WHERE id = ? AND merchant_id = ?", (order_id, merchant_id))
+
+
+def find_order(tx: Tx, order_id: str) -> Row | None:
+    """An order by id alone, whoever owns it: the checkout page, where the id is the capability."""
+    return tx.one("SELECT * FROM orders WHERE id = ?", (order_id,))
+
+
+def held_slots(tx: Tx, order_id: str) -> set[str]:
+    """The slots (account ids or "<merchant>:<channel>") whose pay amount this pending order holds."""
+    return {str(r[0]) for r in tx.all("SELECT slot FROM amount_locks WHERE order_id = ?", (order_id,))}
 
 
 def get_order_by_merchant_ref(tx: Tx, merchant_id: str, merchant_order_id: str) -> Row | None:
@@ -86,6 +98,8 @@ def insert_order(
     pay_amount_cents: int,
     account_id: str | None,
     notify_url: str | None,
+    return_url: str | None,
+    description: str | None,
     metadata: str,
     params_hash: str,
     now: int,
@@ -93,8 +107,8 @@ def insert_order(
 ) -> None:
     tx.execute(
         "INSERT INTO orders (id, merchant_id, merchant_order_id, channel, amount_cents, pay_amount_cents,"
-        " account_id, status, notify_url, metadata, params_hash, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+        " account_id, status, notify_url, return_url, description, metadata, params_hash, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
         (
             id,
             merchant_id,
@@ -104,6 +118,8 @@ def insert_order(
             pay_amount_cents,
             account_id,
             notify_url,
+            return_url,
+            description,
             metadata,
             params_hash,
             now,

@@ -98,6 +98,7 @@ OPENAPI: dict[str, Any] = {
                     "expires_at",
                     "paid_at",
                     "payment_id",
+                    "checkout_url",
                     "metadata",
                 ],
                 "properties": {
@@ -110,6 +111,10 @@ OPENAPI: dict[str, Any] = {
                     "pay_amount": AMOUNT,
                     "pay_amount_cents": {"type": "integer"},
                     "account": {"type": ["object", "null"]},
+                    "notify_url": {"type": ["string", "null"]},
+                    "return_url": {"type": ["string", "null"]},
+                    "description": {"type": ["string", "null"]},
+                    "checkout_url": {"type": "string", "format": "uri"},
                     "created_at": {"type": "string"},
                     "expires_at": {"type": "string"},
                     "paid_at": {"type": ["string", "null"]},
@@ -131,7 +136,32 @@ OPENAPI: dict[str, Any] = {
                     "channel": {"enum": ["alipay", "wechat", "unionpay", "any"]},
                     "expires_in": {"type": "integer", "minimum": 60, "maximum": 86400},
                     "notify_url": {"type": "string", "format": "uri"},
+                    "return_url": {"type": "string", "format": "uri", "maxLength": 2048},
+                    "description": {"type": "string", "minLength": 1, "maxLength": 256},
                     "metadata": {"type": "object"},
+                },
+            },
+            "CheckoutStatus": {
+                "type": "object",
+                "required": [
+                    "id",
+                    "status",
+                    "amount",
+                    "pay_amount",
+                    "expires_at",
+                    "seconds_left",
+                    "watch",
+                    "return_url",
+                ],
+                "properties": {
+                    "id": {"type": "string"},
+                    "status": {"enum": ["pending", "paid", "expired", "closed"]},
+                    "amount": AMOUNT,
+                    "pay_amount": AMOUNT,
+                    "expires_at": {"type": "string"},
+                    "seconds_left": {"type": "integer", "minimum": 0},
+                    "watch": {"type": "boolean"},
+                    "return_url": {"type": ["string", "null"]},
                 },
             },
             "Payment": {
@@ -419,6 +449,14 @@ OPENAPI: dict[str, Any] = {
             "delete": _op("Revoke a device", _json(_ref("Device")), params=[ID]),
         },
         "/v1/me": {"get": _op("The merchant this API key belongs to", _json({"type": "object"}))},
+        "/pay/{id}/status": {
+            "get": _op(
+                "A checkout page's order status (public: the order id is the capability)",
+                _json(_ref("CheckoutStatus")),
+                params=[ID],
+                security=[],
+            )
+        },
         "/healthz": {"get": _op("Health", _json({"type": "object"}), security=[])},
     },
 }
