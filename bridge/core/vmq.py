@@ -11,7 +11,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["CHANNEL_TYPES", "PAY_TYPES", "create_sign", "create_verify", "is_ack", "notify_params", "notify_sign"]
+__all__ = [
+    "CHANNEL_TYPES",
+    "PAY_TYPES",
+    "create_sign",
+    "create_verify",
+    "is_ack",
+    "notify_params",
+    "notify_sign",
+    "php_money",
+]
 
 PAY_TYPES = {"1": "wechat", "2": "alipay"}
 CHANNEL_TYPES = {channel: pay_type for pay_type, channel in PAY_TYPES.items()}
@@ -26,8 +35,12 @@ def create_sign(pay_id: str, param: str, pay_type: str, price: str, key: str) ->
 
 
 def create_verify(pay_id: str, param: str, pay_type: str, price: str, key: str, sign: str) -> bool:
-    """Constant time; the sign must be lowercase hex as the clients send it."""
-    expected = create_sign(pay_id, param, pay_type, price, key)
+    return verify_concat([pay_id, param, pay_type, price], key, sign)
+
+
+def verify_concat(parts: list[str], key: str, sign: str) -> bool:
+    """Is `sign` md5(parts joined + key)? Constant time; lowercase hex as the clients send it."""
+    expected = _md5("".join(parts) + key)
     return hmac.compare_digest(expected.encode(), sign.encode("utf-8", "replace"))
 
 
@@ -50,3 +63,11 @@ def is_ack(body: bytes) -> bool:
     """V免签 servers count a notify delivered only when the body is exactly `success` (we allow
     surrounding whitespace)."""
     return body.strip() == b"success"
+
+
+def php_money(fen: int) -> str:
+    """An amount as PHP prints a float: 1000 -> "10", 1050 -> "10.5", 999 -> "9.99"."""
+    q, r = divmod(fen, 100)
+    if r == 0:
+        return str(q)
+    return f"{q}.{r:02d}".rstrip("0")

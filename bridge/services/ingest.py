@@ -11,6 +11,7 @@ from bridge.core.matching import Candidate, choose
 from bridge.core.protocol import Report
 from bridge.core.states import OrderStatus, PaymentStatus, transition
 from bridge.ids import new_id
+from bridge.services.compat_notify import enqueue_on_paid
 from bridge.services.context import Context
 from bridge.services.events import emit
 from bridge.services.orders import render
@@ -180,7 +181,7 @@ def mark_paid(
         payment = payment_json(payment_row)
     else:  # the caller's view of the payment, now linked to this order
         payment = {**payment, "status": "matched", "order_id": order_id, "late": late}
-    emit(
+    event_id = emit(
         tx,
         ctx.bus,
         merchant_id=merchant_id,
@@ -190,3 +191,5 @@ def mark_paid(
         notify_url=row["notify_url"],
         subscribers=subscribers,
     )
+    # A shop gateway order (易支付 / V免签) also gets its shop's notify, in this same transaction.
+    enqueue_on_paid(ctx, tx, row, event_id=event_id, paid_channel=payment.get("channel"), now=now)
