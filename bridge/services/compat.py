@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Mapping
@@ -39,10 +40,12 @@ __all__ = [
     "create_shop_order",
     "credentials",
     "find_shop_order",
+    "key_matches",
     "monitor_state",
     "rotate_key",
     "set_merchant_public_key",
     "shop_by_pid",
+    "shop_order",
     "sign_v2",
     "verify_v1",
     "verify_v2",
@@ -205,6 +208,11 @@ async def shop_by_pid(ctx: Context, pid: str | None) -> Shop:
     if row is None:
         raise NotFound("unknown pid", "unknown_pid")
     return _shop(row)
+
+
+def key_matches(shop: Shop, key: str) -> bool:
+    """The plain key `api.php` sends, compared in constant time."""
+    return hmac.compare_digest(shop.key.encode(), key.encode("utf-8", "replace"))
 
 
 def verify_v1(shop: Shop, params: Mapping[str, str]) -> None:
