@@ -3,7 +3,7 @@ that answers as a shop does, and a phone that pays."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,9 +58,12 @@ class ShopReceiver:
     answers: list[tuple[int, str]] = field(default_factory=lambda: [(200, "success")])
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # method, raw query, params
     url: str = ""
+    on_request: Callable[[int], None] | None = None  # called with the request's number, before answering
 
     async def handle(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.query_string, dict(parse_qsl(request.query_string))))
+        if self.on_request is not None:
+            self.on_request(len(self.requests))
         status, text = self.answers[min(len(self.requests), len(self.answers)) - 1]
         return web.Response(status=status, text=text)
 
