@@ -8,16 +8,18 @@ import base64
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.core import epay, vmq
 from bridge.services.compat_notify import compat_return_url
 from tests.bridge.compat_helpers import Shop, ShopReceiver, compat_shop, get_raw, path_of, post_form, shop_receiver
 from tests.bridge.compat_vectors import key, needs_vectors, requests_of, rsa_keys
-from tests.harness import RunningBridge, TestDevice, eventually
+from tests.harness import RunningBridge, TestDevice, eventually, make_settings, running_bridge
 
 
 def _signed(params: dict[str, str], k: str) -> dict[str, str]:
@@ -56,9 +58,16 @@ async def _count(rec: ShopReceiver) -> int:
     return len(rec.requests)
 
 
-async def test_epay_notify_retried_until_success_then_never_again(bridge: RunningBridge) -> None:
+@pytest.mark.parametrize("sender", ["process", "inline"])
+async def test_epay_notify_retried_until_success_then_never_again(tmp_path: Path, sender: str) -> None:
     """An 易支付 order without a type, paid by WeChat: the shop gets GET notify_url?…signed (type wxpay, the
-    money string it sent, its param, no empty parameter) until it answers success; then never again."""
+    money string it sent, its param, no empty parameter) until it answers success; then never again.
+    Whether the HTTP calls run in the sender child process or in the bridge's own loop."""
+    async with running_bridge(make_settings(tmp_path, webhook_sender=sender)) as bridge:
+        await _epay_notify_retried_until_success(bridge)
+
+
+async def _epay_notify_retried_until_success(bridge: RunningBridge) -> None:
     shop = await compat_shop(bridge)
     pid, k = shop.compat["pid"], shop.key
     device = await _phone(bridge, shop)
