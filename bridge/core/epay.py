@@ -40,6 +40,7 @@ __all__ = [
     "md5_verify",
     "money_fen",
     "notify_params",
+    "php_trim",
     "private_key_b64",
     "public_key_b64",
     "rsa_sign",
@@ -58,11 +59,16 @@ MAX_OUT_TRADE_NO = 64
 _OUT_TRADE_NO = re.compile(r"[A-Za-z0-9._|-]+")
 _KEY = re.compile(r"[A-Za-z0-9]{32}")
 _EXCLUDED = frozenset({"sign", "sign_type"})
+PHP_WHITESPACE = " \t\n\r\x00\x0b"  # what PHP's trim() (and so Laravel's TrimStrings) removes
+
+
+def php_trim(value: str) -> str:
+    return value.strip(PHP_WHITESPACE)
 
 
 def canonical(params: Mapping[str, str]) -> str:
     """The string both sides sign: non-empty parameters but sign/sign_type, sorted, `k=v&k=v`."""
-    return "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in _EXCLUDED and params[k].strip() != "")
+    return "&".join(f"{k}={params[k]}" for k in sorted(params) if k not in _EXCLUDED and php_trim(params[k]) != "")
 
 
 def md5_sign(params: Mapping[str, str], key: str) -> str:
@@ -181,14 +187,14 @@ def notify_params(
         "trade_no": trade_no,
         "out_trade_no": out_trade_no,
         "type": pay_type,
-        "name": name.strip(),
+        "name": php_trim(name),
         "money": money,
         "trade_status": "TRADE_SUCCESS",
-        "param": param.strip(),
+        "param": php_trim(param),
     }
     if timestamp is not None:
         fields["timestamp"] = str(timestamp)
-    return {k: v for k, v in fields.items() if v.strip() != ""}
+    return {k: v for k, v in fields.items() if php_trim(v) != ""}
 
 
 def with_query(url: str, params: Mapping[str, str]) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from bridge.core.epay import php_trim
+
 __all__ = [
     "CHANNEL_TYPES",
     "PAY_TYPES",
@@ -51,7 +53,7 @@ def notify_sign(pay_id: str, param: str, pay_type: str, price: str, really_price
 def notify_params(*, pay_id: str, param: str, pay_type: str, price: str, really_price: str, key: str) -> dict[str, str]:
     """The signed notify query. `param` is echoed (trimmed: Laravel shops trim inputs) and, being
     part of the sign string even when empty, sent only when non-empty (absent reads as "")."""
-    param = param.strip()
+    param = php_trim(param)
     out = {"payId": pay_id, "type": pay_type, "price": price, "reallyPrice": really_price}
     if param:
         out["param"] = param

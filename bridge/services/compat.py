@@ -291,8 +291,8 @@ def shop_order(
         amount_cents = epay.money_fen(money)
     except ValueError as e:
         raise BadRequest(f"money: {e}", "invalid_money") from None
-    name = (name or "").strip()
-    param = (param or "").strip()
+    name = epay.php_trim(name or "")
+    param = epay.php_trim(param or "")
     if len(name) > MAX_NAME:
         raise BadRequest(f"name is too long (at most {MAX_NAME} characters)", "invalid_name")
     if len(param) > MAX_PARAM:

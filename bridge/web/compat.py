@@ -75,7 +75,7 @@ def _shop_order(ctx: Context, protocol: str, p: dict[str, str]) -> service.ShopO
     )
 
 
-async def _v1_order(request: web.Request, ctx: Context, p: dict[str, str]) -> dict[str, Any]:
+async def _v1_order(ctx: Context, p: dict[str, str]) -> dict[str, Any]:
     shop = await service.shop_by_pid(ctx, p.get("pid"))
     service.verify_v1(shop, p)
     return await service.create_shop_order(ctx, shop, _shop_order(ctx, "epay1", p))
@@ -85,7 +85,7 @@ async def submit(request: web.Request) -> web.Response:
     """易支付 page payment: verify, create (or find) the order, send the payer to its checkout page."""
     ctx = request.app[CTX]
     try:
-        made = await _v1_order(request, ctx, await _submit_params(request, ctx))
+        made = await _v1_order(ctx, await _submit_params(request, ctx))
     except ApiError as e:
         return error_page(e)
     raise web.HTTPFound(made["checkout_url"])
@@ -100,7 +100,7 @@ async def mapi(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     try:
         p = await merged_params(request, ctx.settings.max_body, ctx.settings.body_timeout)
-        made = await _v1_order(request, ctx, p)
+        made = await _v1_order(ctx, p)
     except ApiError as e:
         return _epay_error(e)
     order = made["order"]

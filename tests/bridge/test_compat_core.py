@@ -199,3 +199,12 @@ def test_acks(body: bytes, v1: bool, v2: bool) -> None:
 
 def test_compat_key_shape() -> None:
     assert epay.is_compat_key(key()) and not epay.is_compat_key(key()[:-1]) and not epay.is_compat_key("-" * 32)
+
+
+def test_trim_is_phps() -> None:
+    """Values are trimmed as PHP's trim() does (Laravel trims inputs with it): ASCII whitespace only."""
+    fields = epay.notify_params(
+        pid=1000, trade_no="ord_1", out_trade_no="A", pay_type="alipay", name="\u3000VIP \n", money="1", param=" \t"
+    )
+    assert fields["name"] == "\u3000VIP" and "param" not in fields
+    assert epay.canonical({"a": "\u3000", "b": "\x0b"}) == "a=\u3000"

@@ -234,6 +234,8 @@ async def test_sdk_v2_vector_requests(bridge: RunningBridge) -> None:
         bridge.ctx.clock.offset_ms = int(params["timestamp"]) * 1000 - time.time_ns() // 1_000_000  # type: ignore[attr-defined]
         status, body, headers = await post_form(bridge, "/api/pay/submit", params)
         assert status == 302, body
+        replay = await post_form(bridge, "/api/pay/submit", params)  # within 300 s: the same order
+        assert replay[0] == 302 and replay[2]["Location"] == headers["Location"]
         order = await _order(bridge, shop, headers["Location"].rsplit("/", 1)[1])
         assert order["merchant_order_id"] == params["out_trade_no"]
         assert order["amount_cents"] == epay.money_fen(params["money"])
