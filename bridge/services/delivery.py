@@ -387,6 +387,7 @@ class DeliveryWorker:
             event_id=a.row["event_id"],
             event_type=a.row["event_type"],
             endpoint_id=a.row["endpoint_id"],
+            compat=_compat_protocol(a.row),  # the shop gateway protocol of a compat notify, else None
             attempt=a.number,
             status_code=a.result.status,
             error=a.result.error,
