@@ -93,6 +93,7 @@ def enqueue_on_paid(ctx: Context, tx: Tx, order: Row, *, event_id: str, paid_cha
         fields=codec.dumps(fields),
         now=now,
     )
+    tx.checkpoint("compat.notify_queued")
     tx.after_commit.append(ctx.bus.deliveries.set)  # the worker's next load finds it
 
 

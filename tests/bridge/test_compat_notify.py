@@ -351,3 +351,47 @@ def test_base64_platform_key_is_spki() -> None:
     private, public_b64 = _rsa_pair()
     assert base64.b64decode(public_b64)[:2] == b"\x30\x82"
     assert epay.load_public_key(public_b64).public_numbers() == private.public_key().public_numbers()
+
+
+class Crash(Exception):
+    pass
+
+
+async def _rows(bridge: RunningBridge) -> tuple[int, int]:
+    def op(tx: Any) -> tuple[int, int]:
+        d = tx.one("SELECT COUNT(*) FROM deliveries")
+        c = tx.one("SELECT COUNT(*) FROM compat_notifies")
+        return int(d[0]), int(c[0])
+
+    return await bridge.ctx.db.read(op)
+
+
+@pytest.mark.parametrize("checkpoint", ["ingest.order_paid", "compat.notify_queued"])
+async def test_payment_and_shop_notify_commit_together(bridge: RunningBridge, checkpoint: str) -> None:
+    """A failure between marking a compat order paid and queueing its notify leaves neither (no ack either);
+    the resent report pays the order and queues exactly one notify."""
+    shop = await compat_shop(bridge)
+    device = await _phone(bridge, shop)
+    params = {"pid": str(shop.compat["pid"]), "out_trade_no": "A1", "money": "4", "type": "alipay"}
+    order_id = await _submit(bridge, _signed({**params, "notify_url": "http://127.0.0.1:9/n"}, shop.key))
+    order = await _order(bridge, shop, order_id)
+    before = await _rows(bridge)
+
+    def fault(name: str) -> None:
+        if name == checkpoint:
+            raise Crash(name)
+
+    bridge.ctx.db.fault = fault
+    frame = device.report(amount_cents=order["pay_amount_cents"])
+    await device.send(frame)
+    with pytest.raises(TimeoutError):
+        await device.recv_type("ack", timeout=0.5)
+    assert await _rows(bridge) == before
+    assert (await _order(bridge, shop, order_id))["status"] == "pending"
+    bridge.ctx.db.fault = None
+    await device.send(frame)
+    assert (await device.recv_type("ack"))["status"] == "accepted"
+    assert (await _order(bridge, shop, order_id))["status"] == "paid"
+    after = await _rows(bridge)
+    assert after[1] == before[1] + 1
+    await device.close()
