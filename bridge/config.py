@@ -39,6 +39,7 @@ class Settings:
     late_grace: int = 300  # s after expiry a payment still pays the order (flagged late)
     accept_late: bool = True
     dedupe_window: int = 86_400  # s within which the same notification re-read is a duplicate
+    redundant_window: int = 120  # s within which two phones' reports of one amount are one payment; 0: off
     # Webhooks
     allow_private_webhooks: bool = False
     webhook_timeout: float = 10.0
@@ -66,6 +67,8 @@ class Settings:
             raise ConfigError("port must be 0..65535 (PAYBRIDGE_PORT)")
         if self.amount_direction not in ("down", "up"):
             raise ConfigError("amount_direction must be 'down' or 'up' (PAYBRIDGE_AMOUNT_DIRECTION)")
+        if self.redundant_window < 0:
+            raise ConfigError("redundant_window must be 0 (off) or more seconds (PAYBRIDGE_REDUNDANT_WINDOW)")
         if not (0 <= self.amount_steps <= 1000):
             raise ConfigError("amount_steps must be 0..1000 (PAYBRIDGE_AMOUNT_STEPS)")
         if not (self.order_ttl_min <= self.order_ttl_default <= self.order_ttl_max):

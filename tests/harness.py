@@ -96,14 +96,19 @@ class RunningBridge:
         assert status in (200, 201), out
         return dict(out)
 
-    async def pair(self, key: str, name: str = "phone") -> TestDevice:
+    async def pair(self, key: str, name: str = "phone", channels: list[str] | None = None) -> TestDevice:
         status, code = await self.call("POST", "/v1/pairing-codes", token=key)
         assert status == 201, code
         device = TestDevice(self.ws_url)
         status, out = await self.call(
             "POST",
             "/v1/devices/pair",
-            json_body={"code": code["code"], "public_key": device.public_key_b64, "name": name},
+            json_body={
+                "code": code["code"],
+                "public_key": device.public_key_b64,
+                "name": name,
+                **({"channels": channels} if channels is not None else {}),
+            },
         )
         assert status == 201, out
         device.device_id = out["device_id"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Candidate", "MatchDecision", "MatchRules", "channel_family", "choose", "compatible"]
+__all__ = ["Candidate", "MatchDecision", "MatchRules", "channel_family", "choose", "compatible", "device_may_report"]
 
 
 def channel_family(report_channel: str | None) -> str | None:
@@ -18,6 +18,18 @@ def channel_family(report_channel: str | None) -> str | None:
     if report_channel == "cashbar":
         return None  # 收钱吧 without a named wallet: any channel
     return report_channel
+
+
+def device_may_report(device_channels: frozenset[str], report_channel: str | None) -> bool:
+    """Whether a device paired for `device_channels` may pay orders with a report of `report_channel`.
+
+    A device paired without channels may report any; otherwise the app that announced the payment
+    must be one it was paired for (收钱吧 relays count as "cashbar", whatever wallet they name).
+    """
+    if not device_channels or report_channel is None:
+        return True
+    app = "cashbar" if report_channel.startswith("cashbar") else report_channel
+    return app in device_channels
 
 
 def compatible(order_channel: str, report_channel: str | None) -> bool:

@@ -182,7 +182,9 @@ def decode_report(obj: dict[str, Any]) -> Report:
     event_id = _str(obj, "event_id", max_len=64)
     assert event_id is not None
     try:
-        uuid.UUID(event_id)
+        # One spelling per id: "{…}", upper case, "urn:uuid:" and unhyphenated forms name the same
+        # report, so they must dedupe as one.
+        event_id = str(uuid.UUID(event_id))
     except ValueError:
         raise ValueError("event_id must be a UUID") from None
     seq = _int(obj, "seq", minimum=0)

@@ -7,8 +7,9 @@ from typing import Any
 
 from bridge.core import codec
 from bridge.core.dedupe import notification_fingerprint
-from bridge.core.matching import Candidate, choose
+from bridge.core.matching import Candidate, choose, device_may_report
 from bridge.core.protocol import Report
+from bridge.core.sightings import Sighting, same_payment
 from bridge.core.states import OrderStatus, PaymentStatus, transition
 from bridge.ids import new_id
 from bridge.services.compat_notify import enqueue_on_paid
@@ -33,10 +34,18 @@ class Outcome:
     reason: str = ""
 
 
-async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, report: Report) -> Outcome:
+async def ingest_report(
+    ctx: Context,
+    *,
+    device_id: str,
+    merchant_id: str,
+    report: Report,
+    device_channels: frozenset[str] = frozenset(),
+) -> Outcome:
     """Commit one report and everything it causes; return what to ack (after the commit)."""
     rules = ctx.match_rules
     window_ms = ctx.settings.dedupe_window * 1000
+    redundant_ms = ctx.settings.redundant_window * 1000
     fp = notification_fingerprint(report.package, report.key, report.when, report.title, report.text)
 
     def op(tx: Tx) -> Outcome:
@@ -65,6 +74,26 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
                 tx, device_id=device_id, event_id=report.event_id, payment_id=again["payment_id"]
             )
             return Outcome("duplicate", again["payment_id"], reason="same_notification")
+        if report.kind == "payment" and report.amount_cents is not None and redundant_ms > 0:
+            rows = store.sightings(
+                tx,
+                merchant_id=merchant_id,
+                device_id=device_id,
+                channel=report.channel,
+                amount=report.amount_cents,
+                since=report.observed_at - redundant_ms,
+                until=report.observed_at + redundant_ms,
+            )
+            copy_of = same_payment(
+                [Sighting(r["id"], r["device_id"], r["observed_at"], bool(r["seen"])) for r in rows],
+                device_id=device_id,
+                observed_at=report.observed_at,
+                window_ms=redundant_ms,
+            )
+            if copy_of is not None:  # a second phone's notification of a payment already recorded
+                store.set_report_duplicate(tx, device_id=device_id, event_id=report.event_id, payment_id=copy_of)
+                store.point_fingerprint(tx, merchant_id, fp, copy_of)
+                return Outcome("duplicate", copy_of, reason="same_payment_other_phone")
         tx.checkpoint("ingest.deduped")
 
         decision_order: str | None = None
@@ -73,6 +102,8 @@ async def ingest_report(ctx: Context, *, device_id: str, merchant_id: str, repor
             reason = "unrecognised"
         elif report.amount_cents is None:
             reason = "no_amount"
+        elif not device_may_report(device_channels, report.channel):
+            reason = "channel_not_paired"  # recorded for a human, never pays an order by itself
         else:
             rows = orders_store.match_candidates(
                 tx, merchant_id, report.amount_cents, device_id, since=report.observed_at - rules.late_grace_ms

@@ -26,6 +26,7 @@ __all__ = [
     "create_order_in",
     "expire_orders",
     "get_order",
+    "implicit_slot",
     "list_orders",
     "render",
 ]
@@ -60,6 +61,11 @@ def render(tx: Tx, row: Row) -> dict[str, Any]:
     return order_json(row, account)
 
 
+def implicit_slot(merchant_id: str, channel: str) -> str:
+    """The slot of a channel for which the merchant has no receiving account: every phone sees it."""
+    return f"{merchant_id}:{channel}"
+
+
 def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[str | None, list[str]]]:
     """The ways to place an order: (account id or None, the slots it must hold), best first."""
     accounts = merchants_store.accounts_for_merchant(tx, merchant_id)
@@ -70,11 +76,11 @@ def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[str | Non
         slots: list[str] = []
         for wallet in WALLETS:
             acc = by_channel.get(wallet)
-            slots.extend([str(a["id"]) for a in acc] if acc else [f"{merchant_id}:{wallet}"])
+            slots.extend([str(a["id"]) for a in acc] if acc else [implicit_slot(merchant_id, wallet)])
         return [(None, slots)]
     chosen = by_channel.get(channel)
     if not chosen:
-        return [(None, [f"{merchant_id}:{channel}"])]
+        return [(None, [implicit_slot(merchant_id, channel)])]
     online = devices_store.online_account_ids(tx, merchant_id)
     ordered = sorted(chosen, key=lambda a: (a["id"] not in online,))  # online first, then creation order
     # An `any` order holds every slot including the implicit one; accounts also collide with it.

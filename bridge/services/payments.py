@@ -9,7 +9,7 @@ from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id
 from bridge.services.context import Context
 from bridge.services.ingest import mark_paid
-from bridge.services.orders import render
+from bridge.services.orders import implicit_slot, render
 from bridge.services.views import account_json, payment_json
 from bridge.store import devices as devices_store
 from bridge.store import merchants as merchants_store
@@ -108,6 +108,9 @@ async def create_account(
             qr_payload=qr_payload,
             now=ctx.clock.now_ms(),
         )
+        # Orders placed while the channel had no account hold the merchant-wide slot, which every
+        # phone sees; they now hold their amounts on this account too, so no new order reuses one.
+        orders_store.share_slot(tx, held=implicit_slot(merchant_id, channel), also=account_id)
         for device_id in device_ids:
             devices_store.link_account(tx, device_id, account_id)
         row = merchants_store.get_account(tx, merchant_id, account_id)

@@ -188,6 +188,13 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ],
     ),
     (
+        "redundant phones: find other phones' sightings of a payment",
+        [
+            "CREATE INDEX payments_sighting ON payments(merchant_id, amount_cents, observed_at)",
+            "CREATE INDEX reports_payment ON reports(payment_id, device_id)",
+        ],
+    ),
+    (
         "compat gateways: 易支付 / V免签 merchant credentials, orders and notifies",
         [
             # One row per merchant that uses the shop gateways. `key` must be recoverable (it signs

@@ -18,6 +18,7 @@ __all__ = [
     "release_locks",
     "set_closed",
     "set_paid",
+    "share_slot",
     "slots_taken",
 ]
 
@@ -53,6 +54,20 @@ def lock_amount(tx: Tx, slot: str, amount: int, order_id: str) -> bool:
     except sqlite3.IntegrityError:
         return False
     return True
+
+
+def share_slot(tx: Tx, *, held: str, also: str) -> int:
+    """Every pending order holding a pay amount on slot `held` takes the same amount on slot `also`.
+
+    Used when a slot starts to overlap another (a receiving account is added for a channel whose
+    orders held the merchant-wide slot): the amounts already promised stay unique across both.
+    """
+    return tx.execute(
+        "INSERT INTO amount_locks (slot, pay_amount_cents, order_id)"
+        " SELECT ?, pay_amount_cents, order_id FROM amount_locks WHERE slot = ?"
+        " ON CONFLICT DO NOTHING",
+        (also, held),
+    )
 
 
 def release_locks(tx: Tx, order_id: str) -> None:

@@ -16,8 +16,10 @@ __all__ = [
     "insert_payment",
     "insert_report",
     "list_payments",
+    "point_fingerprint",
     "set_payment_status",
     "set_report_duplicate",
+    "sightings",
 ]
 
 
@@ -61,6 +63,31 @@ def claim_fingerprint(tx: Tx, *, merchant_id: str, fingerprint: str, now: int, p
         (merchant_id, fingerprint, now, payment_id, since),
     )
     return n == 1
+
+
+def point_fingerprint(tx: Tx, merchant_id: str, fingerprint: str, payment_id: str) -> None:
+    """This notification is (a copy of) `payment_id`: a re-read of it is a duplicate of that payment."""
+    tx.execute(
+        "UPDATE fingerprints SET payment_id = ? WHERE merchant_id = ? AND fingerprint = ?",
+        (payment_id, merchant_id, fingerprint),
+    )
+
+
+def sightings(
+    tx: Tx, *, merchant_id: str, device_id: str, channel: str | None, amount: int, since: int, until: int
+) -> list[Row]:
+    """Payments of this amount and channel observed in [since, until] by other phones linked to a
+    receiving account `device_id` is linked to too, each with `seen`: whether `device_id` already
+    reported it."""
+    return tx.all(
+        "SELECT p.id, p.device_id, p.observed_at,"
+        " EXISTS (SELECT 1 FROM reports r WHERE r.payment_id = p.id AND r.device_id = ?) AS seen"
+        " FROM payments p WHERE p.merchant_id = ? AND p.amount_cents = ? AND p.observed_at BETWEEN ? AND ?"
+        " AND p.kind = 'payment' AND p.channel IS ? AND p.device_id <> ?"
+        " AND EXISTS (SELECT 1 FROM device_accounts a JOIN device_accounts b ON b.account_id = a.account_id"
+        " WHERE a.device_id = ? AND b.device_id = p.device_id)",
+        (device_id, merchant_id, amount, since, until, channel, device_id, device_id),
+    )
 
 
 PAYMENT_COLUMNS = (

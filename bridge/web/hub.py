@@ -27,6 +27,7 @@ class Connection:
     ws: web.WebSocketResponse
     connected_at: int
     last_heartbeat_at: int
+    channels: frozenset[str] = frozenset()  # what the device was paired for; empty: anything
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closing: bool = False
 

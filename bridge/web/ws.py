@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
+from bridge.core import codec
 from bridge.core.protocol import (
     MAX_FRAME,
     ProtocolError,
@@ -88,7 +89,9 @@ async def connect(request: web.Request) -> web.StreamResponse:
         await anon.close(e.code, e.message)
         return ws
     now = ctx.clock.now_ms()
-    conn = Connection(auth.device_id, device["merchant_id"], ws, now, now)
+    conn = Connection(
+        auth.device_id, device["merchant_id"], ws, now, now, channels=frozenset(codec.loads(device["channels"]))
+    )
     await hub.register(conn)
     log.info("device.connected", device_id=conn.device_id, agent_version=auth.agent_version)
     try:
@@ -173,7 +176,13 @@ async def _report(request: web.Request, conn: Connection, obj: dict[str, Any], s
             )
             return
         try:
-            outcome = await ingest_report(ctx, device_id=conn.device_id, merchant_id=conn.merchant_id, report=report)
+            outcome = await ingest_report(
+                ctx,
+                device_id=conn.device_id,
+                merchant_id=conn.merchant_id,
+                report=report,
+                device_channels=conn.channels,
+            )
         except Exception as e:  # not committed: no ack, the device resends
             log.warning("report.failed", device_id=conn.device_id, error=type(e).__name__)
             ctx.metrics.reports.labels("failed").inc()
@@ -189,7 +198,7 @@ async def _report(request: web.Request, conn: Connection, obj: dict[str, Any], s
         )
         ack: dict[str, object] = {
             "type": "ack",
-            "event_id": report.event_id,
+            "event_id": event_id,  # as the device spelled it: its outbox looks it up by that
             "seq": report.seq,
             "status": outcome.status,
             "payment_id": outcome.payment_id,

@@ -37,7 +37,7 @@ def test_demo_tells_the_whole_story_and_exits_0() -> None:
         "webhook order.paid for A1001 delivered, signature verified",
         "webhook order.paid for A1002 delivered, signature verified",
         "re-read the same notification",
-        "acked it as a duplicate",
+        "the same payment from another phone",
         "payment.unmatched: alipay 8.88",
         "已支付¥30.00 -> ignored",
         "Demo OK",

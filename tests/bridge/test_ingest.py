@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 from tests.harness import RunningBridge
 
@@ -140,4 +141,53 @@ async def test_events_of_a_match_in_order(bridge: RunningBridge) -> None:
     assert paid["order"]["status"] == "paid" and paid["order"]["id"] == order["id"]  # type: ignore[index]
     assert paid["payment"]["id"] == ack["payment_id"] and paid["payment"]["status"] == "matched"  # type: ignore[index]
     assert paid["payment"]["order_id"] == order["id"]  # type: ignore[index]
+    await device.close()
+
+
+async def test_a_device_pays_only_orders_of_the_channels_it_was_paired_for(bridge: RunningBridge) -> None:
+    """A phone paired for Alipay reporting a WeChat payment records it unmatched (channel_not_paired);
+    its Alipay reports still pay, and a phone paired without channels may report any."""
+    m = await bridge.merchant()
+    key = m["api_key"]
+    alipay_phone = await bridge.pair(key, "alipay phone", channels=["alipay"])
+    await alipay_phone.connect()
+    wechat_order = await bridge.order(key, "8.00", channel="wechat")
+    ack = await alipay_phone.pay(800, channel="wechat", package="com.tencent.mm", title="微信支付")
+    assert ack["status"] == "accepted"
+    _, payment = await bridge.call("GET", f"/v1/payments/{ack['payment_id']}", token=key)
+    assert (payment["status"], payment["reason"]) == ("unmatched", "channel_not_paired")
+    _, still = await bridge.call("GET", f"/v1/orders/{wechat_order['id']}", token=key)
+    assert still["status"] == "pending"
+    alipay_order = await bridge.order(key, "8.00", channel="alipay")
+    ack = await alipay_phone.pay(alipay_order["pay_amount_cents"])
+    _, paid = await bridge.call("GET", f"/v1/orders/{alipay_order['id']}", token=key)
+    assert paid["status"] == "paid"
+    any_phone = await bridge.pair(key, "any phone")
+    await any_phone.connect()
+    other_wechat_order = await bridge.order(key, "9.00", channel="wechat")
+    await any_phone.pay(900, channel="wechat", package="com.tencent.mm", title="微信支付")
+    _, paid = await bridge.call("GET", f"/v1/orders/{other_wechat_order['id']}", token=key)
+    assert paid["status"] == "paid"
+    await alipay_phone.close()
+    await any_phone.close()
+
+
+async def test_event_ids_differing_only_in_spelling_are_one_report(bridge: RunningBridge) -> None:
+    """The same UUID in upper case, braces or without hyphens is the same report: one payment, and
+    each ack names the event id as the device spelled it."""
+    m = await bridge.merchant()
+    device = await bridge.pair(m["api_key"])
+    await device.connect()
+    u = uuid.uuid4()
+    spellings = [str(u), str(u).upper(), "{" + str(u) + "}", u.hex, f"urn:uuid:{u}"]
+    acks = []
+    for spelling in spellings:
+        frame = device.report(amount_cents=321, event_id=spelling, key=f"k-{spelling}")
+        await device.send(frame)
+        acks.append(await device.recv_type("ack"))
+    assert [a["event_id"] for a in acks] == spellings
+    assert [a["status"] for a in acks] == ["accepted"] + ["duplicate"] * 4
+    assert len({a["payment_id"] for a in acks}) == 1
+    _status, page = await bridge.call("GET", "/v1/payments", token=m["api_key"])
+    assert len(page["data"]) == 1
     await device.close()

@@ -185,6 +185,32 @@ async def test_expiry_and_late_payment(tmp_path: Path) -> None:
         await device.close()
 
 
+@pytest.mark.parametrize("first_channel", ["alipay", "any"])
+async def test_pay_amounts_stay_unique_when_an_account_is_added(bridge: RunningBridge, first_channel: str) -> None:
+    """An order placed before any receiving account existed keeps its pay amount to itself after an
+    account is added: the next order of that amount steps, and the payment pays the first order."""
+    m = await bridge.merchant()
+    key = m["api_key"]
+    phone = await bridge.pair(key, "phone")
+    first = await bridge.order(key, "10.00", channel=first_channel)
+    assert first["pay_amount"] == "10.00" and first["account"] is None
+    status, acc = await bridge.call("POST", "/v1/accounts", token=key, json_body={
+        "channel": "alipay", "name": "A", "device_ids": [phone.device_id]})
+    assert status == 201
+    second = await bridge.order(key, "10.00", channel="alipay")
+    assert second["account"]["id"] == acc["id"]
+    assert second["pay_amount"] == "9.99"
+    await phone.connect()
+    ack = await phone.pay(1000)
+    assert ack["status"] == "accepted"
+    _, paid = await bridge.call("GET", f"/v1/orders/{first['id']}", token=key)
+    assert paid["status"] == "paid"
+    # Paying the first order frees 10.00 on the account for the next order.
+    third = await bridge.order(key, "10.00", channel="alipay")
+    assert third["pay_amount"] == "10.00"
+    await phone.close()
+
+
 async def test_payee_pool_accounts(bridge: RunningBridge) -> None:
     """With two Alipay accounts the same amount goes to the second account before stepping, and
     a device only matches orders of the accounts it is linked to."""

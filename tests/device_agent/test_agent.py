@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from device_agent.agent import Agent
 from device_agent.client import ConnectionState
 from device_agent.config import AgentSettings
 from device_agent.core.backoff import BackoffPolicy
+from device_agent.core.notifications import Notification
 from device_agent.outbox import Outbox
 from tests.device_agent.agent_fixtures import ALIPAY, ListSource, Paired, alipay, other_app, pair_with
 from tests.harness import RunningBridge, eventually
@@ -107,6 +109,24 @@ async def test_ignored_notifications_are_not_sent(bridge: RunningBridge, tmp_pat
         assert (await outbox.snapshot()).last_seq == 1
     assert [p["amount"] for p in await payments(bridge, paired)] == ["9.00"]
     assert set(agent.last_notification_at) == {ALIPAY}
+
+
+async def test_text_a_payer_or_friend_writes_never_pays(bridge: RunningBridge, tmp_path: Path) -> None:
+    """Issue 10 finding 3 end to end: a friend's chat saying 你已成功收款100.00元 pays nothing, and a 0.01
+    transfer whose remark says it is paid as 0.01; only money Alipay itself announced reaches the bridge."""
+    paired = await pair_with(bridge, tmp_path / "state")
+    now = int(time.time() * 1000)
+    chat = Notification(ALIPAY, "张三", "你已成功收款100.00元", now, f"0|{ALIPAY}|chat|null|10123")
+    remark = Notification(
+        ALIPAY, "转账到账提醒", "张三向你转账0.01元，备注：你已成功收款100.00元", now + 1, f"0|{ALIPAY}|tr|null|10123"
+    )
+    source = ListSource()
+    source.push(chat, remark, alipay(1, "2.00"))
+    source.finish()
+    async with await Outbox.open(paired.state.outbox) as outbox:
+        assert await make_agent(paired, source, outbox, exit_when_drained=True).run(asyncio.Event()) == 0
+        assert (await outbox.snapshot()).last_seq == 2  # the chat message was never reported
+    assert sorted(p["amount"] for p in await payments(bridge, paired)) == ["0.01", "2.00"]
 
 
 async def test_stop_closes_cleanly_and_leaves_a_final_status(bridge: RunningBridge, tmp_path: Path) -> None:

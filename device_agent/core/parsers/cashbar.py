@@ -10,7 +10,6 @@ __all__ = ["CASHBAR", "parse_cashbar"]
 
 CASHBAR = AppRules(
     channel="cashbar",
-    replays=(re.compile(r"(?:上一?笔|重复)播报\s*[:：]?.{0,40}?[0-9][0-9,.]*\s*元?"),),
     incoming=(rule("cashbar.received", r"成功收款{Y}{AMOUNT}\s*元"),),  # 成功收款0.53元,来自微信
     receipts=(marker("cashbar.no_amount", r"收款到账(?:通知|提醒)|收款成功(?![0-9¥])"),),
 )

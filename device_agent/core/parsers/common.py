@@ -32,7 +32,9 @@ __all__ = [
     "AMOUNT",
     "MARKETING",
     "OUTGOING",
+    "REPLAY",
     "REPORTS",
+    "YUAN_SIGN",
     "AppRules",
     "Marker",
     "ParseKind",
@@ -150,6 +152,11 @@ def unrecognised(channel: str | None, reason: str) -> ParseResult:
     return ParseResult(ParseKind.UNRECOGNISED, channel, None, reason)
 
 
+# A speaker's or assistant's replay of an earlier announcement ("上一笔播报：支付宝到账 1430.00 元"),
+# up to and including its amount, so a new phrase after it in the same text still counts. Shared by
+# every app: whatever the app, a replay repeats a payment that was already reported.
+REPLAY = re.compile(r"(?:上一?笔|重复|历史)播报\s*[:：]?.{0,40}?[0-9][0-9,.]*\s*元?")
+
 # Money leaving, shared by every app. For promo-heavy apps these are checked only after the
 # announcing phrases, so "成功收款0.01元。享免费提现…" or "(老顾客消费)" does not hide a payment.
 OUTGOING: tuple[Marker, ...] = (
@@ -160,7 +167,7 @@ OUTGOING: tuple[Marker, ...] = (
     marker("outgoing", r"已支付|支付成功|付款成功|成功付款|支出|消费|扣费|扣款|取款|还款|自动续费|缴费"),
 )
 # Summaries that quote amounts without announcing a payment.
-REPORTS = marker("report", r"经营报表|经营[日周月]报|[日周月]报|[月年]度?账单|账单汇总|收款汇总|对账单")
+REPORTS = marker("report", r"经营报表|[日周月]报|[月年]度?账单|账单汇总|收款汇总|对账单")
 # Promotions: points, coupons, red packets, free insurance.
 MARKETING = marker("marketing", r"积分|红包|优惠|[领兑]取|免费领|兑换|抽奖|活动|福利|立减|返现|券|保障|额度")
 
@@ -172,7 +179,7 @@ class AppRules:
     channel: str
     incoming: tuple[Rule, ...]
     receipts: tuple[Marker, ...] = ()
-    replays: tuple[re.Pattern[str], ...] = ()
+    replays: tuple[re.Pattern[str], ...] = (REPLAY,)
     vetoes: tuple[Marker, ...] = ()
     outgoing: tuple[Marker, ...] = OUTGOING
     others: tuple[Marker, ...] = (MARKETING,)

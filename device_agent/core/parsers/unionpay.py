@@ -6,7 +6,7 @@ Its texts carry no promo numbers but do carry bank-card wording shared by money 
 
 from __future__ import annotations
 
-from device_agent.core.parsers.common import OUTGOING, AppRules, ParseResult, Texts, marker, rule
+from device_agent.core.parsers.common import MARKETING, OUTGOING, AppRules, ParseResult, Texts, marker, rule
 
 __all__ = ["UNIONPAY", "parse_unionpay"]
 
@@ -20,6 +20,8 @@ UNIONPAY = AppRules(
         rule("unionpay.credited", r"入账(?:金额)?\s*:?{Y}{AMOUNT}\s*元", vetoable=True),  # 入账100.00元
     ),
     receipts=(marker("unionpay.no_amount", r"收款到账(?:通知|提醒)|入账(?:通知|提醒|成功)"),),
+    # 您“活期+”12月28日0.11元收益已到账 (云闪付-理财信贷平台): the holder's own fund yield
+    others=(MARKETING, marker("yield", r"收益")),
 )
 
 

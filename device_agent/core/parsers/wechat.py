@@ -34,6 +34,7 @@ _FULL_PHRASES = (
     rule("wechat.personal_code", r"个人收款码到账{Y}{AMOUNT}"),  # 个人收款码到账¥20.00
     rule("wechat.reward_code", r"二维码赞赏到账{Y}{AMOUNT}"),  # 二维码赞赏到账1元
     rule("wechat.received", r"收款到账{Y}{AMOUNT}"),  # 收款到账1.00元 / 收款到账¥1.00
+    rule("wechat.customer_received", r"顾客收款\s*¥\s*{AMOUNT}"),  # 微信收款商业版: 开门大吉，首位顾客收款￥99.99元
 )
 _RECEIPTS = (marker("wechat.no_amount", r"收款到账(?:通知|提醒)"),)
 
