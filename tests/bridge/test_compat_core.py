@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bridge.core import epay, vmq
 from tests.bridge.compat_vectors import VECTORS, key, needs_vectors, notifies_of, requests_of, rsa_keys
@@ -208,3 +210,26 @@ def test_trim_is_phps() -> None:
     )
     assert fields["name"] == "\u3000VIP" and "param" not in fields
     assert epay.canonical({"a": "\u3000", "b": "\x0b"}) == "a=\u3000"
+
+
+_KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
+_VALUES = st.text(max_size=40).filter(lambda v: "\x00" not in v)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=8), st.text(alphabet=epay.KEY_ALPHABET, min_size=32, max_size=32))
+def test_sign_roundtrip_and_order_independence(params: dict[str, str], k: str) -> None:
+    """Any parameter set verifies with its own sign, whatever the order the parameters came in; adding a
+    non-empty parameter or changing the key breaks it; adding an empty one does not."""
+    sign = epay.md5_sign(params, k)
+    assert epay.md5_verify(dict(reversed(list(params.items()))), k, sign)
+    assert not epay.md5_verify(params, k[::-1] + "x", sign)
+    assert epay.md5_verify({**params, "Z_EMPTY": " "}, k, sign)  # upper case: never a generated name
+    assert not epay.md5_verify({**params, "Z_NEW": "1"}, k, sign)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=1, max_value=10**10))
+def test_php_money_parses_back(fen: int) -> None:
+    """The PHP float form of any amount parses back to the same fen."""
+    assert epay.money_fen(vmq.php_money(fen)) == fen
