@@ -234,3 +234,27 @@ async def test_public_url_setting(tmp_path: Path) -> None:
             bridge, "/submit.php?" + urlencode(_signed(_base_params(shop.compat["pid"]), shop.key))
         )
         assert status == 302 and headers["Location"].startswith("https://pay.example.net/pay/ord_")
+
+
+async def test_shop_urls_obey_the_webhook_ssrf_rules(tmp_path: Path) -> None:
+    """Without PAYBRIDGE_ALLOW_PRIVATE_WEBHOOKS, a loopback, private or metadata notify_url or return_url
+    is refused up front (no order); a public name is accepted."""
+    async with running_bridge(make_settings(tmp_path, allow_private_webhooks=False)) as bridge:
+        shop = await compat_shop(bridge)
+        pid, k = shop.compat["pid"], shop.key
+        for field, url in (
+            ("notify_url", "http://127.0.0.1:8080/notify"),
+            ("notify_url", "http://169.254.169.254/latest"),
+            ("return_url", "http://10.0.0.1/back"),
+            ("notify_url", "http://[::1]/n"),
+        ):
+            public = {"notify_url": "https://shop.example.com/n", "return_url": "https://shop.example.com/r"}
+            params = _signed(_base_params(pid, **{**public, field: url}), k)
+            status, body, _ = await get_raw(bridge, "/submit.php?" + urlencode(params))
+            assert status == 400 and f"{field}: loopback, private or metadata" in body, (field, url, body)
+        assert await orders_of(bridge, shop.api_key) == []
+        ok = _signed(
+            _base_params(pid, notify_url="https://shop.example.com/n", return_url="https://shop.example.com/r"), k
+        )
+        status, _, _ = await get_raw(bridge, "/submit.php?" + urlencode(ok))
+        assert status == 302
