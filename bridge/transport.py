@@ -43,10 +43,13 @@ class TransportResult:
     retry_after: float | None  # seconds, from a Retry-After header
     error: str | None  # "timeout", "network_error: …", "forbidden_target: …"
     elapsed_ms: float
+    body: bytes = b""  # the response body (at most 64 KiB): a compat notify's ack is in it
 
 
 class WebhookTransport(Protocol):
-    async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> TransportResult: ...
+    async def send(
+        self, url: str, headers: dict[str, str], body: bytes, timeout: float, *, method: str = "POST"
+    ) -> TransportResult: ...
 
     async def close(self) -> None: ...
 
@@ -130,11 +133,16 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
 
-    async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> TransportResult:
+    async def send(
+        self, url: str, headers: dict[str, str], body: bytes, timeout: float, *, method: str = "POST"
+    ) -> TransportResult:
+        """POST a webhook body, or GET a compat notify URL (`method="GET"`, no body)."""
         started = time.perf_counter()
 
-        def done(status: int | None, error: str | None, retry_after: float | None = None) -> TransportResult:
-            return TransportResult(status, retry_after, error, (time.perf_counter() - started) * 1000)
+        def done(
+            status: int | None, error: str | None, retry_after: float | None = None, content: bytes = b""
+        ) -> TransportResult:
+            return TransportResult(status, retry_after, error, (time.perf_counter() - started) * 1000, content)
 
         refused = check_target(url, [], allow_private=self._allow_private)
         if refused is None and not self._allow_private:
@@ -144,12 +152,17 @@ class AiohttpTransport:
                 return done(None, "network_error: invalid URL")
         if refused:
             return done(None, refused)
-        all_headers: dict[str, Any] = {"user-agent": self._user_agent, "content-type": "application/json", **headers}
+        all_headers: dict[str, Any] = {"user-agent": self._user_agent, **headers}
+        if method == "POST":
+            all_headers.setdefault("content-type", "application/json")
         try:
             async with asyncio.timeout(timeout):
-                async with self._client().post(url, data=body, headers=all_headers, allow_redirects=False) as resp:
-                    await resp.content.read(MAX_RESPONSE)
-                    return done(resp.status, None, parse_retry_after(resp.headers.get("Retry-After"), time.time()))
+                async with self._client().request(
+                    method, url, data=body if method == "POST" else None, headers=all_headers, allow_redirects=False
+                ) as resp:
+                    content = await resp.content.read(MAX_RESPONSE)
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+                    return done(resp.status, None, retry_after, content)
         except TimeoutError:
             return done(None, "timeout")
         except aiohttp.ClientConnectorError as e:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from bridge.clock import rfc3339
 from bridge.core.amounts import format_fen
 from bridge.errors import NotFound
+from bridge.services.compat_notify import compat_return_url
 from bridge.services.context import Context
 from bridge.store import merchants as merchants_store
 from bridge.store import orders as store
@@ -80,9 +81,12 @@ async def paid_return_url(ctx: Context, order: Row) -> str | None:
     """Where the checkout page sends the payer of a paid order: THE seam for return targets.
 
     Called for paid orders only, at every page view and status poll (so a target signed with a
-    timestamp is fresh each time). Today: the order's own `return_url`. Protocol adapters branch
-    here on their orders (and may read the database through `ctx.db`).
+    timestamp is fresh each time). The shop gateways' signed return for their orders, else the order's
+    own `return_url`.
     """
+    signed = await compat_return_url(ctx, str(order["id"]))  # 易支付 / V免签: the shop's signed return
+    if signed is not None:
+        return signed
     url = order["return_url"]
     return None if url is None else str(url)
 

@@ -10,6 +10,7 @@ from bridge.core.signing import new_secret
 from bridge.errors import BadRequest, Conflict, NotFound
 from bridge.ids import new_id, random_bytes
 from bridge.services.context import Context
+from bridge.store import compat as compat_store
 from bridge.store import deliveries as deliveries_store
 from bridge.store import endpoints as store
 from bridge.store import events as events_store
@@ -170,6 +171,9 @@ async def retry_delivery(ctx: Context, merchant_id: str, delivery_id: str) -> di
             raise NotFound("no such delivery")
         if row["status"] == "pending":
             raise Conflict("this delivery is already waiting for its next attempt", "delivery_pending")
+        if row["status"] == "succeeded" and compat_store.is_compat_delivery(tx, delivery_id):
+            # A shop that acknowledged a notify answers a second one with an error (dujiaoka: HTTP 500).
+            raise Conflict("this shop notify was acknowledged; it is never sent again", "notify_acknowledged")
         if row["endpoint_id"] is not None:
             endpoint = store.get_endpoint(tx, merchant_id, row["endpoint_id"])
             if endpoint is None:

@@ -26,6 +26,7 @@ __all__ = [
     "NewOrder",
     "close_order",
     "create_order",
+    "create_order_in",
     "expire_orders",
     "get_order",
     "implicit_slot",
@@ -98,61 +99,62 @@ def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[str | Non
 
 async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[dict[str, Any], bool, list[str]]:
     """Create (or return the identical existing) order; (order JSON, created?, warnings)."""
+    return await ctx.db.write(lambda tx: create_order_in(ctx, tx, merchant_id, new))
+
+
+def create_order_in(ctx: Context, tx: Tx, merchant_id: str, new: NewOrder) -> tuple[dict[str, Any], bool, list[str]]:
+    """`create_order` inside the caller's transaction (the shop gateways add their own row to it)."""
     s = ctx.settings
     params_hash = new.params_hash()
-
-    def op(tx: Tx) -> tuple[dict[str, Any], bool, list[str]]:
-        now = ctx.clock.now_ms()
-        warnings = [] if devices_store.merchant_has_online_device(tx, merchant_id) else ["no_online_device"]
-        existing = store.get_order_by_merchant_ref(tx, merchant_id, new.merchant_order_id)
-        if existing is not None:
-            if existing["params_hash"] != params_hash:
-                raise Conflict(
-                    "an order with this merchant_order_id exists with different parameters",
-                    "merchant_order_id_conflict",
-                )
-            return render(ctx, tx, existing), False, warnings
-        amounts = candidate_amounts(
-            new.amount_cents, steps=s.amount_steps, step=s.amount_step_cents, direction=s.amount_direction
-        )
-        groups = _slot_groups(tx, merchant_id, new.channel)
-        all_slots = sorted({slot for _, slots in groups for slot in slots})
-        taken = store.slots_taken(tx, all_slots, amounts)
-        order_id = new_id("ord")
-        for amount in amounts:
-            for account_id, slots in groups:
-                if any((slot, amount) in taken for slot in slots):
-                    continue
-                store.insert_order(
-                    tx,
-                    id=order_id,
-                    merchant_id=merchant_id,
-                    merchant_order_id=new.merchant_order_id,
-                    channel=new.channel,
-                    amount_cents=new.amount_cents,
-                    pay_amount_cents=amount,
-                    account_id=account_id,
-                    notify_url=new.notify_url,
-                    return_url=new.return_url,
-                    description=new.description,
-                    metadata=json.dumps(new.metadata, ensure_ascii=False),
-                    params_hash=params_hash,
-                    now=now,
-                    expires_at=now + new.expires_in * 1000,
-                )
-                for slot in slots:
-                    if not store.lock_amount(tx, slot, amount, order_id):
-                        raise Conflict("pay amount taken concurrently; retry", "amount_exhausted")
-                row = store.get_order(tx, merchant_id, order_id)
-                assert row is not None
-                tx.after_commit.append(ctx.metrics.orders.inc)
-                return render(ctx, tx, row), True, warnings
-        raise Conflict(
-            "every pay amount near this amount is held by a pending order; retry later or pick another amount",
-            "amount_exhausted",
-        )
-
-    return await ctx.db.write(op)
+    now = ctx.clock.now_ms()
+    warnings = [] if devices_store.merchant_has_online_device(tx, merchant_id) else ["no_online_device"]
+    existing = store.get_order_by_merchant_ref(tx, merchant_id, new.merchant_order_id)
+    if existing is not None:
+        if existing["params_hash"] != params_hash:
+            raise Conflict(
+                "an order with this merchant_order_id exists with different parameters",
+                "merchant_order_id_conflict",
+            )
+        return render(ctx, tx, existing), False, warnings
+    amounts = candidate_amounts(
+        new.amount_cents, steps=s.amount_steps, step=s.amount_step_cents, direction=s.amount_direction
+    )
+    groups = _slot_groups(tx, merchant_id, new.channel)
+    all_slots = sorted({slot for _, slots in groups for slot in slots})
+    taken = store.slots_taken(tx, all_slots, amounts)
+    order_id = new_id("ord")
+    for amount in amounts:
+        for account_id, slots in groups:
+            if any((slot, amount) in taken for slot in slots):
+                continue
+            store.insert_order(
+                tx,
+                id=order_id,
+                merchant_id=merchant_id,
+                merchant_order_id=new.merchant_order_id,
+                channel=new.channel,
+                amount_cents=new.amount_cents,
+                pay_amount_cents=amount,
+                account_id=account_id,
+                notify_url=new.notify_url,
+                return_url=new.return_url,
+                description=new.description,
+                metadata=json.dumps(new.metadata, ensure_ascii=False),
+                params_hash=params_hash,
+                now=now,
+                expires_at=now + new.expires_in * 1000,
+            )
+            for slot in slots:
+                if not store.lock_amount(tx, slot, amount, order_id):
+                    raise Conflict("pay amount taken concurrently; retry", "amount_exhausted")
+            row = store.get_order(tx, merchant_id, order_id)
+            assert row is not None
+            tx.after_commit.append(ctx.metrics.orders.inc)
+            return render(ctx, tx, row), True, warnings
+    raise Conflict(
+        "every pay amount near this amount is held by a pending order; retry later or pick another amount",
+        "amount_exhausted",
+    )
 
 
 async def get_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:

@@ -211,4 +211,46 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "ALTER TABLE orders ADD COLUMN description TEXT",
         ],
     ),
+    (
+        "compat gateways: 易支付 / V免签 merchant credentials, orders and notifies",
+        [
+            # One row per merchant that uses the shop gateways. `key` must be recoverable (it signs
+            # notifies), so it is stored like merchants.webhook_secret; the platform RSA key pair
+            # (bare base64 PKCS#8 / SPKI) signs V2 responses and notifies.
+            """CREATE TABLE compat_merchants (
+                merchant_id TEXT PRIMARY KEY REFERENCES merchants(id),
+                pid INTEGER NOT NULL UNIQUE,
+                key TEXT NOT NULL,
+                platform_private_key TEXT NOT NULL,
+                platform_public_key TEXT NOT NULL,
+                merchant_public_key TEXT,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            )""",
+            # The shop's view of an order: the exact strings it sent, echoed in notifies.
+            """CREATE TABLE compat_orders (
+                order_id TEXT PRIMARY KEY REFERENCES orders(id),
+                merchant_id TEXT NOT NULL REFERENCES merchants(id),
+                protocol TEXT NOT NULL,
+                out_trade_no TEXT NOT NULL,
+                money_str TEXT NOT NULL,
+                type TEXT,
+                name TEXT NOT NULL,
+                param TEXT NOT NULL,
+                notify_url TEXT,
+                return_url TEXT,
+                params_hash TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                UNIQUE (merchant_id, out_trade_no)
+            )""",
+            # A delivery with a row here is a compat notify (GET, signed when sent), not a webhook.
+            """CREATE TABLE compat_notifies (
+                delivery_id TEXT PRIMARY KEY REFERENCES deliveries(id),
+                order_id TEXT NOT NULL REFERENCES compat_orders(order_id),
+                protocol TEXT NOT NULL,
+                fields TEXT NOT NULL
+            )""",
+            "CREATE INDEX compat_notifies_order ON compat_notifies(order_id)",
+        ],
+    ),
 ]

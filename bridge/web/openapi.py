@@ -72,6 +72,19 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
+            "Compat": {
+                "type": "object",
+                "required": ["pid", "key", "epay_url", "submit_url", "vmq_url", "platform_public_key"],
+                "properties": {
+                    "pid": {"type": "integer", "minimum": 1000},
+                    "key": {"type": "string", "pattern": "^[A-Za-z0-9]{32}$"},
+                    "epay_url": {"type": "string"},
+                    "submit_url": {"type": "string"},
+                    "vmq_url": {"type": "string"},
+                    "platform_public_key": {"type": "string"},
+                    "merchant_public_key": {"type": ["string", "null"]},
+                },
+            },
             "Error": {
                 "type": "object",
                 "required": ["error"],
@@ -457,6 +470,20 @@ OPENAPI: dict[str, Any] = {
                 security=[],
             )
         },
+        "/v1/compat": {
+            "get": _op("Shop gateway (易支付 / V免签) credentials, made on first use", _json(_ref("Compat"))),
+            "put": _op(
+                "Register the merchant's RSA public key for 易支付 V2",
+                _json(_ref("Compat")),
+                body={
+                    "type": "object",
+                    "required": ["merchant_public_key"],
+                    "additionalProperties": False,
+                    "properties": {"merchant_public_key": {"type": ["string", "null"], "maxLength": 4096}},
+                },
+            ),
+        },
+        "/v1/compat/rotate": {"post": _op("A new compat key", _json(_ref("Compat")))},
         "/healthz": {"get": _op("Health", _json({"type": "object"}), security=[])},
     },
 }

@@ -142,3 +142,23 @@ async def test_a_wrong_key_file_is_refused_at_start(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"secrets\.key"):
         async with running_bridge(make_settings(data)):
             pass
+
+
+async def test_shop_gateway_keys_are_sealed_at_rest(tmp_path: Path) -> None:
+    """The 易支付 / V免签 key (before and after rotation) and the platform's RSA private key sign
+    notifies, so they are kept recoverable but sealed: neither appears in the database files."""
+    data = tmp_path / "data"
+    async with running_bridge(make_settings(data)) as b:
+        m = await b.merchant()
+        status, first = await b.call("GET", "/v1/compat", token=m["api_key"])
+        assert status == 200
+        status, rotated = await b.call("POST", "/v1/compat/rotate", token=m["api_key"])
+        assert status == 200 and rotated["key"] != first["key"]
+        status, again = await b.call("GET", "/v1/compat", token=m["api_key"])
+        assert again["key"] == rotated["key"]  # it opens back to what was handed out
+        disk = _on_disk(data)
+        for key in (first["key"], rotated["key"]):
+            assert key.encode() not in disk
+        with sqlite3.connect(data / "paybridge.db") as db:
+            private = db.execute("SELECT platform_private_key FROM compat_merchants").fetchone()[0]
+        assert private.startswith("pbs1:")

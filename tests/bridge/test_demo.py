@@ -40,10 +40,13 @@ def test_demo_tells_the_whole_story_and_exits_0() -> None:
         "the same payment from another phone",
         "payment.unmatched: alipay 8.88",
         "已支付¥30.00 -> ignored",
+        "sent its payer to submit.php: order DJ1001",
+        "易支付 notify for DJ1001 (money 9.9, type alipay) sign verified",
         "Demo OK",
     ):
         assert step in text, f"missing {step!r} in:\n{text}"
-    assert re.search(r"orders paid:\s+2 of 2", text)
+    assert re.search(r"orders paid:\s+3 of 3", text)
+    assert re.search(r"易支付 notifies:\s+1 \(bad signs: 0\)", text)
     assert re.search(r"duplicates dropped:\s+2", text)
     assert re.search(r"unmatched payments:\s+1", text)
     assert re.search(r"ignored:\s+1", text)
@@ -82,7 +85,7 @@ def test_keep_running_leaves_a_usable_bridge_until_interrupted() -> None:
         req.add_header("Authorization", f"Bearer {key.group(1)}")
         with urllib.request.urlopen(req, timeout=10) as r:
             paid = json.loads(r.read())["data"]
-        assert sorted(o["merchant_order_id"] for o in paid) == ["A1001", "A1002"]
+        assert sorted(o["merchant_order_id"] for o in paid) == ["A1001", "A1002", "DJ1001"]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
