@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -108,6 +109,13 @@ async def _epay_notify_retried_until_success(bridge: RunningBridge) -> None:
         back = await compat_return_url(bridge.ctx, order_id)
         assert back is not None and back.startswith("http://127.0.0.1:9/back?") and back.endswith("#/order/E1")
         assert dict(parse_qsl(urlsplit(back).query)) == first
+        # the checkout page sends the payer there by itself, and its status says so
+        status, page_status = await bridge.call("GET", f"/pay/{order_id}/status")
+        assert status == 200 and page_status["return_url"] == back
+        async with aiohttp.ClientSession() as http, http.get(
+            f"{bridge.base_url}/pay/{order_id}", allow_redirects=False
+        ) as r:
+            assert r.status == 302 and r.headers["Location"] == back
         # a second paid order to the same shop is a barrier: the worker went on, the first was not resent
         second = await _submit(bridge, _signed({**params, "out_trade_no": "E2", "money": "3"}, k))
         await device.pay((await _order(bridge, shop, second))["pay_amount_cents"], channel="alipay")
