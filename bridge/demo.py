@@ -401,6 +401,20 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
             phone.cancel()
             raise RuntimeError("the simulated phone did not connect within 15 s")
 
+        phone_id = (await call("GET", "/v1/devices", key))["data"][0]["id"]
+        account = await call(
+            "POST",
+            "/v1/accounts",
+            key,
+            {
+                "channel": "alipay",
+                "name": "Demo noodle shop 收钱码",
+                "qr_payload": "https://qr.alipay.com/fkx00000demo",
+                "device_ids": [phone_id],
+            },
+        )
+        story.say("shop", f"receiving account {account['id']} (the shop's Alipay code) linked to the phone")
+
         orders = {}
         for ref, amount, channel in (
             ("A1001", "5.00", "alipay"),
@@ -422,8 +436,26 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
         # Its own copy, as real phones get: another notification key and a `when` seconds later.
         copy = {**items[0], "when": items[0]["when"] + 2_400, "key": f"0|{ALIPAY}|7311|null|10157", "id": 7311}
         backup_go = asyncio.Event()
+        backup_task = asyncio.create_task(_phone(tmp, "backup", code2["pair_url"], [copy], story, backup_go))
+
+        async def paired_devices() -> list[dict[str, Any]]:
+            return list((await call("GET", "/v1/devices", key))["data"])
+
+        for _ in range(300):  # polled: pairing has no event to wait on; bounded at 15 s
+            devices = await paired_devices()
+            if len(devices) == 2 or backup_task.done():
+                break
+            await asyncio.sleep(0.05)
+        backup_id = next((d["id"] for d in devices if d["id"] != phone_id), None)
+        if backup_id is None:
+            if backup_task.done():
+                await backup_task  # it stopped before pairing: its error tells why
+            backup_task.cancel()
+            raise RuntimeError("the backup phone did not pair within 15 s")
+        await call("POST", f"/v1/accounts/{account['id']}/devices", key, {"device_id": backup_id})
+        story.say("backup", "linked to the same receiving account: both phones watch one Alipay account")
         backup_go.set()
-        backup = await _phone(tmp, "backup", code2["pair_url"], [copy], story, backup_go)
+        backup = await backup_task
         dup = backup.client.status.acked["duplicate"]
         story.say("backup", f"the bridge knew it as the same payment from another phone ({dup}): not paid twice")
 
