@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.clock import rfc3339
+from bridge.core.amounts import format_fen
 from bridge.core.signing import new_secret
 from bridge.core.tokens import api_key_from_bytes, hash_secret
 from bridge.ids import new_id, random_bytes
@@ -14,7 +15,7 @@ from bridge.services.context import Context
 from bridge.store import merchants as store
 from bridge.store.database import Tx
 
-__all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token", "get_merchant"]
+__all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token", "get_merchant", "list_merchants"]
 
 ADMIN_TOKEN_FILE = "admin_token.sha256"  # noqa: S105 - a file name
 
@@ -68,3 +69,25 @@ async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:
         "webhook_secret": webhook_secret,
         "created_at": rfc3339(now),
     }
+
+
+async def list_merchants(ctx: Context) -> list[dict[str, Any]]:
+    """Every merchant with its usage (the admin's overview)."""
+
+    def op(tx: Tx) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "created_at": rfc3339(r["created_at"]),
+                "phones": r["phones"],
+                "orders": r["orders"],
+                "paid_orders": r["paid_orders"],
+                "paid_amount": format_fen(r["paid_cents"]),
+                "unmatched_payments": r["unmatched"],
+                "last_order_at": rfc3339(r["last_order_at"]),
+            }
+            for r in store.list_merchants(tx)
+        ]
+
+    return await ctx.db.read(op)

