@@ -8,12 +8,13 @@ looks at the pages the way a merchant would. Screenshots land in docs/images/das
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from playwright.async_api import expect
 
 from tests.browser import DESKTOP, PHONE, ConsoleWatch, chromium, screenshot
-from tests.harness import ADMIN_TOKEN, RunningBridge
+from tests.harness import ADMIN_TOKEN, RunningBridge, eventually, running_receiver
 
 EN_DESKTOP: dict[str, Any] = {**DESKTOP, "locale": "en-US"}
 EN_PHONE: dict[str, Any] = {**PHONE, "locale": "en-US"}
@@ -144,3 +145,73 @@ async def test_admin_sees_every_merchants_phones(bridge: RunningBridge) -> None:
         await expect(page.locator(".phone")).to_have_count(2)
         await expect(page.locator("#phones")).to_contain_text("A 面馆")
         await expect(page.locator("#phones")).to_contain_text("B 茶铺")
+
+
+async def test_unmatched_payment_matched_by_hand_then_a_failed_delivery_retried(bridge: RunningBridge) -> None:
+    """A payment no order fits waits in the unmatched queue with its reason and the order it may pay;
+    one click matches it, the order is paid and order.paid reaches the shop's real receiver. The
+    receiver first failed every attempt; after it is fixed, 'Retry' on the order's timeline delivers."""
+    m = await bridge.merchant("山间茶铺")
+    key = m["api_key"]
+    device = await bridge.pair(key, "前台的旧手机")
+    await device.connect()
+    async with running_receiver(status=500) as rec, chromium() as browser:
+        status, _ = await bridge.call("POST", "/v1/webhook-endpoints", token=key, json_body={"url": rec.url})
+        assert status == 201
+        order = await bridge.order(key, "25.00", merchant_order_id="A1024", expires_in=60, description="龙井 500g")
+        # Seen an hour after the order's time ran out: no order fits any more.
+        ack = await device.pay(order["pay_amount_cents"], observed_at=int(time.time() * 1000) + 3_600_000)
+        assert ack["status"] == "accepted"
+        page = await browser.new_page(**DESKTOP)
+        console = ConsoleWatch(page)
+        await sign_in(page, bridge, key)
+        await page.goto(bridge.base_url + "/dashboard/payments")
+        card = page.locator("#unmatched .payment")
+        await expect(card).to_have_count(1)
+        await expect(card.locator(".reason")).to_have_text("没有金额相符的订单")
+        await expect(card.locator(".suggestion")).to_contain_text("A1024")
+        await screenshot(page, "dashboard-payments-desktop")
+        phone = await browser.new_page(**PHONE)
+        await sign_in(phone, bridge, key)
+        await phone.goto(bridge.base_url + "/dashboard/payments")
+        await screenshot(phone, "dashboard-payments-phone")
+        await phone.close()
+
+        await card.locator(".suggestion button.match").click()
+        await page.wait_for_url(f"**/dashboard/orders/{order['id']}?done=matched")
+        await expect(page.locator("#order-status")).to_have_text("已付款")
+        await expect(page.locator("#tl-payment")).to_contain_text("前台的旧手机")
+        await rec.wait_for(lambda: len([e for e in rec.events("order.paid")]) >= 3)  # the test schedule: 3 tries
+        _, _, delivery_id = await _paid_delivery(bridge, key, order["id"], "failed")
+        await page.reload()
+        row = page.locator(f"#delivery-{delivery_id}")
+        await expect(row.locator(".badge").first).to_have_text("失败")
+        await expect(row.locator(".attempt")).to_have_count(3)
+        await expect(row.locator(".attempt").first).to_contain_text("HTTP 500")
+        await screenshot(page, "dashboard-order-desktop")
+
+        rec.status = 200
+        await row.locator("button.retry").click()
+        await page.wait_for_url(f"**/dashboard/deliveries/{delivery_id}?done=retried")
+        await rec.wait_for(lambda: len(rec.events("order.paid")) >= 4)
+        paid = rec.events("order.paid")
+        assert len({e["id"] for e in paid}) == 1 and paid[-1]["data"]["order"]["id"] == order["id"]
+        await _paid_delivery(bridge, key, order["id"], "succeeded")
+        await page.reload()
+        await expect(page.locator("#delivery-status")).to_have_text("成功")
+        await expect(page.locator(".attempt")).to_have_count(4)
+        await expect(page.locator(".attempt").last).to_contain_text("HTTP 200")
+        await screenshot(page, "dashboard-delivery")
+        assert console.errors == []
+    await device.close()
+
+
+async def _paid_delivery(bridge: RunningBridge, key: str, order_id: str, status: str) -> tuple[int, Any, str]:
+    """Wait (bounded) until the order's order.paid delivery has `status`; its id."""
+
+    async def fetch() -> Any:
+        _, page = await bridge.call("GET", "/v1/deliveries?limit=50", token=key)
+        return [d for d in page["data"] if d["event_type"] == "order.paid"]
+
+    found = await eventually(fetch, lambda ds: bool(ds) and ds[0]["status"] == status)
+    return 200, found, found[0]["id"]

@@ -73,7 +73,7 @@ async def revoke_page(view: View) -> web.StreamResponse:
 async def revoke(view: View) -> web.StreamResponse:
     d = await service.revoke_device(view.ctx, view.session.merchant_id, view.request.match_info["id"])
     await view.request.app[HUB].kick(d["id"], "device_revoked", "this device was revoked")
-    return redirect(f"{PATH}/phones")
+    raise redirect(f"{PATH}/phones")
 
 
 def _watches(view: View) -> dict[str, tuple[str, str, int]]:

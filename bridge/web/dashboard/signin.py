@@ -71,7 +71,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     resp = web.HTTPSeeOther(PATH, headers=NO_STORE)
     set_cookie(request, resp, COOKIE, session.id, max_age=None)
     resp.del_cookie(SIGN_IN_COOKIE, path=PATH)
-    return resp
+    raise resp
 
 
 @page("any")
@@ -79,7 +79,7 @@ async def sign_out(view: View) -> web.StreamResponse:
     await service.sign_out(view.ctx, view.session.id)
     resp = redirect(f"{PATH}/sign-in")
     resp.del_cookie(COOKIE, path=PATH)
-    return resp
+    raise resp
 
 
 @page("any")
