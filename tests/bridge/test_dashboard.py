@@ -15,7 +15,7 @@ import aiohttp
 from bridge.clock import SystemClock
 from bridge.core.sessions import SessionRules, csrf_token, session_alive, should_touch
 from bridge.core.tokens import hash_secret
-from tests.harness import ADMIN_TOKEN, RunningBridge, make_settings, running_bridge
+from tests.harness import ADMIN_TOKEN, RunningBridge, make_settings, running_bridge, running_receiver
 
 HTML = {"Accept": "text/html"}
 
@@ -223,3 +223,140 @@ async def test_pages_speak_chinese_by_default(bridge: RunningBridge) -> None:
     async with Browser(bridge, lang="zh-CN") as b:
         status, html, _ = await b.get("/dashboard/sign-in")
         assert status == 200 and "登录控制台" in html and 'lang="zh-CN"' in html
+
+
+def test_both_languages_have_every_text() -> None:
+    """Chinese and English carry the same keys (a missing one would be a 500 in that language)."""
+    from bridge.web.dashboard.text import TEXT
+
+    assert TEXT["zh"].keys() == TEXT["en"].keys()
+
+
+async def test_orders_filters_detail_and_close(bridge: RunningBridge) -> None:
+    """The orders list filters by status, channel, date and merchant order id; a pending order closes
+    from its detail page, whose timeline then shows order.closed."""
+    m = await bridge.merchant()
+    key = m["api_key"]
+    a = await bridge.order(key, "10.00", merchant_order_id="A-1", channel="alipay")
+    w = await bridge.order(key, "11.00", merchant_order_id="W-1", channel="wechat")
+    async with Browser(bridge) as b:
+        await b.sign_in(key)
+        _, html, _ = await b.get("/dashboard/orders")
+        assert "A-1" in html and "W-1" in html
+        _, html, _ = await b.get("/dashboard/orders?channel=wechat")
+        assert "W-1" in html and "A-1" not in html
+        _, html, _ = await b.get("/dashboard/orders?ref=A-1")
+        assert "A-1" in html and "W-1" not in html
+        _, html, _ = await b.get("/dashboard/orders?from=2000-01-01&to=2000-01-02")
+        assert 'id="no-orders"' in html
+        status, html, _ = await b.get("/dashboard/orders?status=bogus")
+        assert status == 400 and "status must be one of" in html
+        status, html, _ = await b.get("/dashboard/orders?from=yesterday")
+        assert status == 400
+        status, _, r = await b.post(f"/dashboard/orders/{a['id']}/close", {"csrf": await b.csrf()})
+        assert status == 303 and r.headers["Location"] == f"/dashboard/orders/{a['id']}?done=closed"
+        _, html, _ = await b.get(f"/dashboard/orders/{a['id']}?done=closed")
+        assert "The order is closed." in html and 'data-type="order.closed"' in html
+        _, html, _ = await b.get("/dashboard/orders?status=closed")
+        assert "A-1" in html and "W-1" not in html
+        status, html, _ = await b.post(f"/dashboard/orders/{a['id']}/close", {"csrf": await b.csrf()})
+        assert status == 409 and "only pending orders can be closed" in html
+    assert w["status"] == "pending"
+
+
+async def test_unmatched_payment_ignored_in_one_click(bridge: RunningBridge) -> None:
+    """A payment of an amount no order has waits in the queue with its reason and no suggestion;
+    'Ignore' takes it out of the queue."""
+    m = await bridge.merchant()
+    key = m["api_key"]
+    device = await bridge.pair(key)
+    await device.connect()
+    ack = await device.pay(777)
+    async with Browser(bridge) as b:
+        await b.sign_in(key)
+        _, html, _ = await b.get("/dashboard/payments")
+        assert "¥7.77" in html and "no order with this amount" in html and "No pending or recently" in html
+        status, _, _ = await b.post(f"/dashboard/payments/{ack['payment_id']}/ignore", {"csrf": await b.csrf()})
+        assert status == 303
+        _, html, _ = await b.get("/dashboard/payments?done=ignored")
+        assert 'id="no-unmatched"' in html and "ignored by the merchant" in html
+    await device.close()
+
+
+async def test_webhook_endpoints_add_rotate_test_remove(bridge: RunningBridge) -> None:
+    """Adding an endpoint shows its secret once (the list never shows it again); rotating shows the new
+    one once; a test event is signed and arrives at the real receiver; removing takes it off the list."""
+    m = await bridge.merchant()
+    key = m["api_key"]
+    async with Browser(bridge) as b, running_receiver() as rec:
+        await b.sign_in(key)
+        csrf = await b.csrf("/dashboard/webhooks")
+        form = {"csrf": csrf, "url": rec.url, "event_types": "order.paid"}
+        status, html, _ = await b.post("/dashboard/webhooks", form)
+        assert status == 201
+        secret = re.search(r'id="secret-value">([^<]+)<', html)
+        assert secret and secret.group(1).startswith("whsec_")
+        _, listing, _ = await b.get("/dashboard/webhooks")
+        assert rec.url in listing and secret.group(1) not in listing
+        endpoint_id = re.search(r'id="endpoint-(whe_[^"]+)"', listing)
+        assert endpoint_id
+        ep = endpoint_id.group(1)
+        status, html, _ = await b.post(f"/dashboard/webhooks/{ep}/rotate", {"csrf": csrf})
+        rotated = re.search(r'id="secret-value">([^<]+)<', html)
+        assert status == 200 and rotated and rotated.group(1) != secret.group(1)
+        status, _, r = await b.post(f"/dashboard/webhooks/{ep}/test", {"csrf": csrf})
+        assert status == 303 and "/dashboard/deliveries/dlv_" in r.headers["Location"]
+        await rec.wait_for(lambda: len(rec.events("webhook.test")) == 1)
+        headers, _ = rec.requests[0]
+        assert "webhook-signature" in headers
+        status, html, _ = await b.get(r.headers["Location"])
+        assert status == 200 and "webhook.test" in html
+        status, html, _ = await b.post("/dashboard/webhooks", {"csrf": csrf, "url": "ftp://x"})
+        assert status == 400 and "http" in html
+        status, _, _ = await b.post(f"/dashboard/webhooks/{ep}/remove", {"csrf": csrf})
+        assert status == 303
+        _, listing, _ = await b.get("/dashboard/webhooks")
+        assert f'id="endpoint-{ep}"' not in listing
+
+
+async def test_merchant_b_cannot_reach_merchant_a_objects(bridge: RunningBridge) -> None:
+    """Every dashboard URL with merchant A's ids answers 404 to merchant B's session, reads and actions alike,
+    and B's own lists show nothing of A."""
+    a = await bridge.merchant("A")
+    key = a["api_key"]
+    device = await bridge.pair(key, "A-phone")
+    await device.connect()
+    async with running_receiver() as rec:
+        await bridge.call("POST", "/v1/webhook-endpoints", token=key, json_body={"url": rec.url})
+        order = await bridge.order(key, "9.00", merchant_order_id="SECRET-ORDER")
+        ack = await device.pay(123)
+        _, deliveries = await bridge.call("GET", "/v1/deliveries", token=key)
+        _, endpoints = await bridge.call("GET", "/v1/webhook-endpoints", token=key)
+        ep = endpoints["data"][0]["id"]
+        dlv = deliveries["data"][0]["id"]
+        b_merchant = await bridge.merchant("B")
+        async with Browser(bridge) as b:
+            await b.sign_in(b_merchant["api_key"])
+            csrf = await b.csrf()
+            for path in (f"/dashboard/orders/{order['id']}", f"/dashboard/deliveries/{dlv}",
+                         f"/dashboard/phones/{device.device_id}/revoke"):
+                status, html, _ = await b.get(path)
+                assert status == 404 and "SECRET-ORDER" not in html, path
+            for path, data in (
+                (f"/dashboard/orders/{order['id']}/close", {}),
+                (f"/dashboard/payments/{ack['payment_id']}/match", {"order_id": order["id"]}),
+                (f"/dashboard/payments/{ack['payment_id']}/ignore", {}),
+                (f"/dashboard/webhooks/{ep}/rotate", {}),
+                (f"/dashboard/webhooks/{ep}/test", {}),
+                (f"/dashboard/webhooks/{ep}/remove", {}),
+                (f"/dashboard/deliveries/{dlv}/retry", {}),
+                (f"/dashboard/phones/{device.device_id}/revoke", {}),
+            ):
+                status, _, _ = await b.post(path, {"csrf": csrf, **data})
+                assert status == 404, path
+            for path in ("/dashboard/orders", "/dashboard/payments", "/dashboard/webhooks", "/dashboard/phones"):
+                _, html, _ = await b.get(path)
+                assert "SECRET-ORDER" not in html and rec.url not in html and "A-phone" not in html, path
+    _, body = await bridge.call("GET", f"/v1/orders/{order['id']}", token=key)
+    assert body["status"] == "pending"
+    await device.close()

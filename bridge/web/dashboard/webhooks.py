@@ -48,7 +48,7 @@ async def add_endpoint(view: View) -> web.StreamResponse:
         raise BadRequest("unknown event type", "invalid_form")
     created = await service.create_endpoint(view.ctx, view.merchant_id, url, types)
     context = await _overview(view)
-    context["secret"] = {"endpoint": created, "value": created["secret"], "new": True}
+    context["secret"] = {"endpoint": created, "value": created["secret"], "new": True, "old_until": None}
     return view.render("dashboard/webhooks.html", context, status=201)
 
 
