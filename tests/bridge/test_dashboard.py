@@ -360,3 +360,57 @@ async def test_merchant_b_cannot_reach_merchant_a_objects(bridge: RunningBridge)
     _, body = await bridge.call("GET", f"/v1/orders/{order['id']}", token=key)
     assert body["status"] == "pending"
     await device.close()
+
+
+async def test_accounts_add_by_url_or_picture_and_link_phones(bridge: RunningBridge) -> None:
+    """A receiving account is added from a pasted URL or from an uploaded picture of the QR code (decoded
+    with zxing-cpp); a picture without a QR code is refused with a clear message; a phone is linked."""
+    import io
+
+    import segno
+
+    m = await bridge.merchant()
+    key = m["api_key"]
+    device = await bridge.pair(key, "收银台")
+    async with Browser(bridge) as b:
+        await b.sign_in(key)
+        csrf = await b.csrf("/dashboard/accounts")
+        form = {"csrf": csrf, "channel": "alipay", "name": "张小茶", "qr_payload": "https://qr.alipay.com/fkx1"}
+        status, _, r = await b.post("/dashboard/accounts", form)
+        assert status == 303 and r.headers["Location"] == "/dashboard/accounts?done=account_added"
+
+        picture = io.BytesIO()
+        segno.make("wxp://f2f0PictureTest", error="m").save(picture, kind="png", scale=6, border=4)
+        upload = aiohttp.FormData()
+        for k, v in {"csrf": csrf, "channel": "wechat", "name": "微信收款", "qr_payload": ""}.items():
+            upload.add_field(k, v)
+        upload.add_field("qr_image", picture.getvalue(), filename="code.png", content_type="image/png")
+        upload.add_field("device_id", device.device_id)
+        status, html, _ = await b.post("/dashboard/accounts", upload)
+        assert status == 303, html
+
+        blank = aiohttp.FormData()
+        for k, v in {"csrf": csrf, "channel": "wechat", "name": "x"}.items():
+            blank.add_field(k, v)
+        blank.add_field("qr_image", b"not a picture at all", filename="x.png", content_type="image/png")
+        status, html, _ = await b.post("/dashboard/accounts", blank)
+        assert status == 400 and "not a picture" in html
+
+        no_csrf = aiohttp.FormData()
+        no_csrf.add_field("channel", "wechat")
+        no_csrf.add_field("qr_image", picture.getvalue(), filename="code.png", content_type="image/png")
+        status, _, _ = await b.post("/dashboard/accounts", no_csrf)
+        assert status == 403
+
+        _, accounts = await bridge.call("GET", "/v1/accounts", token=key)
+        by_name = {a["name"]: a for a in accounts["data"]}
+        assert by_name["微信收款"]["qr_payload"] == "wxp://f2f0PictureTest"
+        assert by_name["微信收款"]["device_ids"] == [device.device_id]
+        assert by_name["张小茶"]["device_ids"] == []
+        acc = by_name["张小茶"]["id"]
+        status, _, _ = await b.post(f"/dashboard/accounts/{acc}/link", {"csrf": csrf, "device_id": device.device_id})
+        assert status == 303
+        _, html, _ = await b.get("/dashboard/accounts")
+        assert html.count("收银台") >= 2
+    _, accounts = await bridge.call("GET", "/v1/accounts", token=key)
+    assert all(a["device_ids"] == [device.device_id] for a in accounts["data"])

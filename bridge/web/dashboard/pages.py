@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp_jinja2
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from multidict import MultiDictProxy
 
 from bridge.errors import ApiError, BadRequest
@@ -127,8 +127,29 @@ def csrf_ok(expected: str, given: object) -> bool:
     return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def page(who: Who = "merchant") -> Callable[[PageFn], Handler]:
-    """Wrap a dashboard handler: session, role, CSRF on POST, HTML errors."""
+async def _read_upload(request: web.Request, max_file: int) -> dict[str, Any]:
+    """A multipart form read part by part: text fields up to 4 KiB, files (bytes) up to `max_file`
+    (the app's 64 KiB body limit is for JSON; a picture of a QR code is larger)."""
+    form: dict[str, Any] = {}
+    reader = await request.multipart()
+    parts = 0
+    while (part := await reader.next()) is not None:
+        parts += 1
+        if parts > 20 or not isinstance(part, BodyPartReader) or not part.name:
+            raise BadRequest("unexpected form fields", "invalid_form")
+        limit = max_file if part.filename is not None else 4096
+        data = bytearray()
+        while chunk := await part.read_chunk(65536):
+            data.extend(chunk)
+            if len(data) > limit:
+                raise BadRequest(f"{part.name} is larger than {limit // 1024} KiB", "invalid_form")
+        form[part.name] = bytes(data) if part.filename is not None else data.decode("utf-8", "replace")
+    return form
+
+
+def page(who: Who = "merchant", *, max_upload: int = 0) -> Callable[[PageFn], Handler]:
+    """Wrap a dashboard handler: session, role, CSRF on POST, HTML errors. `max_upload` > 0 accepts
+    multipart forms with files up to that size."""
 
     def wrap(fn: PageFn) -> Handler:
         @functools.wraps(fn)
@@ -147,7 +168,13 @@ def page(who: Who = "merchant") -> Callable[[PageFn], Handler]:
                 return message(request, lang, 403, t["merchant_only"], t["merchant_only_hint"], session)
             form: MultiDictProxy[Any] | dict[str, Any] = {}
             if request.method == "POST":
-                form = await request.post()
+                if max_upload and request.content_type == "multipart/form-data":
+                    try:
+                        form = await _read_upload(request, max_upload)
+                    except BadRequest as e:
+                        return message(request, lang, 400, t["error_title"], e.message, session)
+                else:
+                    form = await request.post()
                 given = form.get("csrf") or request.headers.get("X-CSRF-Token")
                 if not csrf_ok(session.csrf, given):
                     return message(request, lang, 403, t["csrf_title"], t["csrf_hint"], session)

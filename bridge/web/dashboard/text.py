@@ -174,6 +174,19 @@ _ZH: dict[str, str] = {
     "next_attempt": "下次尝试",
     "done_removed": "已删除接收地址。",
     "done_test_sent": "测试事件已排队发送。",
+    "accounts_title": "收款码",
+    "no_accounts": "还没有收款码。",
+    "qr_code": "收款二维码",
+    "none_linked": "没有关联手机（所有手机都可上报）",
+    "link_phone": "关联手机",
+    "link": "关联",
+    "add_account": "添加收款码",
+    "account_name": "收款人名称",
+    "qr_url": "收款码链接（粘贴）",
+    "qr_image": "或上传收款码图片",
+    "qr_upload_missing": "本服务器不能识别图片（需要安装 paybridge[qr-upload]），请粘贴链接。",
+    "done_account_added": "已添加收款码。",
+    "done_linked": "已关联手机。",
 }
 
 _EN: dict[str, str] = {
@@ -344,6 +357,19 @@ _EN: dict[str, str] = {
     "next_attempt": "Next attempt",
     "done_removed": "The endpoint is removed.",
     "done_test_sent": "The test event is on its way.",
+    "accounts_title": "Receiving accounts",
+    "no_accounts": "No receiving account yet.",
+    "qr_code": "Receiving QR code",
+    "none_linked": "no phone linked (every phone may report)",
+    "link_phone": "Link a phone",
+    "link": "Link",
+    "add_account": "Add a receiving account",
+    "account_name": "Payee name",
+    "qr_url": "QR code URL (paste)",
+    "qr_image": "or upload a picture of the QR code",
+    "qr_upload_missing": "This server cannot read pictures (install paybridge[qr-upload]); paste the URL.",
+    "done_account_added": "The account is added.",
+    "done_linked": "The phone is linked.",
 }
 
 TEXT: dict[str, dict[str, str]] = {"zh": _ZH, "en": _EN}
