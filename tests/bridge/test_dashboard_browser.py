@@ -132,19 +132,56 @@ async def test_pairing_page_turns_into_paired_by_itself(bridge: RunningBridge) -
         assert console.errors == []
 
 
-async def test_admin_sees_every_merchants_phones(bridge: RunningBridge) -> None:
-    """The admin's phones page lists the phones of every merchant with the merchant's name."""
+async def test_admin_view(bridge: RunningBridge) -> None:
+    """The admin sees system health (database, sender, connected phones), every merchant with its usage,
+    every merchant's phones, the metrics; creates a merchant whose key (shown once) then signs in; a
+    merchant's session gets 404 for the admin's pages."""
     a = await bridge.merchant("A 面馆")
     b = await bridge.merchant("B 茶铺")
-    await bridge.pair(a["api_key"], "面馆手机")
+    noodle = await bridge.pair(a["api_key"], "面馆手机")
     await bridge.pair(b["api_key"], "茶铺手机")
+    await noodle.connect()
+    await bridge.order(a["api_key"], "18.00")
     async with chromium() as browser:
+        for size, shot in ((PHONE, "phone"), (DESKTOP, "desktop")):
+            page = await browser.new_page(**size)
+            console = ConsoleWatch(page)
+            await sign_in(page, bridge, ADMIN_TOKEN)
+            await page.wait_for_url("**/dashboard/admin")
+            await expect(page.locator("#health-db .badge")).to_have_text("正常")
+            await expect(page.locator("#health-sender .badge")).to_have_text("正常")
+            await expect(page.locator("#connected-count")).to_have_text("1")
+            row = page.locator(f"#merchant-{a['id']}")
+            await expect(row).to_contain_text("A 面馆")
+            await expect(row.locator("td").nth(2)).to_have_text("0 / 1")
+            await screenshot(page, f"dashboard-admin-{shot}")
+            assert console.errors == []
+            await page.close()
         page = await browser.new_page(**EN_DESKTOP)
         await sign_in(page, bridge, ADMIN_TOKEN)
         await page.goto(bridge.base_url + "/dashboard/phones")
         await expect(page.locator(".phone")).to_have_count(2)
         await expect(page.locator("#phones")).to_contain_text("A 面馆")
         await expect(page.locator("#phones")).to_contain_text("B 茶铺")
+        await screenshot(page, "dashboard-admin-phones")
+        await page.goto(bridge.base_url + "/dashboard/admin")
+        await page.fill("#merchant-name", "C 咖啡")
+        await page.click("#create-merchant button")
+        new_key = (await page.locator("#new-api-key").inner_text()).strip()
+        assert new_key.startswith("pbk_")
+        response = await page.goto(bridge.base_url + "/dashboard/admin")
+        assert response is not None and new_key not in await page.content()
+        metrics = await page.goto(bridge.base_url + "/dashboard/admin/metrics")
+        assert metrics is not None and metrics.status == 200 and "paybridge" in await page.content()
+
+        merchant = await browser.new_page(**EN_DESKTOP)
+        await sign_in(merchant, bridge, new_key)
+        await merchant.wait_for_url("**/dashboard/phones")
+        await expect(merchant.locator("#who")).to_have_text("C 咖啡")
+        for path in ("/dashboard/admin", "/dashboard/admin/metrics"):
+            response = await merchant.goto(bridge.base_url + path)
+            assert response is not None and response.status == 404, path
+    await noodle.close()
 
 
 async def test_unmatched_payment_matched_by_hand_then_a_failed_delivery_retried(bridge: RunningBridge) -> None:
