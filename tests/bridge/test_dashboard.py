@@ -414,3 +414,10 @@ async def test_accounts_add_by_url_or_picture_and_link_phones(bridge: RunningBri
         assert html.count("收银台") >= 2
     _, accounts = await bridge.call("GET", "/v1/accounts", token=key)
     assert all(a["device_ids"] == [device.device_id] for a in accounts["data"])
+
+
+def test_no_text_key_hides_behind_a_dict_method() -> None:
+    """Templates read texts as `t.key`, which Jinja resolves to a dict method first: no key may be named like one."""
+    from bridge.web.dashboard.text import TEXT
+
+    assert [k for k in TEXT["en"] if hasattr(dict, k)] == []

@@ -252,3 +252,43 @@ async def _paid_delivery(bridge: RunningBridge, key: str, order_id: str, status:
 
     found = await eventually(fetch, lambda ds: bool(ds) and ds[0]["status"] == status)
     return 200, found, found[0]["id"]
+
+
+async def test_every_merchant_page_at_both_widths(bridge: RunningBridge) -> None:
+    """Orders (filtered), webhooks and accounts open without a console error at phone and desktop width,
+    in Chinese and English; the screenshots are the docs' pictures."""
+    m = await bridge.merchant("山间茶铺")
+    key = m["api_key"]
+    device = await bridge.pair(key, "前台的旧手机")
+    await device.connect()
+    account = {"channel": "alipay", "name": "张小茶", "qr_payload": "https://qr.alipay.com/fkx19283abcdef",
+               "device_ids": [device.device_id]}
+    await bridge.call("POST", "/v1/accounts", token=key, json_body=account)
+    async with running_receiver() as rec, chromium() as browser:
+        await bridge.call("POST", "/v1/webhook-endpoints", token=key, json_body={"url": rec.url})
+        for i, (amount, channel) in enumerate((("10.00", "alipay"), ("10.00", "alipay"), ("36.50", "any"))):
+            await bridge.order(key, amount, channel=channel, merchant_order_id=f"T2026-{i + 1:04d}")
+        paid = await bridge.order(key, "58.00", merchant_order_id="T2026-0004")
+        await device.pay(paid["pay_amount_cents"])
+        await rec.wait_for(lambda: len(rec.events("order.paid")) == 1)
+        for size, shot in ((PHONE, "phone"), (EN_DESKTOP, "desktop")):
+            page = await browser.new_page(**size)
+            console = ConsoleWatch(page)
+            await sign_in(page, bridge, key)
+            await page.wait_for_url("**/dashboard/phones")
+            await page.goto(bridge.base_url + "/dashboard/orders")
+            await expect(page.locator("#orders tbody tr")).to_have_count(4)
+            await screenshot(page, f"dashboard-orders-{shot}")
+            await page.select_option("#f-status", "paid")
+            await page.click("#filter")
+            await expect(page.locator("#orders tbody tr")).to_have_count(1)
+            await expect(page.locator("#orders")).to_contain_text("T2026-0004")
+            await page.goto(bridge.base_url + "/dashboard/webhooks")
+            await expect(page.locator("#deliveries tbody tr")).to_have_count(2)  # payment.received, order.paid
+            await screenshot(page, f"dashboard-webhooks-{shot}")
+            await page.goto(bridge.base_url + "/dashboard/accounts")
+            await expect(page.locator(".account .linked")).to_have_text("前台的旧手机")
+            await screenshot(page, f"dashboard-accounts-{shot}")
+            assert console.errors == []
+            await page.close()
+    await device.close()
