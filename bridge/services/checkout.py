@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from bridge.clock import rfc3339
 from bridge.core.amounts import format_fen
@@ -144,7 +145,10 @@ async def load_checkout(ctx: Context, order_id: str, *, pick: str | None = None)
     order, checkout = await ctx.db.read(lambda tx: _read(ctx, tx, order_id, pick))
     if checkout.status != "paid":
         return checkout
-    return replace(checkout, return_to=await paid_return_url(ctx, order))
+    url = await paid_return_url(ctx, order)
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        url = None  # the page navigates there by itself: never to javascript: or an app scheme
+    return replace(checkout, return_to=url)
 
 
 def status_json(c: Checkout) -> dict[str, Any]:

@@ -8,6 +8,7 @@ external origin, no framing, no Referer (the URL is the capability).
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from typing import Any
@@ -95,8 +96,23 @@ def _message(request: web.Request, lang: str, title_key: str, hint_key: str, sta
     return _page(request, "checkout/message.html", {"t": t, "title": t[title_key], "hint": t[hint_key]}, status)
 
 
-def _qr_svg(payload: str) -> Markup:
-    svg = segno.make(payload, error="m").svg_inline(scale=4, border=2, omitsize=True, light="#fff", dark="#000")
+def _qr(payload: str) -> segno.QRCode | None:
+    """The QR code of a payload; None if it is too long for any QR code (an account may hold 2,048 CJK characters)."""
+    try:
+        return segno.make(payload, error="m")  # segno raises the level when the data leaves room
+    except segno.DataOverflowError:
+        try:
+            return segno.make(payload, error="l")
+        except segno.DataOverflowError:
+            return None
+
+
+@functools.lru_cache(maxsize=256)  # a merchant has a handful of accounts; encoding one takes ~20 ms
+def _qr_svg(payload: str) -> Markup | None:
+    qr = _qr(payload)
+    if qr is None:
+        return None
+    svg = qr.svg_inline(scale=4, border=2, omitsize=True, light="#fff", dark="#000")
     return Markup(svg)  # noqa: S704 - segno's own markup; the payload is encoded as modules, never as text
 
 
@@ -166,8 +182,11 @@ async def pay_qr_png(request: web.Request) -> web.Response:
     c = await _load(request, request.query.get("account"))
     if c is None or c.account is None or c.status != "pending":
         return web.Response(status=404, text="no QR code here", headers=NO_STORE)
+    qr = _qr(c.account.qr_payload)
+    if qr is None:
+        return web.Response(status=404, text="no QR code here", headers=NO_STORE)
     out = io.BytesIO()
-    segno.make(c.account.qr_payload, error="m").save(out, kind="png", scale=10, border=3)
+    qr.save(out, kind="png", scale=10, border=3)
     headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="pay-{c.order_id[-8:]}.png"'}
     return web.Response(body=out.getvalue(), content_type="image/png", headers=headers)
 

@@ -49,6 +49,7 @@ def setup_templates(app: web.Application) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship inside the package; no stat() per render
     )
     env.globals["static_url"] = static_url
     return env

@@ -253,3 +253,30 @@ async def test_any_order_offers_the_accounts_holding_its_amount(bridge: RunningB
 def test_pick_language(header: str | None, override: str | None, lang: str) -> None:
     """Chinese by default; English when the browser ranks it above Chinese; ?lang= wins when valid."""
     assert pick_language(header, override) == lang
+
+
+async def test_payload_too_long_for_a_qr_code(bridge: RunningBridge) -> None:
+    """An account payload no QR code can hold (2,048 CJK characters) gives a page without a QR, not an error."""
+    m = await bridge.merchant()
+    await alipay_account(bridge, m["api_key"], "Long", "中" * 2048)
+    order = await bridge.order(m["api_key"], "1.00")
+    async with bridge.session.get(order["checkout_url"]) as r:
+        html = await r.text()
+        assert r.status == 200
+    assert "<svg" not in html and "商户没有为这个订单设置收款码" in html
+    async with bridge.session.get(f"{order['checkout_url']}/qr.png") as r:
+        assert r.status == 404
+
+
+async def test_closed_order_page(bridge: RunningBridge) -> None:
+    """A closed order says so, shows no QR and stops refreshing."""
+    m = await bridge.merchant()
+    await alipay_account(bridge, m["api_key"])
+    order = await bridge.order(m["api_key"], "2.50")
+    status, _ = await bridge.call("POST", f"/v1/orders/{order['id']}/close", token=m["api_key"])
+    assert status == 200
+    async with bridge.session.get(order["checkout_url"], headers={"Accept-Language": "en"}) as r:
+        html = await r.text()
+    assert "This order was closed" in html and "<svg" not in html and 'http-equiv="refresh"' not in html
+    _, s = await bridge.call("GET", f"/pay/{order['id']}/status")
+    assert (s["status"], s["watch"], s["return_url"]) == ("closed", False, None)

@@ -33,7 +33,14 @@
     var pending = document.getElementById("pending-panel");
     var panel = document.getElementById("paid-panel");
     var link = document.getElementById("return-link");
+    var warning = document.getElementById("amount-warning");
+    var label = document.getElementById("amount-label");
+    var holder = document.getElementById("status-badge");
+    var badge = holder && holder.querySelector(".badge");
     if (pending) { pending.hidden = true; }
+    if (warning) { warning.hidden = true; }
+    if (label) { label.textContent = label.getAttribute("data-paid"); }
+    if (badge) { badge.className = "badge badge-paid"; badge.textContent = holder.getAttribute("data-paid"); }
     if (panel) { panel.hidden = false; }
     if (link) { link.setAttribute("href", returnUrl); }
     window.setTimeout(function () { window.location.replace(returnUrl); }, 1200);
