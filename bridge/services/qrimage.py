@@ -40,7 +40,7 @@ def decode_qr(data: bytes) -> str:
             codes = zxingcpp.read_barcodes(
                 img.convert("L"), formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
             )
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
         raise BadRequest("this file is not a picture we can read (PNG, JPEG or WebP)", "invalid_image") from None
     texts = sorted({c.text for c in codes if c.text})
     if not texts:

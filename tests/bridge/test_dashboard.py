@@ -421,3 +421,35 @@ def test_no_text_key_hides_behind_a_dict_method() -> None:
     from bridge.web.dashboard.text import TEXT
 
     assert [k for k in TEXT["en"] if hasattr(dict, k)] == []
+
+
+async def test_a_photo_larger_than_the_json_body_limit_uploads(bridge: RunningBridge) -> None:
+    """A real photo of a QR code is bigger than the API's 64 KiB body limit: the upload form still takes it
+    (up to 4 MiB) and finds the code among noise; a larger file is refused with a clear message."""
+    import io
+    import random
+
+    import segno
+    from PIL import Image
+
+    rng = random.Random(7)
+    photo = Image.frombytes("RGB", (900, 900), bytes(rng.getrandbits(8) for _ in range(900 * 900 * 3)))
+    code = io.BytesIO()
+    segno.make("https://qr.alipay.com/fkxPhotoTest", error="m").save(code, kind="png", scale=10, border=4)
+    photo.paste(Image.open(io.BytesIO(code.getvalue())).convert("RGB"), (200, 200))
+    data = io.BytesIO()
+    photo.save(data, format="PNG")
+    assert len(data.getvalue()) > 1024 * 1024
+    m = await bridge.merchant()
+    async with Browser(bridge) as b:
+        await b.sign_in(m["api_key"])
+        csrf = await b.csrf("/dashboard/accounts")
+        for picture, expected in ((data.getvalue(), 303), (b"\0" * (5 * 1024 * 1024), 400)):
+            upload = aiohttp.FormData()
+            for k, v in {"csrf": csrf, "channel": "alipay", "name": "照片"}.items():
+                upload.add_field(k, v)
+            upload.add_field("qr_image", io.BytesIO(picture), filename="photo.png", content_type="image/png")
+            status, html, _ = await b.post("/dashboard/accounts", upload)
+            assert status == expected, html
+    _, accounts = await bridge.call("GET", "/v1/accounts", token=m["api_key"])
+    assert [a["qr_payload"] for a in accounts["data"]] == ["https://qr.alipay.com/fkxPhotoTest"]

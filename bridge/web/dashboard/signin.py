@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+import structlog
 from aiohttp import web
 
 from bridge.services import sessions as service
@@ -24,6 +25,8 @@ from bridge.web.devices import client_address
 from bridge.web.keys import ADMIN_HASH, CTX, SIGN_IN_LIMITER
 
 __all__ = ["add_routes"]
+
+log = structlog.get_logger("bridge.dashboard")
 
 SIGN_IN_COOKIE = "pb_sign_in"  # the sign-in form's own CSRF token (there is no session yet)
 MAX_SECRET = 200
@@ -67,7 +70,9 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         session = await service.sign_in(ctx, secret.strip(), request.app[ADMIN_HASH])
     if session is None:
         limiter.allow(addr, now)  # a failure costs a token; successes cost nothing
+        log.info("dashboard.sign_in_failed", address=addr)
         return _form(request, lang, error=t["wrong_key"], status=401)
+    log.info("dashboard.signed_in", merchant_id=session.merchant_id, admin=session.is_admin, address=addr)
     resp = web.HTTPSeeOther(PATH, headers=NO_STORE)
     set_cookie(request, resp, COOKIE, session.id, max_age=None)
     resp.del_cookie(SIGN_IN_COOKIE, path=PATH)
@@ -77,6 +82,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
 @page("any")
 async def sign_out(view: View) -> web.StreamResponse:
     await service.sign_out(view.ctx, view.session.id)
+    log.info("dashboard.signed_out", merchant_id=view.session.merchant_id, admin=view.session.is_admin)
     resp = redirect(f"{PATH}/sign-in")
     resp.del_cookie(COOKIE, path=PATH)
     raise resp
