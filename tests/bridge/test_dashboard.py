@@ -453,3 +453,20 @@ async def test_a_photo_larger_than_the_json_body_limit_uploads(bridge: RunningBr
             assert status == expected, html
     _, accounts = await bridge.call("GET", "/v1/accounts", token=m["api_key"])
     assert [a["qr_payload"] for a in accounts["data"]] == ["https://qr.alipay.com/fkxPhotoTest"]
+
+
+async def test_live_fragments_and_feed_need_a_session(bridge: RunningBridge) -> None:
+    """Without a session the live fragment and the SSE feed answer 401 (never the sign-in page in place of
+    the fragment); with one, the fragment is the bare list and the feed is an event stream."""
+    m = await bridge.merchant()
+    async with Browser(bridge) as b:
+        status, html, _ = await b.get("/dashboard/phones?fragment=1")
+        assert status == 401 and "<html" in html
+        status, _, _ = await b.get("/dashboard/live", headers={"Accept": "text/event-stream"})
+        assert status == 401
+        await b.sign_in(m["api_key"])
+        status, html, _ = await b.get("/dashboard/phones?fragment=1")
+        assert status == 200 and "<html" not in html and 'id="no-phones"' in html
+        async with b.session.get(bridge.base_url + "/dashboard/live", headers={"Accept": "text/event-stream"}) as r:
+            assert r.status == 200 and r.content_type == "text/event-stream"
+            assert (await r.content.readline()).startswith(b"retry:")

@@ -139,7 +139,7 @@ async def test_admin_view(bridge: RunningBridge) -> None:
     a = await bridge.merchant("A 面馆")
     b = await bridge.merchant("B 茶铺")
     noodle = await bridge.pair(a["api_key"], "面馆手机")
-    await bridge.pair(b["api_key"], "茶铺手机")
+    tea = await bridge.pair(b["api_key"], "茶铺手机")
     await noodle.connect()
     await bridge.order(a["api_key"], "18.00")
     async with chromium() as browser:
@@ -163,6 +163,10 @@ async def test_admin_view(bridge: RunningBridge) -> None:
         await expect(page.locator(".phone")).to_have_count(2)
         await expect(page.locator("#phones")).to_contain_text("A 面馆")
         await expect(page.locator("#phones")).to_contain_text("B 茶铺")
+        await expect(page.locator("#live-state")).to_have_attribute("data-state", "open")
+        await tea.connect()  # another merchant's phone: the admin's page follows every merchant
+        tea_card = page.locator(f"#phone-{tea.device_id}")
+        await expect(tea_card).to_have_attribute("data-status", "online", timeout=LIVE_MS)
         await screenshot(page, "dashboard-admin-phones")
         await page.goto(bridge.base_url + "/dashboard/admin")
         await page.fill("#merchant-name", "C 咖啡")
@@ -182,6 +186,7 @@ async def test_admin_view(bridge: RunningBridge) -> None:
             response = await merchant.goto(bridge.base_url + path)
             assert response is not None and response.status == 404, path
     await noodle.close()
+    await tea.close()
 
 
 async def test_unmatched_payment_matched_by_hand_then_a_failed_delivery_retried(bridge: RunningBridge) -> None:

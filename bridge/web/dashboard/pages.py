@@ -159,7 +159,8 @@ def page(who: Who = "merchant", *, max_upload: int = 0) -> Callable[[PageFn], Ha
             t = TEXT[lang]
             session = await load_session(ctx, request.cookies.get(COOKIE, ""))
             if session is None:
-                if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+                navigation = "text/html" in request.headers.get("Accept", "") and "fragment" not in request.query
+                if request.method == "GET" and navigation:
                     raise redirect(f"{PATH}/sign-in")
                 return message(request, lang, 401, t["signed_out"], t["signed_out_hint"], None)
             if who == "admin" and not session.is_admin:

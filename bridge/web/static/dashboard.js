@@ -25,8 +25,11 @@
     var jobs = [];
     for (var i = 0; i < regions.length; i++) {
       (function (el) {
-        jobs.push(fetch(el.getAttribute("data-live"), { credentials: "same-origin", headers: { "Accept": "text/html-fragment" } })
-          .then(function (r) { return r.ok ? r.text() : null; })
+        jobs.push(fetch(el.getAttribute("data-live"), { credentials: "same-origin", redirect: "manual" })
+          .then(function (r) {
+            if (r.status === 401) { window.location.reload(); }  // signed out: the page goes to sign-in
+            return r.ok ? r.text() : null;
+          })
           .then(function (html) {
             if (html !== null) { el.innerHTML = html; localTimes(el); }
           }));
