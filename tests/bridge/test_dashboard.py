@@ -470,3 +470,20 @@ async def test_live_fragments_and_feed_need_a_session(bridge: RunningBridge) -> 
         async with b.session.get(bridge.base_url + "/dashboard/live", headers={"Accept": "text/event-stream"}) as r:
             assert r.status == 200 and r.content_type == "text/event-stream"
             assert (await r.content.readline()).startswith(b"retry:")
+
+
+async def test_orders_page_through_older_orders(bridge: RunningBridge) -> None:
+    """Past 50 orders an 'older' link carries the filters and the last id; the second page has the rest."""
+    m = await bridge.merchant()
+    key = m["api_key"]
+    for i in range(52):
+        await bridge.order(key, f"{1 + i}.00", merchant_order_id=f"P-{i:03d}")
+    async with Browser(bridge) as b:
+        await b.sign_in(key)
+        _, html, _ = await b.get("/dashboard/orders?status=pending")
+        assert html.count('<tr id="order-') == 50 and "P-051" in html and "P-001" not in html
+        more = re.search(r'href="(/dashboard/orders\?[^"]+)" id="more"', html)
+        assert more and "status=pending" in more.group(1)
+        _, html, _ = await b.get(more.group(1).replace("&amp;", "&"))
+        assert html.count('<tr id="order-') == 2 and "P-001" in html and "P-000" in html
+        assert 'id="more"' not in html
