@@ -158,6 +158,8 @@ async def test_forms_without_the_csrf_token_are_refused(bridge: RunningBridge) -
         assert body["revoked"] is False
         status, _, r = await b.post(path, {"csrf": await b.csrf()})
         assert status == 303 and r.headers["Location"] == "/dashboard/phones"
+        _, html, _ = await b.get("/dashboard/phones")
+        assert "收银台" not in html and "1 revoked phone(s) not listed." in html
         _, body = await bridge.call("GET", f"/v1/devices/{device.device_id}", token=m["api_key"])
         assert body["revoked"] is True
 
