@@ -127,23 +127,33 @@ def csrf_ok(expected: str, given: object) -> bool:
     return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-async def _read_upload(request: web.Request, max_file: int) -> dict[str, Any]:
-    """A multipart form read part by part: text fields up to 4 KiB, files (bytes) up to `max_file`
-    (the app's 64 KiB body limit is for JSON; a picture of a QR code is larger)."""
+class _CsrfRefused(Exception):
+    """A multipart form whose first field is not the session's CSRF token."""
+
+
+async def _read_upload(request: web.Request, max_file: int, csrf: str) -> dict[str, Any]:
+    """A multipart form read part by part (the app's 64 KiB body limit is for JSON; a picture of a QR
+    code is larger): the CSRF token must come first and is checked before anything else is read;
+    text fields up to 4 KiB, files (bytes) up to `max_file`, everything together up to `max_file`
+    + 64 KiB."""
     form: dict[str, Any] = {}
     reader = await request.multipart()
-    parts = 0
+    total = 0
     while (part := await reader.next()) is not None:
-        parts += 1
-        if parts > 20 or not isinstance(part, BodyPartReader) or not part.name:
+        if len(form) >= 20 or not isinstance(part, BodyPartReader) or not part.name:
             raise BadRequest("unexpected form fields", "invalid_form")
         limit = max_file if part.filename is not None else 4096
         data = bytearray()
         while chunk := await part.read_chunk(65536):
             data.extend(chunk)
-            if len(data) > limit:
+            total += len(chunk)
+            if len(data) > limit or total > max_file + 65536:
                 raise BadRequest(f"{part.name} is larger than {limit // 1024} KiB", "invalid_form")
+        if not form and (part.name != "csrf" or not csrf_ok(csrf, data.decode("utf-8", "replace"))):
+            raise _CsrfRefused
         form[part.name] = bytes(data) if part.filename is not None else data.decode("utf-8", "replace")
+    if not form:
+        raise _CsrfRefused
     return form
 
 
@@ -171,7 +181,9 @@ def page(who: Who = "merchant", *, max_upload: int = 0) -> Callable[[PageFn], Ha
             if request.method == "POST":
                 if max_upload and request.content_type == "multipart/form-data":
                     try:
-                        form = await _read_upload(request, max_upload)
+                        form = await _read_upload(request, max_upload, session.csrf)
+                    except _CsrfRefused:
+                        return message(request, lang, 403, t["csrf_title"], t["csrf_hint"], session)
                     except BadRequest as e:
                         return message(request, lang, 400, t["error_title"], e.message, session)
                 else:
