@@ -71,6 +71,10 @@ class Settings:
     sqlite_busy_timeout: int = 5000  # ms a write waits for a lock held by another process
     sqlite_synchronous: str = "FULL"  # FULL: acked data survives power loss; NORMAL: process crashes only
     expiry_interval: float = 1.0
+    # Dashboard
+    dashboard_idle_timeout: int = 1800  # s without a request before a dashboard session ends
+    dashboard_session_max: int = 43_200  # s a dashboard session lasts at most
+    dashboard_sign_ins_per_minute: int = 5  # failed sign-ins per client address
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -107,6 +111,10 @@ class Settings:
                 raise ConfigError(
                     "public_url must be an http:// or https:// URL without query or fragment (PAYBRIDGE_PUBLIC_URL)"
                 )
+        if not (60 <= self.dashboard_idle_timeout <= self.dashboard_session_max):
+            raise ConfigError(
+                "dashboard_idle_timeout must be 60 s .. dashboard_session_max (PAYBRIDGE_DASHBOARD_IDLE_TIMEOUT)"
+            )
         self.schedule()  # validates
 
     def schedule(self) -> tuple[int, ...]:

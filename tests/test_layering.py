@@ -223,3 +223,12 @@ def test_the_checker_catches_violations(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert _violations("device_agent", ok) == []
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "bridge" / "web" / "dashboard").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_dashboard_pages_call_services_not_the_store(path: Path) -> None:
+    """The dashboard calls the same services as the JSON API: no store module, no SQL, no Tx in its code."""
+    names = [name for name, _ in _imports(_tree(path))]
+    assert not [n for n in names if _under(n, ("bridge.store", "sqlite3"))], path

@@ -14,11 +14,14 @@ from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id
 from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
+from bridge.services.endpoints import deliveries_of_event
 from bridge.services.events import emit
-from bridge.services.views import order_json
+from bridge.services.views import order_json, payment_json
 from bridge.store import devices as devices_store
+from bridge.store import events as events_store
 from bridge.store import merchants as merchants_store
 from bridge.store import orders as store
+from bridge.store import payments as payments_store
 from bridge.store.database import Row, Tx
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "get_order",
     "implicit_slot",
     "list_orders",
+    "order_timeline",
     "render",
 ]
 
@@ -250,14 +254,59 @@ async def list_orders(
     status: str | None,
     before: str | None,
     limit: int,
+    channel: str | None = None,
+    created_from: int | None = None,
+    created_to: int | None = None,
 ) -> dict[str, Any]:
-    """A page of orders, newest first; pass the last id as `starting_after` for the next page."""
+    """A page of orders, newest first; pass the last id as `starting_after` for the next page.
+    `created_from` / `created_to` (Unix ms, to exclusive) and `channel` narrow it (the dashboard's filters)."""
 
     def op(tx: Tx) -> dict[str, Any]:
         rows = store.list_orders(
-            tx, merchant_id, merchant_order_id=merchant_order_id, status=status, before=before, limit=limit + 1
+            tx,
+            merchant_id,
+            merchant_order_id=merchant_order_id,
+            status=status,
+            before=before,
+            limit=limit + 1,
+            channel=channel,
+            created_from=created_from,
+            created_to=created_to,
         )
         data = [render(ctx, tx, r) for r in rows[:limit]]
         return {"data": data, "has_more": len(rows) > limit}
+
+    return await ctx.db.read(op)
+
+
+async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
+    """An order with what happened to it: the payment that paid it (and the phone that saw it), and
+    every `order.*` event with each delivery (webhook endpoint or notify_url) and its attempts."""
+
+    def op(tx: Tx) -> dict[str, Any]:
+        row = store.get_order(tx, merchant_id, order_id)
+        if row is None:
+            raise NotFound("no such order")
+        payment = None
+        if row["payment_id"] is not None:
+            p = payments_store.get_payment(tx, merchant_id, row["payment_id"])
+            if p is not None:
+                payment = payment_json(p)
+                device = devices_store.get_device(tx, p["device_id"])
+                payment["device_name"] = None if device is None else device["name"]
+        events = []
+        for e in events_store.order_events(tx, merchant_id, order_id, since=row["created_at"]):
+            body = json.loads(e["body"])
+            if body.get("data", {}).get("order", {}).get("id") != order_id:
+                continue
+            events.append(
+                {
+                    "id": e["id"],
+                    "type": e["type"],
+                    "created_at": body["timestamp"],
+                    "deliveries": deliveries_of_event(tx, merchant_id, e["id"]),
+                }
+            )
+        return {"order": render(ctx, tx, row), "payment": payment, "events": events}
 
     return await ctx.db.read(op)

@@ -14,6 +14,7 @@ __all__ = [
     "next_due_after",
     "record_attempt",
     "reset_for_retry",
+    "sender_backlog",
 ]
 
 # A delivery with a compat_notifies row is a shop gateway notify: its fields and the keys to sign them.
@@ -124,3 +125,18 @@ def reset_for_retry(tx: Tx, delivery_id: str, *, now: int) -> None:
         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?, attempts = 0 WHERE id = ?",
         (now, now, delivery_id),
     )
+
+
+def sender_backlog(tx: Tx, *, now: int, late_after_ms: int) -> Row:
+    """pending, overdue (due more than `late_after_ms` ago: the sender is behind or stuck), failed,
+    and the time of the latest success."""
+    row = tx.one(
+        "SELECT"
+        " (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS pending,"
+        " (SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?) AS overdue,"
+        " (SELECT COUNT(*) FROM deliveries WHERE status = 'failed') AS failed,"
+        " (SELECT MAX(succeeded_at) FROM deliveries WHERE status = 'succeeded') AS last_success_at",
+        (now - late_after_ms,),
+    )
+    assert row is not None
+    return row

@@ -13,6 +13,7 @@ __all__ = [
     "event_types_of",
     "insert_event",
     "list_events",
+    "order_events",
     "subscribers",
 ]
 
@@ -59,6 +60,17 @@ def insert_event(
             " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
             [(d, event_id, merchant_id, ep, url, now, now, now) for d, ep, url in targets],
         )
+
+
+def order_events(tx: Tx, merchant_id: str, order_id: str, *, since: int) -> list[Row]:
+    """The `order.*` events raised for one order (created at or after `since`, its creation), oldest first.
+
+    Events carry the order in their body only; LIKE narrows, the caller checks the parsed id."""
+    return tx.all(
+        "SELECT id, type, created_at, body FROM events WHERE merchant_id = ? AND created_at >= ?"
+        " AND type LIKE 'order.%' AND body LIKE ? ORDER BY seq",
+        (merchant_id, since, f"%{order_id}%"),
+    )
 
 
 def event_seq(tx: Tx, merchant_id: str, event_id: str) -> int | None:

@@ -253,4 +253,17 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX compat_notifies_order ON compat_notifies(order_id)",
         ],
     ),
+    (
+        "dashboard sessions: only a hash of each session id is stored",
+        [
+            """CREATE TABLE sessions (
+                id_hash TEXT PRIMARY KEY,
+                merchant_id TEXT REFERENCES merchants(id),
+                created_at INTEGER NOT NULL,
+                last_seen_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            )""",
+            "CREATE INDEX sessions_expiry ON sessions(expires_at)",
+        ],
+    ),
 ]

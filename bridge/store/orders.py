@@ -10,6 +10,7 @@ from bridge.store.database import Row, Tx
 __all__ = [
     "due_for_expiry",
     "find_order",
+    "fitting_orders",
     "get_order",
     "get_order_by_merchant_ref",
     "held_slots",
@@ -129,10 +130,28 @@ def insert_order(
 
 
 def list_orders(
-    tx: Tx, merchant_id: str, *, merchant_order_id: str | None, status: str | None, before: str | None, limit: int
+    tx: Tx,
+    merchant_id: str,
+    *,
+    merchant_order_id: str | None,
+    status: str | None,
+    before: str | None,
+    limit: int,
+    channel: str | None = None,
+    created_from: int | None = None,
+    created_to: int | None = None,
 ) -> list[Row]:
     where = ["merchant_id = ?"]
     params: list[object] = [merchant_id]
+    if channel is not None:
+        where.append("channel = ?")
+        params.append(channel)
+    if created_from is not None:
+        where.append("created_at >= ?")
+        params.append(created_from)
+    if created_to is not None:
+        where.append("created_at < ?")
+        params.append(created_to)
     if merchant_order_id is not None:
         where.append("merchant_order_id = ?")
         params.append(merchant_order_id)
@@ -207,3 +226,17 @@ def set_expired(tx: Tx, order_id: str) -> Row | None:
         return None
     release_locks(tx, order_id)
     return rows[0]
+
+
+def fitting_orders(tx: Tx, merchant_id: str, amount: int, channel: str | None, *, since: int, limit: int) -> list[Row]:
+    """Pending or recently expired orders a payment of `amount` may have been meant for: the pay amount
+    or the asked amount is equal, the channel fits (or is unknown), and it expired after `since`.
+    Exact pay amounts first, then the newest."""
+    channel_rule = "" if channel is None else " AND channel IN (?, 'any')"
+    params: list[object] = [merchant_id, since, amount, amount, *([] if channel is None else [channel]), amount, limit]
+    return tx.all(
+        "SELECT * FROM orders WHERE merchant_id = ? AND status IN ('pending', 'expired') AND expires_at >= ?"
+        f" AND (pay_amount_cents = ? OR amount_cents = ?){channel_rule}"
+        " ORDER BY (pay_amount_cents = ?) DESC, created_at DESC LIMIT ?",
+        params,
+    )

@@ -15,7 +15,7 @@ from bridge.services.admin import ensure_admin_token
 from bridge.services.context import Context
 from bridge.services.orders import expire_orders
 from bridge.store.database import Database, Tx
-from bridge.web import admin, checkout, compat, devices, events, openapi, orders, vmq, webhooks, ws
+from bridge.web import admin, checkout, compat, dashboard, devices, events, openapi, orders, vmq, webhooks, ws
 from bridge.web.hub import DeviceHub
 from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_CODE_LIMITER, PAIR_LIMITER
 from bridge.web.middleware import error_middleware
@@ -91,7 +91,7 @@ def create_app(
         rate=settings.pairing_codes_per_minute, per=60.0, burst=settings.pairing_codes_per_minute
     )
     app[HUB] = DeviceHub(ctx)
-    for module in (admin, orders, devices, ws, webhooks, events, openapi, checkout, compat, vmq):
+    for module in (admin, orders, devices, ws, webhooks, events, openapi, checkout, compat, dashboard, vmq):
         module.add_routes(app)
 
     async def close_devices(app: web.Application) -> None:

@@ -9,15 +9,12 @@ external origin, no framing, no Referer (the URL is the capability).
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import re
-from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
-import jinja2
 import segno
 from aiohttp import web
 from markupsafe import Markup
@@ -29,6 +26,7 @@ from bridge.services.checkout import Checkout, checkout_path, load_checkout, sta
 from bridge.web.devices import client_address
 from bridge.web.i18n import TEXT, pick_language
 from bridge.web.keys import CHECKOUT_LIMITER, CHECKOUT_MISSES, CTX
+from bridge.web.templating import add_static_route, setup_templates
 
 __all__ = ["SECURITY_HEADERS", "add_routes", "setup"]
 
@@ -48,39 +46,11 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
 NO_STORE = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
-STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
-
-
-def _static_files() -> dict[str, tuple[bytes, str, str]]:
-    """name -> (content, content type, version): the vendored assets, read once."""
-    out: dict[str, tuple[bytes, str, str]] = {}
-    for entry in resources.files("bridge.web").joinpath("static").iterdir():
-        suffix = "." + entry.name.rsplit(".", 1)[-1]
-        if suffix in STATIC_TYPES:
-            data = entry.read_bytes()
-            out[entry.name] = (data, STATIC_TYPES[suffix], hashlib.sha256(data).hexdigest()[:12])
-    return out
-
-
-STATIC = _static_files()
-
-
-def static_url(name: str) -> str:
-    return f"/static/{name}?v={STATIC[name][2]}"
 
 
 def setup(app: web.Application) -> None:
-    """Attach the template environment (autoescaped) and the checkout's rate limiters."""
-    env = aiohttp_jinja2.setup(
-        app,
-        loader=jinja2.PackageLoader("bridge.web", "templates"),
-        autoescape=jinja2.select_autoescape(default=True),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,  # templates ship inside the package; no stat() per render
-    )
-    env.globals["static_url"] = static_url
+    """Attach the shared template environment and the checkout's rate limiters."""
+    setup_templates(app)
     # Per (address, order): a page polls every 2 s; this leaves room for reloads and a few tabs.
     app[CHECKOUT_LIMITER] = RateLimiter(rate=60, per=60.0, burst=30)
     # Per address: unknown ids (guessing is hopeless with 80 bits, but each miss costs a query).
@@ -221,18 +191,9 @@ async def pay_qr_png(request: web.Request) -> web.Response:
     return web.Response(body=out.getvalue(), content_type="image/png", headers=headers)
 
 
-async def static_file(request: web.Request) -> web.Response:
-    entry = STATIC.get(request.match_info["name"])
-    if entry is None:
-        return web.Response(status=404, text="not found", headers=SECURITY_HEADERS)
-    data, kind, _ = entry
-    headers = {**SECURITY_HEADERS, "Cache-Control": "public, max-age=86400"}
-    return web.Response(body=data, headers={**headers, "Content-Type": kind})
-
-
 def add_routes(app: web.Application) -> None:
     setup(app)
     app.router.add_get("/pay/{id}", pay_page)
     app.router.add_get("/pay/{id}/status", pay_status)
     app.router.add_get("/pay/{id}/qr.png", pay_qr_png)
-    app.router.add_get("/static/{name}", static_file)
+    add_static_route(app)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from aiohttp import web
 
 from bridge.clock import rfc3339
@@ -35,7 +33,7 @@ async def create_pairing_code(request: web.Request) -> web.Response:
         )
     code, expires_at = await service.create_pairing_code(ctx, merchant_id)
     server = ctx.base_url
-    pair_url = f"paybridge://pair?server={quote(server, safe='')}&code={code}"
+    pair_url = service.pair_url(server, code)
     return web.json_response(
         {"code": code, "expires_at": rfc3339(expires_at), "pair_url": pair_url, "server": server}, status=201
     )

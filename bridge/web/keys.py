@@ -17,6 +17,8 @@ __all__ = [
     "KEY_CACHE",
     "PAIR_CODE_LIMITER",
     "PAIR_LIMITER",
+    "PAIR_WATCHES",
+    "SIGN_IN_LIMITER",
 ]
 
 CTX = web.AppKey("ctx", Context)
@@ -27,3 +29,7 @@ PAIR_CODE_LIMITER = web.AppKey("pair_code_limiter", RateLimiter)  # pairing code
 HUB = web.AppKey("hub", DeviceHub)
 CHECKOUT_LIMITER = web.AppKey("checkout_limiter", RateLimiter)  # per (address, order): page views and polls
 CHECKOUT_MISSES = web.AppKey("checkout_misses", RateLimiter)  # per address: unknown order ids
+SIGN_IN_LIMITER = web.AppKey("sign_in_limiter", RateLimiter)  # per address: failed dashboard sign-ins
+# The dashboard's pairing pages: watch token -> (merchant id, pairing code, expires at ms). Kept in
+# memory only: the code is secret, the page polls with the token, and a restart simply ends the watch.
+PAIR_WATCHES = web.AppKey("pair_watches", dict[str, tuple[str, str, int]])

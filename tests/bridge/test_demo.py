@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -86,6 +88,16 @@ def test_keep_running_leaves_a_usable_bridge_until_interrupted() -> None:
         with urllib.request.urlopen(req, timeout=10) as r:
             paid = json.loads(r.read())["data"]
         assert sorted(o["merchant_order_id"] for o in paid) == ["A1001", "A1002", "DJ1001"]
+        dashboard = re.search(r"^dashboard: (http://\S+)$", text, re.M)
+        sign_in_key = re.search(r"^sign in with: (\S+)$", text, re.M)
+        assert dashboard and sign_in_key and sign_in_key.group(1) == key.group(1), text
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with browser.open(dashboard.group(1) + "/sign-in", timeout=10) as r:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', r.read().decode())
+        assert csrf
+        form = urllib.parse.urlencode({"csrf": csrf.group(1), "secret": sign_in_key.group(1)}).encode()
+        with browser.open(dashboard.group(1) + "/sign-in", data=form, timeout=10) as r:
+            assert r.url.endswith("/dashboard/phones") and "Demo noodle shop" in r.read().decode()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:
