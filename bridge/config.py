@@ -24,10 +24,15 @@ class Settings:
     data_dir: Path = Path("paybridge-data")
     host: str = "127.0.0.1"
     port: int = 8080
-    public_url: str = ""  # how phones reach us, for pair_url; default http://host:port
+    # How phones and payers reach us: every URL we hand out (pair_url, checkout_url) starts with
+    # it. Empty: http://<bound host>:<bound port>.
+    public_url: str = ""
     admin_token: str = field(default="", repr=False)  # empty: generated on first start
     log_format: str = "auto"  # "json", "console" or "auto" (console on a terminal)
     log_level: str = "info"
+    # The key that seals stored webhook signing secrets; empty: <data_dir>/secrets.key (created 0600).
+    # Keep it elsewhere (another disk, a secrets mount) so a copy of the data dir alone opens nothing.
+    secrets_key_file: str = ""
     # Orders
     order_ttl_default: int = 300
     order_ttl_min: int = 60
@@ -54,7 +59,11 @@ class Settings:
     ws_ping_interval: float = 20.0
     auth_timeout: float = 10.0
     device_max_frames_per_second: int = 200
-    pairing_attempts_per_minute: int = 10
+    pairing_attempts_per_minute: int = 10  # per client network (IPv6 /64, IPv4 /24, all loopback as one)
+    pairing_codes_per_minute: int = 10  # per merchant: bounds the live codes a guess could hit
+    # Per-merchant caps
+    max_event_streams: int = 10  # open SSE streams per merchant (more: 429 too_many_streams)
+    max_webhook_endpoints: int = 20  # live webhook endpoints per merchant (more: 409 too_many_endpoints)
     # Limits
     max_body: int = 64 * 1024
     header_timeout: float = 15.0  # s to send a request's headers (slowloris); also the idle keep-alive
@@ -65,6 +74,10 @@ class Settings:
     sqlite_busy_timeout: int = 5000  # ms a write waits for a lock held by another process
     sqlite_synchronous: str = "FULL"  # FULL: acked data survives power loss; NORMAL: process crashes only
     expiry_interval: float = 1.0
+    # Dashboard
+    dashboard_idle_timeout: int = 1800  # s without a request before a dashboard session ends
+    dashboard_session_max: int = 43_200  # s a dashboard session lasts at most
+    dashboard_sign_ins_per_minute: int = 5  # failed sign-ins per client address
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -84,10 +97,28 @@ class Settings:
             raise ConfigError("webhook_per_host and webhook_concurrency must be at least 1")
         if self.webhook_sender not in ("process", "inline"):
             raise ConfigError("webhook_sender must be 'process' or 'inline' (PAYBRIDGE_WEBHOOK_SENDER)")
+        for name in (
+            "pairing_attempts_per_minute",
+            "pairing_codes_per_minute",
+            "max_event_streams",
+            "max_webhook_endpoints",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 (PAYBRIDGE_{name.upper()})")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError("log_format must be auto, json or console (PAYBRIDGE_LOG_FORMAT)")
         if self.admin_token and len(self.admin_token) < 22:
             raise ConfigError("PAYBRIDGE_ADMIN_TOKEN must be at least 22 characters (128 bits)")
+        if self.public_url:
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ConfigError(
+                    "public_url must be an http:// or https:// URL without query or fragment (PAYBRIDGE_PUBLIC_URL)"
+                )
+        if not (60 <= self.dashboard_idle_timeout <= self.dashboard_session_max):
+            raise ConfigError(
+                "dashboard_idle_timeout must be 60 s .. dashboard_session_max (PAYBRIDGE_DASHBOARD_IDLE_TIMEOUT)"
+            )
         self.schedule()  # validates
 
     def schedule(self) -> tuple[int, ...]:
@@ -111,8 +142,12 @@ class Settings:
         return f"sqlite://{self.database_path.absolute().as_posix()}"
 
     @property
+    def secrets_key_path(self) -> Path:
+        return Path(self.secrets_key_file).expanduser() if self.secrets_key_file else self.data_dir / "secrets.key"
+
+    @property
     def base_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
 
 def _check_database_url(url: str) -> None:

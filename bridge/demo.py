@@ -1,7 +1,8 @@
 """`paybridge demo`: the whole flow on this computer, with a simulated phone and no configuration.
 
 A bridge (the real app, in this process, on a free loopback port, data in a temporary directory),
-a shop's webhook receiver that verifies every signature, and two simulated phones that are the
+a shop's webhook receiver that verifies every signature, a 易支付 shop (one order through
+submit.php, its notify sign checked), and two simulated phones that are the
 real device agent (pairing, outbox, client, run loop) reading a `replay` notification file.
 The story printed is what was observed; the run exits 1 if anything did not happen as expected.
 """
@@ -25,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from bridge.config import Settings
+from bridge.core import epay
 from bridge.core.signing import verify
 from bridge.logs import configure_logging
 from bridge.web.app import create_app, make_runner
@@ -81,6 +83,14 @@ def _items(now_ms: int) -> list[dict[str, Any]]:
             "when": now_ms + 4,
             "key": f"0|{WECHAT}|43|null|10123",
             "id": 43,
+        },
+        {
+            "packageName": ALIPAY,
+            "title": "你已成功收款9.90元",
+            "content": "已转入余额",
+            "when": now_ms + 5,
+            "key": f"0|{ALIPAY}|1251|null|10123",
+            "id": 1251,
         },
     ]
 
@@ -302,6 +312,30 @@ async def _eventually(check: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+@dataclass
+class EpayShop:
+    """A shop on 易支付 (as dujiaoka is): its notify URL checks the MD5 sign with the compat key."""
+
+    story: Story
+    key: str = ""
+    notifies: list[dict[str, str]] = field(default_factory=list)
+    bad: int = 0
+
+    async def notify(self, request: web.Request) -> web.Response:
+        params = dict(request.query)
+        if not epay.md5_verify(params, self.key, params.get("sign", "")):
+            self.bad += 1
+            self.story.say("epay", "易支付 notify with a BAD sign refused")
+            return web.Response(text="fail")
+        self.notifies.append(params)
+        self.story.say(
+            "epay",
+            f"易支付 notify for {params['out_trade_no']} (money {params['money']}, type {params['type']}) "
+            "sign verified with the compat key: answered success",
+        )
+        return web.Response(text="success")
+
+
 async def run_demo(out: TextIO, *, keep_running: bool = False) -> int:
     """Run the demo story; 0 when everything happened as expected, 1 otherwise."""
     configure_logging("json", "warning")
@@ -329,6 +363,8 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
     shop = Shop(story)
     shop_app = web.Application()
     shop_app.router.add_post("/webhooks", shop.handle)
+    epay_shop = EpayShop(story)
+    shop_app.router.add_get("/epay/notify", epay_shop.notify)
     bridge_runner, base = await _serve(create_app(settings), sock)
     shop_runner, shop_base = await _serve(shop_app)
     session = aiohttp.ClientSession()
@@ -365,6 +401,20 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
             phone.cancel()
             raise RuntimeError("the simulated phone did not connect within 15 s")
 
+        phone_id = (await call("GET", "/v1/devices", key))["data"][0]["id"]
+        account = await call(
+            "POST",
+            "/v1/accounts",
+            key,
+            {
+                "channel": "alipay",
+                "name": "Demo noodle shop 收钱码",
+                "qr_payload": "https://qr.alipay.com/fkx00000demo",
+                "device_ids": [phone_id],
+            },
+        )
+        story.say("shop", f"receiving account {account['id']} (the shop's Alipay code) linked to the phone")
+
         orders = {}
         for ref, amount, channel in (
             ("A1001", "5.00", "alipay"),
@@ -374,6 +424,8 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
             o = await call("POST", "/v1/orders", key, {"merchant_order_id": ref, "amount": amount, "channel": channel})
             orders[ref] = o
             story.say("shop", f"order {ref} created: {channel} {amount}, customer pays {o['pay_amount']}")
+        epay_order = await _epay_order(session, base, shop_base, await call("GET", "/v1/compat", key), epay_shop)
+        story.say("epay", f"a dujiaoka-style shop sent its payer to submit.php: order DJ1001, checkout {epay_order}")
         go.set()
         agent = await phone
         acked = agent.client.status.acked
@@ -384,19 +436,42 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
         # Its own copy, as real phones get: another notification key and a `when` seconds later.
         copy = {**items[0], "when": items[0]["when"] + 2_400, "key": f"0|{ALIPAY}|7311|null|10157", "id": 7311}
         backup_go = asyncio.Event()
+        backup_task = asyncio.create_task(_phone(tmp, "backup", code2["pair_url"], [copy], story, backup_go))
+
+        async def paired_devices() -> list[dict[str, Any]]:
+            return list((await call("GET", "/v1/devices", key))["data"])
+
+        for _ in range(300):  # polled: pairing has no event to wait on; bounded at 15 s
+            devices = await paired_devices()
+            if len(devices) == 2 or backup_task.done():
+                break
+            await asyncio.sleep(0.05)
+        backup_id = next((d["id"] for d in devices if d["id"] != phone_id), None)
+        if backup_id is None:
+            if backup_task.done():
+                await backup_task  # it stopped before pairing: its error tells why
+            backup_task.cancel()
+            raise RuntimeError("the backup phone did not pair within 15 s")
+        await call("POST", f"/v1/accounts/{account['id']}/devices", key, {"device_id": backup_id})
+        story.say("backup", "linked to the same receiving account: both phones watch one Alipay account")
         backup_go.set()
-        backup = await _phone(tmp, "backup", code2["pair_url"], [copy], story, backup_go)
+        backup = await backup_task
         dup = backup.client.status.acked["duplicate"]
         story.say("backup", f"the bridge knew it as the same payment from another phone ({dup}): not paid twice")
 
         def webhooks_done() -> bool:
-            return len(shop.of_type("order.paid")) >= 2 and len(shop.of_type("payment.unmatched")) >= 1
+            return (
+                len(shop.of_type("order.paid")) >= 3
+                and len(shop.of_type("payment.unmatched")) >= 1
+                and len(epay_shop.notifies) >= 1
+            )
 
         await _eventually(webhooks_done, 15)
         await asyncio.sleep(0.3)  # anything wrong and late (a second order.paid) would show now
 
         # -- check the story against the bridge's own records --------------------------------
         final = {ref: await call("GET", f"/v1/orders/{o['id']}", key) for ref, o in orders.items()}
+        epay_final = await call("GET", f"/v1/orders/{epay_order.rsplit('/', 1)[1]}", key)
         payments = (await call("GET", "/v1/payments?limit=100", key))["data"]
         paid_ids = {e["data"]["order"]["id"] for e in shop.of_type("order.paid")}
         expect = [
@@ -406,12 +481,17 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
                 final["A1003"]["status"] == "pending",
                 "order A1003 (30.00) stays pending: the outgoing payment is ignored",
             ),
-            (paid_ids == {orders["A1001"]["id"], orders["A1002"]["id"]}, "exactly one order.paid per paid order"),
-            (len(shop.of_type("order.paid")) == 2, "no order.paid delivered twice"),
-            (len(payments) == 3, f"the bridge holds 3 payments (it holds {len(payments)})"),
+            (epay_final["status"] == "paid", "易支付 order DJ1001 (9.9) is paid"),
+            (
+                paid_ids == {orders["A1001"]["id"], orders["A1002"]["id"], epay_final["id"]},
+                "exactly one order.paid per paid order",
+            ),
+            (len(shop.of_type("order.paid")) == 3, "no order.paid delivered twice"),
+            (len(epay_shop.notifies) == 1 and epay_shop.bad == 0, "one 易支付 notify, its sign verified"),
+            (len(payments) == 4, f"the bridge holds 4 payments (it holds {len(payments)})"),
             (sum(1 for p in payments if p["status"] == "unmatched") == 1, "one payment is unmatched"),
             (not any(p["amount"] == "30.00" for p in payments), "no payment of 30.00 was recorded"),
-            (acked["accepted"] == 3, f"the phone sent 3 reports ({acked['accepted']} accepted)"),
+            (acked["accepted"] == 4, f"the phone sent 4 reports ({acked['accepted']} accepted)"),
             (dup == 1, "the backup phone's copy was acked as a duplicate"),
             (shop.bad == 0 and len(shop.events) > 0, "every webhook signature verified"),
         ]
@@ -419,11 +499,13 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
         dropped = 1 + dup  # re-read on the phone + the backup phone's copy
         out.write(
             "\nSummary\n"
-            f"  orders paid:          {sum(1 for o in final.values() if o['status'] == 'paid')} of 2 expected\n"
+            f"  orders paid:          {sum(1 for o in [*final.values(), epay_final] if o['status'] == 'paid')}"
+            " of 3 expected\n"
             f"  duplicates dropped:   {dropped} (1 re-read on the phone, {dup} from the backup phone at the bridge)\n"
             f"  unmatched payments:   {sum(1 for p in payments if p['status'] == 'unmatched')}\n"
             "  ignored:              1 (outgoing payment 已支付¥30.00, never sent)\n"
             f"  webhooks verified:    {len(shop.events)} (bad signatures: {shop.bad})\n"
+            f"  易支付 notifies:      {len(epay_shop.notifies)} (bad signs: {epay_shop.bad})\n"
         )
         for what in failures:
             out.write(f"  NOT AS EXPECTED: {what}\n")
@@ -441,11 +523,35 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
     return 1 if failures else 0
 
 
+async def _epay_order(
+    session: aiohttp.ClientSession, base: str, shop_base: str, compat: dict[str, Any], epay_shop: EpayShop
+) -> str:
+    """What a 易支付 shop does: a signed link to submit.php; the bridge answers 302 to the checkout page."""
+    epay_shop.key = compat["key"]
+    params = {
+        "pid": str(compat["pid"]),
+        "type": "alipay",
+        "out_trade_no": "DJ1001",
+        "notify_url": f"{shop_base}/epay/notify",
+        "return_url": f"{shop_base}/epay/return",
+        "name": "牛肉面 beef noodles",
+        "money": "9.9",
+    }
+    signed = {**params, "sign": epay.md5_sign(params, compat["key"]), "sign_type": "MD5"}
+    async with session.get(compat["submit_url"], params=signed, allow_redirects=False) as r:
+        if r.status != 302:
+            raise RuntimeError(f"submit.php answered {r.status}: {await r.text()}")
+        return str(r.headers["Location"])
+
+
 async def _keep_running(out: TextIO, base: str, admin: str, key: str) -> None:
     out.write(
         f"\nThe bridge keeps running at {base} until Ctrl-C (its data is deleted then).\n"
         f"  admin token:       {admin}\n"
         f"  merchant API key:  {key}\n"
+        f"dashboard: {base}/dashboard\n"
+        f"sign in with: {key}\n"
+        f"  (or, as the admin: {admin})\n"
         "Try:\n"
         f"  curl -s {base}/v1/orders -H 'Authorization: Bearer {key}'\n"
         f"  curl -s -X POST {base}/v1/orders -H 'Authorization: Bearer {key}' "

@@ -1,6 +1,6 @@
-"""Operator commands beyond `serve`: merchant, pair-code, devices, orders, demo and bench.
+"""Operator commands beyond `serve`: merchant, pair-code, devices, orders, compat, demo and bench.
 
-The first four talk to a running bridge over its HTTP API (`bridge.apiclient`). The bridge URL
+The first five talk to a running bridge over its HTTP API (`bridge.apiclient`). The bridge URL
 comes from `--url`, else `PAYBRIDGE_URL`, else http://127.0.0.1:8080; credentials from
 `--token` / `--api-key`, else `PAYBRIDGE_ADMIN_TOKEN` (admin) / `PAYBRIDGE_API_KEY` (merchant).
 
@@ -61,6 +61,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     orders.add_argument("--limit", type=int, default=50, help="at most this many (1..500, default 50)")
     _connection(orders, api_key=True)
 
+    compat = sub.add_parser(
+        "compat",
+        help="the shop gateway settings (易支付 / V免签) for dujiaoka, v2board, Xboard, new-api (merchant API key)",
+    )
+    compat.add_argument("--rotate", action="store_true", help="make a new compat key first (the old one stops working)")
+    _connection(compat, api_key=True)
+
     demo = sub.add_parser("demo", help="a complete local run with a simulated phone: no phone, no configuration")
     demo.add_argument("--keep-running", action="store_true", help="leave the bridge up and print how to call it")
 
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "pair-code": _pair_code,
         "devices": _devices,
         "orders": _orders,
+        "compat": _compat,
         "demo": _demo,
         "bench": _bench,
     }
@@ -251,6 +259,50 @@ def _orders(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> in
     out.write(table(rows, ["ID", "MERCHANT ORDER", "STATUS", "CHANNEL", "AMOUNT", "PAY", "CREATED", "EXPIRES/DONE"]))
     if page.get("has_more"):
         out.write(f"(more than {len(orders)}; raise --limit or use --json with the API's paging)\n")
+    return EXIT_OK
+
+
+def compat_text(c: Mapping[str, Any]) -> str:
+    """What to paste into each shop's payment settings."""
+    pid, key, epay_url, submit_url, vmq_url = c["pid"], c["key"], c["epay_url"], c["submit_url"], c["vmq_url"]
+    return (
+        "Shop gateway (易支付 / V免签) credentials\n"
+        f"  pid (商户ID):      {pid}\n"
+        f"  key (商户密钥):    {key}\n"
+        f"  易支付 base URL:   {epay_url}\n"
+        f"  submit URL:        {submit_url}\n"
+        f"  V免签 base URL:    {vmq_url}\n"
+        "\n"
+        "独角数卡 dujiaoka, 易支付 (支付配置 > 新增; 支付处理路由 /pay/yipay; 支付标识 alipay or wxpay):\n"
+        f"  商户ID   merchant_id:  {pid}\n"
+        f"  商户KEY  merchant_key: {submit_url}\n"
+        f"  商户密钥 merchant_pem: {key}\n"
+        "独角数卡 dujiaoka, V免签 (支付处理路由 /pay/vpay; 支付标识 vzfb = Alipay, vwx = WeChat):\n"
+        f"  商户ID   merchant_id:  {key}\n"
+        f"  商户密钥 merchant_pem: {vmq_url}\n"
+        "  (the V免签 base URL must end with / : dujiaoka appends createOrder?... to it)\n"
+        "v2board / Xboard, payment method EPay (Xboard also asks a type: alipay or wxpay):\n"
+        f"  URL: {epay_url.rstrip('/')}\n"
+        f"  PID: {pid}\n"
+        f"  KEY: {key}\n"
+        "new-api (运营设置 > 支付设置):\n"
+        f"  支付地址 (PayAddress): {epay_url}\n"
+        f"  易支付商户ID (EpayId): {pid}\n"
+        f"  易支付商户密钥 (EpayKey): {key}\n"
+        "EpayCore SDK: apiurl = the 易支付 base URL (ending with /), pid and key as above;\n"
+        "  V2 (RSA): register your public key with PUT /v1/compat, platform_public_key is:\n"
+        f"  {c['platform_public_key']}\n"
+        "The key is shown whenever you run this command; keep it as secret as the API key.\n"
+    )
+
+
+def _compat(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    client = _client(args, env, "--api-key", "--token", "PAYBRIDGE_API_KEY")
+    creds = client.call("POST", "/v1/compat/rotate") if args.rotate else client.call("GET", "/v1/compat")
+    if args.json:
+        _dump(out, creds)
+        return EXIT_OK
+    out.write(compat_text(creds))
     return EXIT_OK
 
 

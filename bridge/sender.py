@@ -12,9 +12,10 @@ back as failed attempts (`network_error: webhook sender exited`), are retried on
 same `webhook-id`, and the next send starts a new child. At-least-once, as before.
 
 Frames (both directions): a 4-byte big-endian length of a JSON head, a 4-byte length of a raw body,
-the head, the body. Request head: `{"i": id, "u": url, "h": headers, "t": timeout}`; the body is the
-webhook payload. Reply head: `{"i": id, "s": status, "r": retry_after, "e": error, "m": elapsed_ms}`
-with an empty body.
+the head, the body. Request head: `{"i": id, "u": url, "h": headers, "t": timeout}` (plus `"v": "GET"`
+for a compat notify); the body is the webhook payload. Reply head: `{"i": id, "s": status,
+"r": retry_after, "e": error, "m": elapsed_ms}`, with an empty body for a webhook and the response
+body (at most 64 KiB) for a GET, whose ack is in it.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class SenderProcess:
                 frame = await read_frame(child.proc.stdout)
                 if frame is None:
                     break
-                head, _ = frame
+                head, content = frame
                 fut = child.pending.pop(int(head["i"]), None)
                 if fut is not None and not fut.done():
                     fut.set_result(
@@ -139,6 +140,7 @@ class SenderProcess:
                             head.get("r"),
                             head.get("e"),
                             float(head.get("m") or 0.0),
+                            content,
                         )
                     )
         except (ValueError, KeyError, TypeError) as e:
@@ -157,7 +159,9 @@ class SenderProcess:
             if not self._closed:
                 log.warning("webhook.sender_exited", pid=child.proc.pid, returncode=child.proc.returncode)
 
-    async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> TransportResult:
+    async def send(
+        self, url: str, headers: dict[str, str], body: bytes, timeout: float, *, method: str = "POST"
+    ) -> TransportResult:
         if self._closed:
             return TransportResult(None, None, EXITED, 0.0)
         started = time.perf_counter()
@@ -167,7 +171,10 @@ class SenderProcess:
         fut: asyncio.Future[TransportResult] = asyncio.get_running_loop().create_future()
         child.pending[request_id] = fut
         try:
-            child.proc.stdin.write(encode_frame({"i": request_id, "u": url, "h": headers, "t": timeout}, body))
+            head: dict[str, Any] = {"i": request_id, "u": url, "h": headers, "t": timeout}
+            if method != "POST":
+                head["v"] = method
+            child.proc.stdin.write(encode_frame(head, body))
             await child.proc.stdin.drain()
             async with asyncio.timeout(timeout + GRACE_S):
                 return await fut
@@ -208,13 +215,21 @@ async def _serve(allow_private: bool) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(head: dict[str, Any], body: bytes) -> None:
+        method = str(head.get("v") or "POST")
         try:
-            result = await transport.send(str(head["u"]), dict(head["h"]), body, float(head["t"]))
+            result = await transport.send(str(head["u"]), dict(head["h"]), body, float(head["t"]), method=method)
         except Exception as e:  # never leave the parent waiting on a request id
             result = TransportResult(None, None, f"internal_error: {type(e).__name__}", 0.0)
         writer.write(
             encode_frame(
-                {"i": head["i"], "s": result.status, "r": result.retry_after, "e": result.error, "m": result.elapsed_ms}
+                {
+                    "i": head["i"],
+                    "s": result.status,
+                    "r": result.retry_after,
+                    "e": result.error,
+                    "m": result.elapsed_ms,
+                },
+                b"" if method == "POST" else result.body,
             )
         )
 

@@ -1,8 +1,11 @@
 """The one seam for outbound webhook HTTP: a `WebhookTransport` protocol and the aiohttp implementation.
 
-The aiohttp transport never follows redirects, reads at most 64 KiB of a response, and checks
-the addresses a host name resolves to (after DNS, at connect time, so a rebinding name cannot
-slip through) unless private targets are allowed.
+The aiohttp transport never follows redirects, reads at most 64 KiB of a response, and, unless
+private targets are allowed, checks a target three times: the URL's host as the client will read
+it (IDNA-normalised, so "127。0。0。1" is loopback), every address a host name resolves to (after
+DNS, so a rebinding name cannot slip through), and the very address each socket is about to
+connect to (a socket factory: nothing reaches `connect()` without passing the check, whatever
+path the host took to become an address).
 """
 
 from __future__ import annotations
@@ -15,12 +18,21 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import aiohttp
+from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from bridge.core.ssrf import check_target, is_forbidden_address
 
-__all__ = ["AiohttpTransport", "ForbiddenTarget", "TransportResult", "WebhookTransport", "parse_retry_after"]
+__all__ = [
+    "AiohttpTransport",
+    "ForbiddenTarget",
+    "TransportResult",
+    "WebhookTransport",
+    "guarded_socket",
+    "parse_retry_after",
+]
 
 MAX_RESPONSE = 64 * 1024
 
@@ -31,10 +43,13 @@ class TransportResult:
     retry_after: float | None  # seconds, from a Retry-After header
     error: str | None  # "timeout", "network_error: …", "forbidden_target: …"
     elapsed_ms: float
+    body: bytes = b""  # the response body (at most 64 KiB): a compat notify's ack is in it
 
 
 class WebhookTransport(Protocol):
-    async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> TransportResult: ...
+    async def send(
+        self, url: str, headers: dict[str, str], body: bytes, timeout: float, *, method: str = "POST"
+    ) -> TransportResult: ...
 
     async def close(self) -> None: ...
 
@@ -62,6 +77,14 @@ class _GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+def guarded_socket(addr_info: AddrInfoType) -> socket.socket:
+    """The connector's socket factory: refuses to open a socket towards a forbidden address."""
+    family, type_, proto, _, sockaddr = addr_info
+    if is_forbidden_address(str(sockaddr[0])):
+        raise ForbiddenTarget(f"forbidden_target: refused to connect to {sockaddr[0]}")
+    return socket.socket(family=family, type=type_, proto=proto)
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or invalid."""
     if not value:
@@ -74,6 +97,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now)
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 class AiohttpTransport:
@@ -96,30 +123,52 @@ class AiohttpTransport:
         if self._session is None:
             inner = self._resolver or DefaultResolver()
             resolver = inner if self._allow_private else _GuardedResolver(inner)
-            connector = aiohttp.TCPConnector(resolver=resolver, limit=0, limit_per_host=0, ttl_dns_cache=60)
+            connector = aiohttp.TCPConnector(
+                resolver=resolver,
+                limit=0,
+                limit_per_host=0,
+                ttl_dns_cache=60,
+                socket_factory=None if self._allow_private else guarded_socket,
+            )
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
 
-    async def send(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> TransportResult:
+    async def send(
+        self, url: str, headers: dict[str, str], body: bytes, timeout: float, *, method: str = "POST"
+    ) -> TransportResult:
+        """POST a webhook body, or GET a compat notify URL (`method="GET"`, no body)."""
         started = time.perf_counter()
 
-        def done(status: int | None, error: str | None, retry_after: float | None = None) -> TransportResult:
-            return TransportResult(status, retry_after, error, (time.perf_counter() - started) * 1000)
+        def done(
+            status: int | None, error: str | None, retry_after: float | None = None, content: bytes = b""
+        ) -> TransportResult:
+            return TransportResult(status, retry_after, error, (time.perf_counter() - started) * 1000, content)
 
         refused = check_target(url, [], allow_private=self._allow_private)
+        if refused is None and not self._allow_private:
+            try:  # the host exactly as aiohttp will read it
+                refused = check_target(f"http://{_bracketed(URL(url).raw_host or '')}/", [], allow_private=False)
+            except ValueError:
+                return done(None, "network_error: invalid URL")
         if refused:
             return done(None, refused)
-        all_headers: dict[str, Any] = {"user-agent": self._user_agent, "content-type": "application/json", **headers}
+        all_headers: dict[str, Any] = {"user-agent": self._user_agent, **headers}
+        if method == "POST":
+            all_headers.setdefault("content-type", "application/json")
         try:
             async with asyncio.timeout(timeout):
-                async with self._client().post(url, data=body, headers=all_headers, allow_redirects=False) as resp:
-                    await resp.content.read(MAX_RESPONSE)
-                    return done(resp.status, None, parse_retry_after(resp.headers.get("Retry-After"), time.time()))
+                async with self._client().request(
+                    method, url, data=body if method == "POST" else None, headers=all_headers, allow_redirects=False
+                ) as resp:
+                    content = await resp.content.read(MAX_RESPONSE)
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+                    return done(resp.status, None, retry_after, content)
         except TimeoutError:
             return done(None, "timeout")
         except aiohttp.ClientConnectorError as e:
-            cause = e.os_error if isinstance(e.os_error, ForbiddenTarget) else None
-            return done(None, str(cause) if cause else f"network_error: {e.os_error.strerror or e}")
+            if "forbidden_target:" in str(e.os_error):  # one refused address, or several ("Multiple exceptions: …")
+                return done(None, str(e.os_error)[str(e.os_error).index("forbidden_target:") :])
+            return done(None, f"network_error: {e.os_error.strerror or e}")
         except ForbiddenTarget as e:
             return done(None, str(e))
         except (aiohttp.ClientError, OSError, ValueError) as e:

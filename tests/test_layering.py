@@ -247,3 +247,12 @@ def test_the_driver_rule_sees_the_backends() -> None:
     """The rule above would notice: both backend modules exist and import their drivers."""
     for driver, owner in DRIVERS.items():
         assert any(_under(n, (driver,)) for n, _ in _imports(_tree(owner))), owner
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "bridge" / "web" / "dashboard").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_dashboard_pages_call_services_not_the_store(path: Path) -> None:
+    """The dashboard calls the same services as the JSON API: no store module, no SQL, no Tx in its code."""
+    names = [name for name, _ in _imports(_tree(path))]
+    assert not [n for n in names if _under(n, ("bridge.store", "sqlite3"))], path

@@ -80,6 +80,7 @@ class BenchServer:
             PAYBRIDGE_ADMIN_TOKEN=ADMIN_TOKEN,
             PAYBRIDGE_ALLOW_PRIVATE_WEBHOOKS="1",
             PAYBRIDGE_PAIRING_ATTEMPTS_PER_MINUTE="10000000",
+            PAYBRIDGE_PAIRING_CODES_PER_MINUTE="10000000",
             # A phone sends a few reports a minute; the bench's devices send hundreds a second.
             PAYBRIDGE_DEVICE_MAX_FRAMES_PER_SECOND="1000000",
             PAYBRIDGE_SQLITE_SYNCHRONOUS=self.synchronous,

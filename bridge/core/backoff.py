@@ -36,7 +36,7 @@ def delay_for(attempt: int, policy: RetryPolicy, rng: random.Random, retry_after
     if attempt > policy.max_attempts:
         return None
     base = float(policy.schedule[attempt - 1])
-    delay = base * (1.0 + policy.jitter * (2.0 * rng.random() - 1.0)) if base > 0 else 0.0
+    delay = base * (1.0 + policy.jitter * (2.0 * rng.random() - 1.0))  # a base of 0 stays 0
     if retry_after is not None and retry_after > delay:
         delay = min(float(retry_after), float(policy.max_retry_after))
     return max(0.0, delay)

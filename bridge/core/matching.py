@@ -37,6 +37,11 @@ def compatible(order_channel: str, report_channel: str | None) -> bool:
     return order_channel == "any" or family is None or family == order_channel
 
 
+# The statuses an order can be paid from: still waiting, or expired by the sweep (the payer may have
+# paid in time, or within the late grace). Paid, closed and refunded orders never match.
+_OPEN = ("pending", "expired")
+
+
 @dataclass(frozen=True, slots=True)
 class MatchRules:
     clock_skew_ms: int = 120_000  # a payment may be observed this long before the order's creation
@@ -67,26 +72,30 @@ def choose(
 ) -> MatchDecision:
     """Pick the one order this payment pays, or say why none.
 
-    A pending order matches when the payment was observed between its creation (minus the clock
-    skew) and its expiry. Failing that, an order that expired at most `late_grace_ms` before the
-    payment matches late. Two or more equally good orders are ambiguous: a human decides.
+    On time: an order whose window [created_at - clock_skew_ms, expires_at] contains the moment the
+    payment was observed, whatever its status now. It may still be pending, or the expiry sweep
+    may have marked it expired before a phone that was offline delivered the report: the payer
+    paid in time either way, so it is paid, not late.
+
+    Late: failing that, an order (pending because the sweep has not run yet, or expired) whose
+    expiry came at most `late_grace_ms` before the observation; flagged late. Two such orders are
+    ambiguous too.
+
+    Exactly one order in the first group that has any wins; two or more are ambiguous and a
+    human decides. That includes an expired order whose amount was released and reused by a newer
+    pending order when the observation falls inside both windows (the newer order opens at its
+    creation minus the clock skew); when it falls before the newer window opens, the expired order
+    is the only fit and is paid.
     """
-    fits = [c for c in candidates if compatible(c.channel, report_channel)]
-    on_time = [
-        c for c in fits if c.status == "pending" and c.created_at - rules.clock_skew_ms <= observed_at <= c.expires_at
-    ]
+    fits = [c for c in candidates if compatible(c.channel, report_channel) and c.status in _OPEN]
+    on_time = [c for c in fits if c.created_at - rules.clock_skew_ms <= observed_at <= c.expires_at]
     if len(on_time) == 1:
         return MatchDecision(on_time[0].order_id, late=False, reason="matched")
     if len(on_time) > 1:
         return MatchDecision(None, late=False, reason="ambiguous")
     if rules.accept_late:
-        late = [
-            c
-            for c in fits
-            if c.status in ("pending", "expired")
-            and c.expires_at < observed_at <= c.expires_at + rules.late_grace_ms
-            and c.created_at - rules.clock_skew_ms <= observed_at
-        ]
+        # After the expiry, hence after the window opened (an order expires after its creation).
+        late = [c for c in fits if c.expires_at < observed_at <= c.expires_at + rules.late_grace_ms]
         if len(late) == 1:
             return MatchDecision(late[0].order_id, late=True, reason="late")
         if len(late) > 1:

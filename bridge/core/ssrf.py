@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+import unicodedata
+from urllib.parse import unquote, urlsplit
 
-__all__ = ["check_target", "is_forbidden_address", "legacy_ipv4", "literal_address"]
+__all__ = ["check_target", "is_forbidden_address", "legacy_ipv4", "literal_address", "normalise_host"]
+
+# Label separators IDNA (UTS #46) maps to ".": ideographic, full-width and half-width ideographic full stops.
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 _METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
@@ -14,7 +18,7 @@ _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 def is_forbidden_address(ip: str) -> bool:
     """Loopback, private, link-local, multicast, reserved, unspecified, CGNAT and cloud metadata addresses."""
     try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+        addr = ipaddress.ip_address(ip)  # an IPv6 zone ("fe80::1%eth0") parses; an IPv4 one is refused below
     except ValueError:
         return True  # not an address at all: refuse rather than guess
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
@@ -31,13 +35,27 @@ def is_forbidden_address(ip: str) -> bool:
     )
 
 
+def normalise_host(host: str) -> str:
+    """The host name an IDNA client connects to, spelt in ASCII where it can be.
+
+    yarl (hence aiohttp) reads a non-ASCII host through IDNA / UTS #46: NFKC ("①②⑦" and "１２７" are
+    "127"), ideographic and full-width full stops are dots, letters are lower case; so
+    "127。0。0。1" is 127.0.0.1. We do the same, and also decode %-escapes and drop trailing dots
+    ("localhost.", "127.0.0.1." are what resolvers read as the root-anchored name): a spelling
+    that normalises to a forbidden address is refused whatever a client later makes of it.
+    """
+    host = unquote(host).translate(_DOTS)
+    host = unicodedata.normalize("NFKC", host).translate(_DOTS).lower()
+    return host.rstrip(".")
+
+
 def literal_address(url: str) -> str | None:
-    """The host of `url` when it is an IP literal (or `localhost`), else None."""
-    host = urlsplit(url).hostname or ""
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+    """The host of `url` when it is an IP literal (or `localhost`) in any spelling, else None."""
+    host = normalise_host(urlsplit(url).hostname or "")
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
         return "127.0.0.1"
     try:
-        ipaddress.ip_address(host.split("%", 1)[0])
+        ipaddress.ip_address(host.partition("%")[0])  # "127.0.0.1%25eth0" is still 127.0.0.1
     except ValueError:
         pass
     else:

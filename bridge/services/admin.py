@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from bridge.clock import rfc3339
+from bridge.core.amounts import format_fen
 from bridge.core.signing import new_secret
 from bridge.core.tokens import api_key_from_bytes, hash_secret
 from bridge.ids import new_id, random_bytes
 from bridge.services.context import Context
+from bridge.store import deliveries as deliveries_store
+from bridge.store import devices as devices_store
 from bridge.store import merchants as store
 from bridge.store.database import Tx
+from bridge.store.files import private_dir
 
-__all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token", "get_merchant"]
+__all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token", "get_merchant", "health", "list_merchants"]
 
 ADMIN_TOKEN_FILE = "admin_token.sha256"  # noqa: S105 - a file name
 
@@ -32,7 +37,7 @@ def ensure_admin_token(data_dir: Path, configured: str) -> tuple[str, str | None
     if path.exists():
         return path.read_text(encoding="ascii").strip(), None
     token = api_key_from_bytes("pba", random_bytes(24))
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(hash_secret(token) + "\n")
@@ -68,3 +73,52 @@ async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:
         "webhook_secret": webhook_secret,
         "created_at": rfc3339(now),
     }
+
+
+async def list_merchants(ctx: Context) -> list[dict[str, Any]]:
+    """Every merchant with its usage (the admin's overview)."""
+
+    def op(tx: Tx) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": r["id"],
+                "name": r["name"],
+                "created_at": rfc3339(r["created_at"]),
+                "phones": r["phones"],
+                "orders": r["orders"],
+                "paid_orders": r["paid_orders"],
+                "paid_amount": format_fen(r["paid_cents"]),
+                "unmatched_payments": r["unmatched"],
+                "last_order_at": rfc3339(r["last_order_at"]),
+            }
+            for r in store.list_merchants(tx)
+        ]
+
+    return await ctx.db.read(op)
+
+
+SENDER_LATE_MS = 60_000  # a delivery due longer ago than this means the sender is behind
+
+
+async def health(ctx: Context) -> dict[str, Any]:
+    """The system at a glance: the database answering (and how fast), devices by status, the webhook
+    sender's backlog. Connected sockets are the web layer's to add."""
+    started = time.perf_counter()
+
+    def op(tx: Tx) -> dict[str, Any]:
+        now = ctx.clock.now_ms()
+        backlog = deliveries_store.sender_backlog(tx, now=now, late_after_ms=SENDER_LATE_MS)
+        return {
+            "devices": devices_store.status_counts(tx),
+            "deliveries": {
+                "pending": backlog["pending"],
+                "overdue": backlog["overdue"],
+                "failed": backlog["failed"],
+                "last_success_at": rfc3339(backlog["last_success_at"]),
+            },
+        }
+
+    out = await ctx.db.read(op)
+    out["database"] = {"ok": True, "read_ms": round((time.perf_counter() - started) * 1000, 1)}
+    out["sender"] = {"mode": ctx.settings.webhook_sender, "ok": out["deliveries"]["overdue"] == 0}
+    return out

@@ -22,12 +22,17 @@ class Context:
     clock: Clock
     bus: EventBus = field(default_factory=EventBus)
     metrics: Metrics = field(default_factory=Metrics)
-    # Where phones reach us (pair_url): settings.public_url, else the address actually bound.
+    # Where phones and payers reach us: settings.public_url, else the address actually bound.
     bound_url: str = ""
 
     @property
     def base_url(self) -> str:
-        return self.settings.public_url or self.bound_url or self.settings.base_url
+        """The public base URL without a trailing slash."""
+        return (self.settings.public_url or self.bound_url or self.settings.base_url).rstrip("/")
+
+    def public_url(self, path: str = "/") -> str:
+        """An absolute URL we hand out (pair_url, checkout_url, ...): the public base + `path` ("/pay/x")."""
+        return self.base_url + (path if path.startswith("/") else "/" + path)
 
     @property
     def match_rules(self) -> MatchRules:

@@ -8,6 +8,10 @@ delivery is "in flight" from the moment it is loaded until its outcome is commit
 loaded twice meanwhile. Finished attempts go to one recorder that writes every outcome waiting at
 that moment in a single transaction.
 
+Shop gateway notifies (易支付 / V免签, `compat_protocol` set on the row) ride the same outbox: a GET of
+the shop's notify URL with a query signed at each attempt, done when the body acknowledges it
+(`success`), retried on the same schedule otherwise.
+
 At-least-once: an outcome is recorded after the HTTP exchange; a crash between a receiver's 2xx
 and the recording means the delivery is sent again, with the same `webhook-id`. Receivers dedupe.
 On shutdown the attempts that already finished are still recorded (under `asyncio.shield`).
@@ -20,6 +24,7 @@ import collections
 import contextlib
 import functools
 import random
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,13 +33,14 @@ import structlog
 
 from bridge.core.backoff import RetryPolicy, delay_for
 from bridge.core.signing import signature_header
+from bridge.services import compat_notify
 from bridge.services.context import Context
 from bridge.store import deliveries as store
 from bridge.store import endpoints as endpoints_store
 from bridge.store.database import Row, Tx
 from bridge.transport import TransportResult, WebhookTransport
 
-__all__ = ["DeliveryWorker", "Outcome", "classify", "live_secrets"]
+__all__ = ["DeliveryWorker", "Outcome", "classify", "classify_compat", "live_secrets"]
 
 log = structlog.get_logger("bridge.webhooks")
 
@@ -71,6 +77,28 @@ def classify(result: TransportResult, *, attempt: int, policy: RetryPolicy, rng:
     if wait is None:
         return Outcome("failed", metric, None)
     return Outcome("pending", metric, wait)
+
+
+def classify_compat(
+    result: TransportResult, protocol: str, *, attempt: int, policy: RetryPolicy, rng: random.Random
+) -> Outcome:
+    """A compat notify: done only when a 2xx body acknowledges it; anything else is retried on schedule
+    (a shop answering 410 is not a webhook endpoint to disable)."""
+    if result.status is not None and 200 <= result.status < 300 and compat_notify.is_ack(protocol, result.body):
+        return Outcome("succeeded", "success", None)
+    if result.error and result.error.startswith("forbidden_target"):
+        return Outcome("failed", "forbidden_target", None)
+    metric = (
+        "http_error" if result.status is not None else ("timeout" if result.error == "timeout" else "network_error")
+    )
+    wait = delay_for(attempt + 1, policy, rng, result.retry_after)
+    return Outcome("failed", metric, None) if wait is None else Outcome("pending", metric, wait)
+
+
+def _compat_protocol(row: Row | dict[str, Any]) -> str | None:
+    """The shop gateway protocol of a compat notify row; None for a webhook (fresh hand-overs are webhooks)."""
+    value = row.get("compat_protocol") if isinstance(row, dict) else row["compat_protocol"]
+    return None if value is None else str(value)
 
 
 def live_secrets(row: Row | dict[str, Any], now: int) -> list[str]:
@@ -256,12 +284,13 @@ class DeliveryWorker:
                     self._settle(str(row["id"]))
                     return
                 result = await self._send(row)
-            attempt = _Attempt(
-                row,
-                result,
-                classify(result, attempt=int(row["attempts"]) + 1, policy=self.policy, rng=self.rng),
-                self.ctx.clock.now_ms(),
-            )
+            number = int(row["attempts"]) + 1
+            protocol = _compat_protocol(row)
+            if protocol is None:
+                outcome = classify(result, attempt=number, policy=self.policy, rng=self.rng)
+            else:
+                outcome = classify_compat(result, protocol, attempt=number, policy=self.policy, rng=self.rng)
+            attempt = _Attempt(row, result, outcome, self.ctx.clock.now_ms())
             if attempt.outcome.disable_endpoint and endpoint_id is not None:
                 self._gone.add(str(endpoint_id))
             # Handed to the recorder synchronously: from here on a cancellation cannot lose it.
@@ -281,15 +310,25 @@ class DeliveryWorker:
         body = str(row["body"]).encode()
         event_id = str(row["event_id"])
         try:
+            if _compat_protocol(row) is not None:  # signed now: a V2 notify needs a fresh timestamp each time
+                url = compat_notify.notify_url_for(row, now)
+                return await self._timed(
+                    self.transport.send(url, {}, b"", self.ctx.settings.webhook_timeout, method="GET")
+                )
             headers = {
                 "webhook-id": event_id,
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": signature_header(live_secrets(row, now), event_id, timestamp, body),
             }
-            result = await self.transport.send(str(row["url"]), headers, body, self.ctx.settings.webhook_timeout)
+            return await self._timed(
+                self.transport.send(str(row["url"]), headers, body, self.ctx.settings.webhook_timeout)
+            )
         except Exception as e:  # a bug or a broken secret: an attempt that failed, retried on schedule
             log.error("webhook.send_crashed", delivery_id=row["id"], error=repr(e))
             return TransportResult(None, None, f"internal_error: {type(e).__name__}", 0.0)
+
+    async def _timed(self, sending: Awaitable[TransportResult]) -> TransportResult:
+        result = await sending
         self.ctx.metrics.webhook_seconds.observe(result.elapsed_ms / 1000)
         return result
 
@@ -348,6 +387,7 @@ class DeliveryWorker:
             event_id=a.row["event_id"],
             event_type=a.row["event_type"],
             endpoint_id=a.row["endpoint_id"],
+            compat=_compat_protocol(a.row),  # the shop gateway protocol of a compat notify, else None
             attempt=a.number,
             status_code=a.result.status,
             error=a.result.error,

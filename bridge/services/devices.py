@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from bridge.core.protocol import decode_public_key
 from bridge.core.states import DeviceStatus
@@ -23,6 +24,8 @@ __all__ = [
     "get_device",
     "list_devices",
     "pair_device",
+    "pair_url",
+    "pairing_outcome",
     "revoke_device",
     "set_status",
 ]
@@ -41,6 +44,24 @@ async def create_pairing_code(ctx: Context, merchant_id: str) -> tuple[str, int]
         return now + PAIRING_TTL_MS
 
     return code, await ctx.db.write(op)
+
+
+def pair_url(server: str, code: str) -> str:
+    """What the pairing QR code holds: the agent pairs with `server` using `code`."""
+    return f"paybridge://pair?server={quote(server, safe='')}&code={code}"
+
+
+async def pairing_outcome(ctx: Context, merchant_id: str, code: str) -> dict[str, Any] | None:
+    """The device this merchant's pairing code paired, or None while it is unused."""
+
+    def op(tx: Tx) -> dict[str, Any] | None:
+        row = merchants_store.get_pairing_code(tx, hash_secret(code))
+        if row is None or row["merchant_id"] != merchant_id or row["device_id"] is None:
+            return None
+        device = store.get_device(tx, row["device_id"])
+        return None if device is None else device_json(device)
+
+    return await ctx.db.read(op)
 
 
 async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, channels: list[str]) -> dict[str, Any]:
@@ -66,6 +87,8 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
         store.insert_device(
             tx, id=device_id, merchant_id=merchant_id, name=name, public_key=public_key, channels=channels, now=now
         )
+        found = merchant_id
+        tx.after_commit.append(lambda: ctx.bus.announce(found, []))  # wakes the dashboard's pairing page
         return {
             "device_id": device_id,
             "merchant_id": merchant_id,

@@ -6,10 +6,12 @@ import json
 from typing import Any
 
 from bridge.clock import rfc3339
+from bridge.core import codec
 from bridge.core.signing import new_secret
 from bridge.errors import BadRequest, Conflict, NotFound
 from bridge.ids import new_id, random_bytes
 from bridge.services.context import Context
+from bridge.store import compat as compat_store
 from bridge.store import deliveries as deliveries_store
 from bridge.store import endpoints as store
 from bridge.store import events as events_store
@@ -19,6 +21,7 @@ __all__ = [
     "ROTATION_OVERLAP_MS",
     "create_endpoint",
     "delete_endpoint",
+    "deliveries_of_event",
     "get_delivery",
     "get_endpoint",
     "list_deliveries",
@@ -26,7 +29,10 @@ __all__ = [
     "list_events",
     "retry_delivery",
     "rotate_secret",
+    "send_test_event",
 ]
+
+TEST_EVENT = "webhook.test"  # sent to one endpoint on request; not one of the subscribable EVENT_TYPES
 
 ROTATION_OVERLAP_MS = 24 * 3600 * 1000
 
@@ -66,6 +72,9 @@ async def create_endpoint(ctx: Context, merchant_id: str, url: str, event_types:
     endpoint_id = new_id("whe")
 
     def op(tx: Tx) -> dict[str, Any]:
+        cap = ctx.settings.max_webhook_endpoints
+        if store.count_endpoints(tx, merchant_id) >= cap:  # every event fans out to each one
+            raise Conflict(f"at most {cap} webhook endpoints per merchant; delete one first", "too_many_endpoints")
         store.insert_endpoint(
             tx,
             id=endpoint_id,
@@ -153,6 +162,12 @@ def _delivery_with_attempts(tx: Tx, merchant_id: str, delivery_id: str) -> dict[
     return out
 
 
+def deliveries_of_event(tx: Tx, merchant_id: str, event_id: str) -> list[dict[str, Any]]:
+    """Every delivery of one event, each with its attempt log (for timelines, inside the caller's read)."""
+    rows = deliveries_store.list_deliveries(tx, merchant_id, status=None, event_id=event_id, before=None, limit=100)
+    return [_delivery_with_attempts(tx, merchant_id, r["id"]) for r in reversed(rows)]
+
+
 async def get_delivery(ctx: Context, merchant_id: str, delivery_id: str) -> dict[str, Any]:
     def op(tx: Tx) -> dict[str, Any]:
         return _delivery_with_attempts(tx, merchant_id, delivery_id)
@@ -167,6 +182,9 @@ async def retry_delivery(ctx: Context, merchant_id: str, delivery_id: str) -> di
             raise NotFound("no such delivery")
         if row["status"] == "pending":
             raise Conflict("this delivery is already waiting for its next attempt", "delivery_pending")
+        if row["status"] == "succeeded" and compat_store.is_compat_delivery(tx, delivery_id):
+            # A shop that acknowledged a notify answers a second one with an error (dujiaoka: HTTP 500).
+            raise Conflict("this shop notify was acknowledged; it is never sent again", "notify_acknowledged")
         if row["endpoint_id"] is not None:
             endpoint = store.get_endpoint(tx, merchant_id, row["endpoint_id"])
             if endpoint is None:
@@ -194,3 +212,45 @@ async def list_events(ctx: Context, merchant_id: str, *, after: str | None, limi
         return rows[:limit], len(rows) > limit
 
     return await ctx.db.read(op)
+
+
+async def send_test_event(ctx: Context, merchant_id: str, endpoint_id: str) -> dict[str, Any]:
+    """A `webhook.test` event delivered to this one endpoint (signed and retried like any other)."""
+
+    def op(tx: Tx) -> dict[str, Any]:
+        ep = store.get_endpoint(tx, merchant_id, endpoint_id)
+        if ep is None:
+            raise NotFound("no such webhook endpoint")
+        if ep["disabled_at"] is not None:
+            raise Conflict("this endpoint is disabled (it answered 410 Gone)", "endpoint_disabled")
+        now = ctx.clock.now_ms()
+        event_id, delivery_id = new_id("evt"), new_id("dlv")
+        data = {"endpoint_id": endpoint_id, "message": "a test event sent from the dashboard"}
+        body = codec.dumps({"id": event_id, "type": TEST_EVENT, "timestamp": rfc3339(now), "data": data})
+        events_store.insert_event(
+            tx,
+            event_id=event_id,
+            merchant_id=merchant_id,
+            type=TEST_EVENT,
+            body=body,
+            now=now,
+            targets=[(delivery_id, endpoint_id, str(ep["url"]))],
+        )
+        fresh = {  # the shape of bridge.store.deliveries.due_deliveries rows, as emit() hands them over
+            "id": delivery_id,
+            "event_id": event_id,
+            "merchant_id": merchant_id,
+            "endpoint_id": endpoint_id,
+            "url": ep["url"],
+            "attempts": 0,
+            "body": body,
+            "event_type": TEST_EVENT,
+            "secret": ep["secret"],
+            "old_secret": ep["old_secret"],
+            "old_secret_expires_at": ep["old_secret_expires_at"],
+            "webhook_secret": None,
+        }
+        tx.after_commit.append(lambda: ctx.bus.announce(merchant_id, [fresh]))
+        return {"event_id": event_id, "delivery_id": delivery_id}
+
+    return await ctx.db.write(op)

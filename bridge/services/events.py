@@ -13,7 +13,7 @@ from bridge.ids import new_id
 from bridge.store import events as store
 from bridge.store.database import Tx
 
-__all__ = ["EVENT_TYPES", "EventBus", "emit"]
+__all__ = ["ALL", "EVENT_TYPES", "EventBus", "emit"]
 
 EVENT_TYPES = (
     "order.paid",
@@ -25,6 +25,7 @@ EVENT_TYPES = (
     "device.offline",
     "device.degraded",
 )
+ALL = "*"  # subscribe to every merchant's wake-ups (the admin's dashboard); merchant ids never look like this
 
 
 class EventBus:
@@ -53,8 +54,15 @@ class EventBus:
             self.fresh_ready.set()
         for ev in self._streams.get(merchant_id, ()):
             ev.set()
+        for ev in self._streams.get(ALL, ()):
+            ev.set()
+
+    def streams(self, merchant_id: str) -> int:
+        """How many live streams this merchant holds in this process."""
+        return len(self._streams.get(merchant_id, ()))
 
     def subscribe(self, merchant_id: str) -> asyncio.Event:
+        """An event set after each commit that raised events of this merchant (`ALL`: of any merchant)."""
         ev = asyncio.Event()
         self._streams[merchant_id].add(ev)
         return ev

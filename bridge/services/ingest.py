@@ -12,6 +12,7 @@ from bridge.core.protocol import Report
 from bridge.core.sightings import Sighting, same_payment
 from bridge.core.states import OrderStatus, PaymentStatus, transition
 from bridge.ids import new_id
+from bridge.services.compat_notify import enqueue_on_paid
 from bridge.services.context import Context
 from bridge.services.events import emit
 from bridge.services.orders import render
@@ -211,13 +212,15 @@ def mark_paid(
         payment = payment_json(payment_row)
     else:  # the caller's view of the payment, now linked to this order
         payment = {**payment, "status": "matched", "order_id": order_id, "late": late}
-    emit(
+    event_id = emit(
         tx,
         ctx.bus,
         merchant_id=merchant_id,
         type="order.paid",
-        data={"order": render(tx, row), "payment": payment},
+        data={"order": render(ctx, tx, row), "payment": payment},
         now=now,
         notify_url=row["notify_url"],
         subscribers=subscribers,
     )
+    # A shop gateway order (易支付 / V免签) also gets its shop's notify, in this same transaction.
+    enqueue_on_paid(ctx, tx, row, event_id=event_id, paid_channel=payment.get("channel"), now=now)

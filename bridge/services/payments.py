@@ -17,7 +17,19 @@ from bridge.store import orders as orders_store
 from bridge.store import payments as store
 from bridge.store.database import Tx
 
-__all__ = ["create_account", "get_payment", "ignore", "link_device", "list_accounts", "list_payments", "match_manually"]
+__all__ = [
+    "SUGGEST_WITHIN_MS",
+    "create_account",
+    "get_payment",
+    "ignore",
+    "link_device",
+    "list_accounts",
+    "list_payments",
+    "match_manually",
+    "unmatched_queue",
+]
+
+SUGGEST_WITHIN_MS = 24 * 3600 * 1000  # orders that expired longer ago than this are not offered
 
 
 async def list_payments(
@@ -26,6 +38,29 @@ async def list_payments(
     def op(tx: Tx) -> dict[str, Any]:
         rows = store.list_payments(tx, merchant_id, status=status, before=before, limit=limit + 1)
         return {"data": [payment_json(r) for r in rows[:limit]], "has_more": len(rows) > limit}
+
+    return await ctx.db.read(op)
+
+
+async def unmatched_queue(ctx: Context, merchant_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Unmatched payments, newest first, each with the phone that saw it and the orders it may pay:
+    pending or recently expired ones whose pay amount (first) or asked amount equals it."""
+
+    def op(tx: Tx) -> list[dict[str, Any]]:
+        since = ctx.clock.now_ms() - SUGGEST_WITHIN_MS
+        out = []
+        for row in store.list_payments(tx, merchant_id, status=PaymentStatus.UNMATCHED, before=None, limit=limit):
+            p = payment_json(row)
+            device = devices_store.get_device(tx, row["device_id"])
+            p["device_name"] = None if device is None else device["name"]
+            fits = []
+            if row["amount_cents"] is not None:
+                fits = orders_store.fitting_orders(
+                    tx, merchant_id, row["amount_cents"], row["channel"], since=since, limit=5
+                )
+            p["suggestions"] = [render(ctx, tx, o) for o in fits]
+            out.append(p)
+        return out
 
     return await ctx.db.read(op)
 
@@ -67,7 +102,7 @@ async def match_manually(ctx: Context, merchant_id: str, payment_id: str, order_
         fresh = orders_store.get_order(tx, merchant_id, order_id)
         paid = store.get_payment(tx, merchant_id, payment_id)
         assert fresh is not None and paid is not None
-        return {"payment": payment_json(paid), "order": render(tx, fresh)}
+        return {"payment": payment_json(paid), "order": render(ctx, tx, fresh)}
 
     return await ctx.db.write(op)
 

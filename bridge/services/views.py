@@ -31,7 +31,7 @@ def account_json(row: Row | None) -> dict[str, Any] | None:
     return {"id": row["id"], "name": row["name"], "channel": row["channel"], "qr_payload": row["qr_payload"]}
 
 
-def order_json(row: Row, account: Row | None = None) -> dict[str, Any]:
+def order_json(row: Row, account: Row | None = None, *, checkout_url: str) -> dict[str, Any]:
     return {
         "id": row["id"],
         "merchant_order_id": row["merchant_order_id"],
@@ -43,6 +43,9 @@ def order_json(row: Row, account: Row | None = None) -> dict[str, Any]:
         "pay_amount_cents": row["pay_amount_cents"],
         "account": account_json(account),
         "notify_url": row["notify_url"],
+        "return_url": row["return_url"],
+        "description": row["description"],
+        "checkout_url": checkout_url,
         "created_at": rfc3339(row["created_at"]),
         "expires_at": rfc3339(row["expires_at"]),
         "paid_at": rfc3339(row["paid_at"]),

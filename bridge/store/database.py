@@ -23,8 +23,11 @@ or busy is `Unavailable`. SQL in `bridge/store/*` is written once in the dialect
 store function that must differ asks `tx.dialect`.
 
 On PostgreSQL a failed statement aborts the transaction until its savepoint is rolled back, so
-a job cannot catch `IntegrityError` and go on: write `INSERT ... ON CONFLICT DO NOTHING` and look
-at the row count instead (the store does).
+a job cannot catch `IntegrityError` and go on (except around a `tx.savepoint()` block): write
+`INSERT ... ON CONFLICT DO NOTHING` and look at the row count instead (the store does).
+
+Stored signing secrets are sealed with a key kept outside the database: both backends give SQL
+`seal_secret(kind, text)` and `open_secret(kind, text)` (bridge.store.sealing).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -69,6 +73,7 @@ class Tx:
     dialect: str = ""  # "sqlite" or "postgresql"
     after_commit: list[Callable[[], None]]
     _fault: Callable[[str], None] | None
+    _savepoints: int = 0  # savepoint() blocks opened so far (their names: sp1, sp2, ...)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return the number of rows changed."""
@@ -82,6 +87,28 @@ class Tx:
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         raise NotImplementedError
+
+    def _control(self, sql: str) -> None:
+        """Run a transaction-control statement (SAVEPOINT, ROLLBACK TO, RELEASE)."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Run a block under its own SAVEPOINT: if it raises, its work alone is rolled back (and the
+        exception goes on); the rest of the transaction stands. For sweeps, so one bad row cannot
+        stop the others. After-commit callbacks the undone block registered are dropped with it."""
+        self._savepoints += 1
+        name = f"sp{self._savepoints}"
+        callbacks = len(self.after_commit)
+        self._control(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            del self.after_commit[callbacks:]  # what the undone work announced never happened
+            self._control(f"ROLLBACK TO {name}")
+            self._control(f"RELEASE {name}")
+            raise
+        self._control(f"RELEASE {name}")
 
     def checkpoint(self, name: str) -> None:
         """A named point between the steps of a transaction where tests may inject a failure."""
@@ -218,22 +245,27 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-def open_database(url: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000) -> Database:
+def open_database(
+    url: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000, key_file: Path | None = None
+) -> Database:
     """The backend for a URL: `sqlite:///path` or `postgresql://...` (not yet opened).
 
-    `synchronous` and `busy_timeout_ms` apply to SQLite only.
+    `key_file` holds the key that seals stored signing secrets (bridge.store.sealing; created on
+    first use); by default `secrets.key` next to a SQLite file, and required for PostgreSQL (every
+    instance sharing that database needs the same key). `synchronous` and `busy_timeout_ms` apply
+    to SQLite only.
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        from pathlib import Path
-
         from bridge.store.sqlite import SqliteDatabase
 
-        return SqliteDatabase(Path(sqlite_path(url)), synchronous, busy_timeout_ms)
+        return SqliteDatabase(Path(sqlite_path(url)), synchronous, busy_timeout_ms, key_file)
     if scheme in ("postgresql", "postgres"):
         try:
             from bridge.store.postgres import PostgresDatabase
         except ImportError as e:  # pragma: no cover - the bridge extra installs psycopg
             raise StoreError(f"PostgreSQL needs psycopg 3: pip install 'paybridge[bridge]' ({e})") from None
-        return PostgresDatabase(url)
+        if key_file is None:
+            raise ValueError("a PostgreSQL database needs key_file: the secrets key every instance shares")
+        return PostgresDatabase(url, key_file)
     raise ValueError(f"unknown database URL scheme {scheme!r}: use sqlite:///path or postgresql://...")

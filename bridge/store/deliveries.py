@@ -14,14 +14,23 @@ __all__ = [
     "next_due_after",
     "record_attempt",
     "reset_for_retry",
+    "sender_backlog",
 ]
 
+# A delivery with a compat_notifies row is a shop gateway notify: its fields and the keys to sign them.
 _SENDABLE = (
     "SELECT d.id, d.event_id, d.merchant_id, d.endpoint_id, d.url, d.attempts, d.next_attempt_at,"
     " e.body, e.type AS event_type,"
-    " w.secret, w.old_secret, w.old_secret_expires_at, m.webhook_secret"
+    " open_secret('webhook_endpoints.secret', w.secret) AS secret,"
+    " open_secret('webhook_endpoints.secret', w.old_secret) AS old_secret, w.old_secret_expires_at,"
+    " open_secret('merchants.webhook_secret', m.webhook_secret) AS webhook_secret,"
+    " c.protocol AS compat_protocol, c.fields AS compat_fields,"
+    " open_secret('compat_merchants.key', cm.key) AS compat_key,"
+    " open_secret('compat_merchants.platform_private_key', cm.platform_private_key) AS compat_private_key"
     " FROM deliveries d JOIN events e ON e.id = d.event_id JOIN merchants m ON m.id = d.merchant_id"
     " LEFT JOIN webhook_endpoints w ON w.id = d.endpoint_id"
+    " LEFT JOIN compat_notifies c ON c.delivery_id = d.id"
+    " LEFT JOIN compat_merchants cm ON c.delivery_id IS NOT NULL AND cm.merchant_id = d.merchant_id"
 )
 
 
@@ -116,3 +125,18 @@ def reset_for_retry(tx: Tx, delivery_id: str, *, now: int) -> None:
         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, updated_at = ?, attempts = 0 WHERE id = ?",
         (now, now, delivery_id),
     )
+
+
+def sender_backlog(tx: Tx, *, now: int, late_after_ms: int) -> Row:
+    """pending, overdue (due more than `late_after_ms` ago: the sender is behind or stuck), failed,
+    and the time of the latest success."""
+    row = tx.one(
+        "SELECT"
+        " (SELECT COUNT(*) FROM deliveries WHERE status = 'pending') AS pending,"
+        " (SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?) AS overdue,"
+        " (SELECT COUNT(*) FROM deliveries WHERE status = 'failed') AS failed,"
+        " (SELECT MAX(succeeded_at) FROM deliveries WHERE status = 'succeeded') AS last_success_at",
+        (now - late_after_ms,),
+    )
+    assert row is not None
+    return row

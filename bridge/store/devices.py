@@ -16,6 +16,7 @@ __all__ = [
     "online_account_ids",
     "record_report",
     "revoke_device",
+    "status_counts",
     "update_status",
 ]
 
@@ -116,3 +117,9 @@ def record_report(tx: Tx, device_id: str, *, now: int, day: str, seq: int) -> No
         " reports_day = ?, last_seq = CASE WHEN last_seq > ? THEN last_seq ELSE ? END WHERE id = ?",
         (now, now, day, day, seq, seq, device_id),
     )
+
+
+def status_counts(tx: Tx) -> dict[str, int]:
+    """Devices not revoked, by status."""
+    rows = tx.all("SELECT status, COUNT(*) FROM devices WHERE revoked_at IS NULL GROUP BY status")
+    return {str(r[0]): int(r[1]) for r in rows}

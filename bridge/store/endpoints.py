@@ -1,4 +1,5 @@
-"""Webhook endpoints: where integrators want events, and the secrets that sign them."""
+"""Webhook endpoints: where integrators want events, and the secrets that sign them (stored sealed:
+bridge.store.sealing; `SELECT *` rows carry them sealed, as nothing but signing needs them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from bridge.store.database import Row, Tx
 
 __all__ = [
+    "count_endpoints",
     "disable_endpoint",
     "get_endpoint",
     "insert_endpoint",
@@ -21,7 +23,7 @@ def insert_endpoint(
 ) -> None:
     tx.execute(
         "INSERT INTO webhook_endpoints (id, merchant_id, url, event_types, secret, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, seal_secret('webhook_endpoints.secret', ?), ?)",
         (id, merchant_id, url, json.dumps(event_types), secret, now),
     )
 
@@ -33,6 +35,12 @@ def get_endpoint(tx: Tx, merchant_id: str, endpoint_id: str) -> Row | None:
     )
 
 
+def count_endpoints(tx: Tx, merchant_id: str) -> int:
+    """The merchant's endpoints that are not deleted (disabled ones count: delete them to make room)."""
+    row = tx.one("SELECT COUNT(*) FROM webhook_endpoints WHERE merchant_id = ? AND deleted_at IS NULL", (merchant_id,))
+    return int(row[0]) if row is not None else 0
+
+
 def list_endpoints(tx: Tx, merchant_id: str) -> list[Row]:
     return tx.all(
         "SELECT * FROM webhook_endpoints WHERE merchant_id = ? AND deleted_at IS NULL ORDER BY created_at, id",
@@ -42,7 +50,8 @@ def list_endpoints(tx: Tx, merchant_id: str) -> list[Row]:
 
 def rotate_secret(tx: Tx, endpoint_id: str, *, new_secret: str, old_valid_until: int) -> None:
     tx.execute(
-        "UPDATE webhook_endpoints SET old_secret = secret, old_secret_expires_at = ?, secret = ? WHERE id = ?",
+        "UPDATE webhook_endpoints SET old_secret = secret, old_secret_expires_at = ?,"
+        " secret = seal_secret('webhook_endpoints.secret', ?) WHERE id = ?",
         (old_valid_until, new_secret, endpoint_id),
     )
 

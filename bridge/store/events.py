@@ -13,6 +13,7 @@ __all__ = [
     "event_types_of",
     "insert_event",
     "list_events",
+    "order_events",
     "subscribers",
 ]
 
@@ -27,7 +28,9 @@ class Subscribers:
 
 def subscribers(tx: Tx, merchant_id: str) -> Subscribers:
     rows = tx.all(
-        "SELECT m.webhook_secret, e.id, e.url, e.event_types, e.secret, e.old_secret, e.old_secret_expires_at"
+        "SELECT open_secret('merchants.webhook_secret', m.webhook_secret) AS webhook_secret, e.id, e.url,"
+        " e.event_types, open_secret('webhook_endpoints.secret', e.secret) AS secret,"
+        " open_secret('webhook_endpoints.secret', e.old_secret) AS old_secret, e.old_secret_expires_at"
         " FROM merchants m LEFT JOIN webhook_endpoints e"
         " ON e.merchant_id = m.id AND e.deleted_at IS NULL AND e.disabled_at IS NULL WHERE m.id = ?",
         (merchant_id,),
@@ -57,6 +60,17 @@ def insert_event(
             " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
             [(d, event_id, merchant_id, ep, url, now, now, now) for d, ep, url in targets],
         )
+
+
+def order_events(tx: Tx, merchant_id: str, order_id: str, *, since: int) -> list[Row]:
+    """The `order.*` events raised for one order (created at or after `since`, its creation), oldest first.
+
+    Events carry the order in their body only; LIKE narrows, the caller checks the parsed id."""
+    return tx.all(
+        "SELECT id, type, created_at, body FROM events WHERE merchant_id = ? AND created_at >= ?"
+        " AND type LIKE 'order.%' AND body LIKE ? ORDER BY seq",
+        (merchant_id, since, f"%{order_id}%"),
+    )
 
 
 def event_seq(tx: Tx, merchant_id: str, event_id: str) -> int | None:

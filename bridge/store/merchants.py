@@ -10,16 +10,19 @@ __all__ = [
     "consume_pairing_code",
     "get_account",
     "get_merchant",
+    "get_pairing_code",
     "insert_account",
     "insert_merchant",
     "insert_pairing_code",
+    "list_merchants",
     "merchant_by_key_hash",
 ]
 
 
 def insert_merchant(tx: Tx, *, id: str, name: str, api_key_hash: str, webhook_secret: str, now: int) -> None:
     tx.execute(
-        "INSERT INTO merchants (id, name, api_key_hash, webhook_secret, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO merchants (id, name, api_key_hash, webhook_secret, created_at)"
+        " VALUES (?, ?, ?, seal_secret('merchants.webhook_secret', ?), ?)",
         (id, name, api_key_hash, webhook_secret, now),
     )
 
@@ -61,6 +64,10 @@ def insert_pairing_code(tx: Tx, *, code_hash: str, merchant_id: str, now: int, e
     )
 
 
+def get_pairing_code(tx: Tx, code_hash: str) -> Row | None:
+    return tx.one("SELECT * FROM pairing_codes WHERE code_hash = ?", (code_hash,))
+
+
 def consume_pairing_code(tx: Tx, *, code_hash: str, now: int, device_id: str) -> str | None:
     """Mark a live code used; return its merchant id, or None if unknown, used or expired."""
     row = tx.one(
@@ -74,3 +81,18 @@ def consume_pairing_code(tx: Tx, *, code_hash: str, now: int, device_id: str) ->
         (now, device_id, code_hash),
     )
     return str(row["merchant_id"]) if changed == 1 else None
+
+
+def list_merchants(tx: Tx) -> list[Row]:
+    """Every merchant with its usage: phones, orders (all and paid), unmatched payments, last order time."""
+    return tx.all(
+        "SELECT m.id, m.name, m.created_at,"
+        " (SELECT COUNT(*) FROM devices d WHERE d.merchant_id = m.id AND d.revoked_at IS NULL) AS phones,"
+        " (SELECT COUNT(*) FROM orders o WHERE o.merchant_id = m.id) AS orders,"
+        " (SELECT COUNT(*) FROM orders o WHERE o.merchant_id = m.id AND o.status = 'paid') AS paid_orders,"
+        " (SELECT CAST(COALESCE(SUM(o.amount_cents), 0) AS BIGINT) FROM orders o"  # SUM is numeric on PostgreSQL
+        " WHERE o.merchant_id = m.id AND o.status = 'paid') AS paid_cents,"
+        " (SELECT COUNT(*) FROM payments p WHERE p.merchant_id = m.id AND p.status = 'unmatched') AS unmatched,"
+        " (SELECT MAX(o.created_at) FROM orders o WHERE o.merchant_id = m.id) AS last_order_at"
+        " FROM merchants m ORDER BY m.created_at, m.id"
+    )

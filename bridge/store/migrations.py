@@ -217,4 +217,76 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX reports_payment ON reports(payment_id, device_id)",
         ],
     ),
+    (
+        # seal_secret(column, value) is an SQL function the bridge installs on its connections
+        # (bridge.store.sealing): AES-GCM with the key in secrets.key; already sealed values stay.
+        "seal webhook signing secrets at rest",
+        [
+            "UPDATE merchants SET webhook_secret = seal_secret('merchants.webhook_secret', webhook_secret)",
+            "UPDATE webhook_endpoints SET secret = seal_secret('webhook_endpoints.secret', secret),"
+            " old_secret = seal_secret('webhook_endpoints.secret', old_secret)",
+        ],
+    ),
+    (
+        "orders: return_url and description for the payer's checkout page",
+        [
+            "ALTER TABLE orders ADD COLUMN return_url TEXT",
+            "ALTER TABLE orders ADD COLUMN description TEXT",
+        ],
+    ),
+    (
+        "compat gateways: 易支付 / V免签 merchant credentials, orders and notifies",
+        [
+            # One row per merchant that uses the shop gateways. `key` must be recoverable (it signs
+            # notifies), so it is stored like merchants.webhook_secret; the platform RSA key pair
+            # (bare base64 PKCS#8 / SPKI) signs V2 responses and notifies.
+            """CREATE TABLE compat_merchants (
+                merchant_id TEXT PRIMARY KEY REFERENCES merchants(id),
+                pid INTEGER NOT NULL UNIQUE,
+                key TEXT NOT NULL,
+                platform_private_key TEXT NOT NULL,
+                platform_public_key TEXT NOT NULL,
+                merchant_public_key TEXT,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            )""",
+            # The shop's view of an order: the exact strings it sent, echoed in notifies.
+            """CREATE TABLE compat_orders (
+                order_id TEXT PRIMARY KEY REFERENCES orders(id),
+                merchant_id TEXT NOT NULL REFERENCES merchants(id),
+                protocol TEXT NOT NULL,
+                out_trade_no TEXT NOT NULL,
+                money_str TEXT NOT NULL,
+                type TEXT,
+                name TEXT NOT NULL,
+                param TEXT NOT NULL,
+                notify_url TEXT,
+                return_url TEXT,
+                params_hash TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                UNIQUE (merchant_id, out_trade_no)
+            )""",
+            # A delivery with a row here is a compat notify (GET, signed when sent), not a webhook.
+            """CREATE TABLE compat_notifies (
+                delivery_id TEXT PRIMARY KEY REFERENCES deliveries(id),
+                order_id TEXT NOT NULL REFERENCES compat_orders(order_id),
+                protocol TEXT NOT NULL,
+                fields TEXT NOT NULL
+            )""",
+            "CREATE INDEX compat_notifies_order ON compat_notifies(order_id)",
+        ],
+    ),
+    (
+        "dashboard sessions: only a hash of each session id is stored",
+        [
+            """CREATE TABLE sessions (
+                id_hash TEXT PRIMARY KEY,
+                merchant_id TEXT REFERENCES merchants(id),
+                created_at INTEGER NOT NULL,
+                last_seen_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL
+            )""",
+            "CREATE INDEX sessions_expiry ON sessions(expires_at)",
+        ],
+    ),
 ]

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from bridge.store.database import Row, Tx
 
 __all__ = [
-    "expire_due",
+    "due_for_expiry",
+    "find_order",
+    "fitting_orders",
     "get_order",
     "get_order_by_merchant_ref",
+    "held_slots",
     "insert_order",
     "list_orders",
     "lock_amount",
     "match_candidates",
     "release_locks",
     "set_closed",
+    "set_expired",
     "set_paid",
     "share_slot",
     "slots_taken",
@@ -24,6 +28,16 @@ __all__ = [
 
 def get_order(tx: Tx, merchant_id: str, order_id: str) -> Row | None:
     return tx.one("SELECT * FROM orders WHERE id = ? AND merchant_id = ?", (order_id, merchant_id))
+
+
+def find_order(tx: Tx, order_id: str) -> Row | None:
+    """An order by id alone, whoever owns it: the checkout page, where the id is the capability."""
+    return tx.one("SELECT * FROM orders WHERE id = ?", (order_id,))
+
+
+def held_slots(tx: Tx, order_id: str) -> set[str]:
+    """The slots (account ids or "<merchant>:<channel>") whose pay amount this pending order holds."""
+    return {str(r[0]) for r in tx.all("SELECT slot FROM amount_locks WHERE order_id = ?", (order_id,))}
 
 
 def get_order_by_merchant_ref(tx: Tx, merchant_id: str, merchant_order_id: str) -> Row | None:
@@ -86,6 +100,8 @@ def insert_order(
     pay_amount_cents: int,
     account_id: str | None,
     notify_url: str | None,
+    return_url: str | None,
+    description: str | None,
     metadata: str,
     params_hash: str,
     now: int,
@@ -93,8 +109,8 @@ def insert_order(
 ) -> None:
     tx.execute(
         "INSERT INTO orders (id, merchant_id, merchant_order_id, channel, amount_cents, pay_amount_cents,"
-        " account_id, status, notify_url, metadata, params_hash, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+        " account_id, status, notify_url, return_url, description, metadata, params_hash, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
         (
             id,
             merchant_id,
@@ -104,6 +120,8 @@ def insert_order(
             pay_amount_cents,
             account_id,
             notify_url,
+            return_url,
+            description,
             metadata,
             params_hash,
             now,
@@ -113,10 +131,28 @@ def insert_order(
 
 
 def list_orders(
-    tx: Tx, merchant_id: str, *, merchant_order_id: str | None, status: str | None, before: str | None, limit: int
+    tx: Tx,
+    merchant_id: str,
+    *,
+    merchant_order_id: str | None,
+    status: str | None,
+    before: str | None,
+    limit: int,
+    channel: str | None = None,
+    created_from: int | None = None,
+    created_to: int | None = None,
 ) -> list[Row]:
     where = ["merchant_id = ?"]
     params: list[object] = [merchant_id]
+    if channel is not None:
+        where.append("channel = ?")
+        params.append(channel)
+    if created_from is not None:
+        where.append("created_at >= ?")
+        params.append(created_from)
+    if created_to is not None:
+        where.append("created_at < ?")
+        params.append(created_to)
     if merchant_order_id is not None:
         where.append("merchant_order_id = ?")
         params.append(merchant_order_id)
@@ -124,8 +160,10 @@ def list_orders(
         where.append("status = ?")
         params.append(status)
     if before is not None:
-        where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ?)")
-        params.append(before)
+        # The cursor is looked up among this merchant's own rows only: another merchant's id is
+        # as unknown as a made-up one (an empty page), so a cursor reveals nothing.
+        where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ? AND merchant_id = ?)")
+        params += [before, merchant_id]
     params.append(limit)
     return tx.all(f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", params)
 
@@ -170,17 +208,36 @@ def set_closed(tx: Tx, order_id: str, *, now: int) -> bool:
     return n == 1
 
 
-def expire_due(tx: Tx, *, now: int, limit: int) -> list[Row]:
-    """Expire up to `limit` pending orders whose time is up; return them (now expired)."""
+def due_for_expiry(tx: Tx, *, now: int, limit: int, exclude: Collection[str] = ()) -> list[str]:
+    """Ids of up to `limit` pending orders whose time is up, soonest first, leaving out `exclude`."""
+    skip = f" AND id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
     rows = tx.all(
-        "SELECT * FROM orders WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
-        (now, limit),
+        f"SELECT id FROM orders WHERE status = 'pending' AND expires_at <= ?{skip} ORDER BY expires_at LIMIT ?",
+        (now, *exclude, limit),
     )
-    expired: list[Row] = []
-    for r in rows:
-        tx.execute("UPDATE orders SET status = 'expired' WHERE id = ? AND status = 'pending'", (r["id"],))
-        release_locks(tx, r["id"])
-        row = tx.one("SELECT * FROM orders WHERE id = ?", (r["id"],))
-        assert row is not None
-        expired.append(row)
-    return expired
+    return [str(r[0]) for r in rows]
+
+
+def set_expired(tx: Tx, order_id: str) -> Row | None:
+    """Pending -> expired, releasing its amount lock; the expired order, or None if it was not pending."""
+    rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
+        "UPDATE orders SET status = 'expired' WHERE id = ? AND status = 'pending' RETURNING *", (order_id,)
+    )
+    if not rows:
+        return None
+    release_locks(tx, order_id)
+    return rows[0]
+
+
+def fitting_orders(tx: Tx, merchant_id: str, amount: int, channel: str | None, *, since: int, limit: int) -> list[Row]:
+    """Pending or recently expired orders a payment of `amount` may have been meant for: the pay amount
+    or the asked amount is equal, the channel fits (or is unknown), and it expired after `since`.
+    Exact pay amounts first, then the newest."""
+    channel_rule = "" if channel is None else " AND channel IN (?, 'any')"
+    params: list[object] = [merchant_id, since, amount, amount, *([] if channel is None else [channel]), amount, limit]
+    return tx.all(
+        "SELECT * FROM orders WHERE merchant_id = ? AND status IN ('pending', 'expired') AND expires_at >= ?"
+        f" AND (pay_amount_cents = ? OR amount_cents = ?){channel_rule}"
+        " ORDER BY (pay_amount_cents = ?) DESC, created_at DESC LIMIT ?",
+        params,
+    )

@@ -131,8 +131,10 @@ def list_payments(tx: Tx, merchant_id: str, *, status: str | None, before: str |
         where.append("status = ?")
         params.append(status)
     if before is not None:
-        where.append("(received_at, id) < (SELECT received_at, id FROM payments WHERE id = ?)")
-        params.append(before)
+        # The cursor is looked up among this merchant's own rows only: another merchant's id is
+        # as unknown as a made-up one (an empty page), so a cursor reveals nothing.
+        where.append("(received_at, id) < (SELECT received_at, id FROM payments WHERE id = ? AND merchant_id = ?)")
+        params += [before, merchant_id]
     params.append(limit)
     return tx.all(
         f"SELECT * FROM payments WHERE {' AND '.join(where)} ORDER BY received_at DESC, id DESC LIMIT ?", params

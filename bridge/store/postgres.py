@@ -19,19 +19,28 @@ backends. The cost is a thread per connection, which the SQLite backend already 
 - Migrations run under `pg_advisory_xact_lock`, one transaction per migration, so instances that
   start together apply each one once; a schema newer than this bridge refuses to start.
 - `?` placeholders become `%s` (and a literal `%` becomes `%%`) once per distinct statement.
+- Stored signing secrets are sealed as on SQLite, with the same key file (secrets.key, never in the
+  database): `seal_secret(kind, text)` / `open_secret(kind, text)` are PL/pgSQL functions over
+  pgcrypto (OpenPGP symmetric encryption, AES-256, the kind bound into the plaintext), created at
+  start under the migration lock, and each connection hands the key to them in a session setting
+  (`paybridge.secrets_key`, set when it connects). Every instance sharing a database needs the same
+  key file. A pooler in front must keep sessions (pgbouncer's session mode), not transactions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 import structlog
+from psycopg import sql as pgsql
 from psycopg.rows import RowMaker
 
 from bridge.errors import StoreError, Unavailable
@@ -45,15 +54,58 @@ from bridge.store.database import (
     check_schema,
     redact_url,
 )
+from bridge.store.files import private_dir
 from bridge.store.migrations import MIGRATIONS, statements_for
+from bridge.store.sealing import load_or_create_key
 
-__all__ = ["MIGRATION_LOCK", "PgRow", "PostgresDatabase", "translate"]
+__all__ = ["MIGRATION_LOCK", "PG_PREFIX", "PgRow", "PostgresDatabase", "translate"]
 
 log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
 MIGRATION_LOCK = 0x5061_7962_7269_6467  # "Paybridg": the advisory lock key migrations hold
 READERS = 4
 CONNECT_TIMEOUT_S = 10
+PG_PREFIX = "pgs1:"  # a value sealed by the functions below (SQLite's are pbs1:, bridge.store.sealing)
+KEY_SETTING = "paybridge.secrets_key"
+# OpenPGP with a random 256-bit key as the passphrase: one salted SHA-256 (no slow iterated S2K,
+# the key is not a password), no compression (it would leak lengths of what is compressed).
+_PGP = "cipher-algo=aes256, compress-algo=0, s2k-mode=1, s2k-digest-algo=sha256"
+# Made (again) at every start under the migration lock, in the schema the tables live in; {pgp} is
+# pgcrypto's schema. Both pass NULL through; seal_secret leaves a sealed value as it is;
+# open_secret refuses one that is not sealed, is sealed as another kind, or does not open.
+_SEALING_FUNCTIONS = """
+CREATE OR REPLACE FUNCTION paybridge_secrets_key() RETURNS text LANGUAGE plpgsql STABLE AS $f$
+DECLARE k text := current_setting('{setting}', true);
+BEGIN
+    IF k IS NULL OR k = '' THEN
+        RAISE EXCEPTION 'no secrets key on this connection (the bridge sets {setting})';
+    END IF;
+    RETURN k;
+END $f$;
+CREATE OR REPLACE FUNCTION seal_secret(kind text, value text) RETURNS text LANGUAGE plpgsql VOLATILE AS $f$
+BEGIN
+    IF value IS NULL OR starts_with(value, '{prefix}') THEN
+        RETURN value;
+    END IF;
+    RETURN '{prefix}' || translate(encode({pgp}.pgp_sym_encrypt(
+        kind || chr(10) || value, paybridge_secrets_key(), '{options}'), 'base64'), chr(10), '');
+END $f$;
+CREATE OR REPLACE FUNCTION open_secret(kind text, value text) RETURNS text LANGUAGE plpgsql STABLE AS $f$
+DECLARE plain text;
+BEGIN
+    IF value IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF NOT starts_with(value, '{prefix}') THEN
+        RAISE EXCEPTION 'a stored % is not sealed', kind;
+    END IF;
+    plain := {pgp}.pgp_sym_decrypt(decode(substr(value, {skip}), 'base64'), paybridge_secrets_key(), '{options}');
+    IF NOT starts_with(plain, kind || chr(10)) THEN
+        RAISE EXCEPTION 'a stored % was sealed as another kind of secret', kind;
+    END IF;
+    RETURN substr(plain, length(kind) + 2);
+END $f$;
+"""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -166,8 +218,9 @@ class PgTx(Tx):
 class _Connection:
     """A psycopg connection owned by one thread, reopened when it breaks; work is submitted as functions."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, key: str) -> None:
         self._url = url
+        self._key = key  # the sealing key (base64), handed to the session at connect
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self.conn: Conn | None = None
 
@@ -184,8 +237,14 @@ class _Connection:
                 conn.close()
             self.conn = None
         extra: dict[str, Any] = {} if "connect_timeout" in self._url else {"connect_timeout": CONNECT_TIMEOUT_S}
-        self.conn = psycopg.connect(self._url, autocommit=True, row_factory=_rows, **extra)
-        return self.conn
+        conn = psycopg.connect(self._url, autocommit=True, row_factory=_rows, **extra)
+        try:
+            conn.execute("SELECT set_config(%s, %s, false)", (KEY_SETTING, self._key), prepare=False)
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+        return conn
 
     def _close(self) -> None:
         if self.conn is not None:
@@ -201,34 +260,41 @@ class _Connection:
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, readers: int = READERS) -> None:
+    def __init__(self, url: str, key_file: Path, *, readers: int = READERS) -> None:
         super().__init__()
         self.url = url
+        self.key_file = key_file  # the key sealing stored signing secrets (bridge.store.sealing)
+        self._key = ""
         self._readers_wanted = readers
         self._writer: _Connection | None = None
         self._readers: list[_Connection] = []
         self._free: asyncio.Queue[_Connection] = asyncio.Queue()
 
     async def _open(self) -> None:
-        self._writer = _Connection(self.url, "paybridge-pg-writer")
+        if not self.key_file.parent.exists():  # the data dir (default) or wherever the key is kept
+            private_dir(self.key_file.parent)
+        self._key = base64.b64encode(load_or_create_key(self.key_file)).decode("ascii")
+        self._writer = _Connection(self.url, "paybridge-pg-writer", self._key)
         try:
             try:
                 await self._writer.run(self._writer.ensure)
             except psycopg.Error as e:
                 raise StoreError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {e}") from None
             await self._writer.run(self._migrate)
+            await self._writer.run(self._check_key)
         except BaseException:
             await self._writer.close()
             self._writer = None
             raise
         for i in range(self._readers_wanted):
-            reader = _Connection(self.url, f"paybridge-pg-reader{i}")
+            reader = _Connection(self.url, f"paybridge-pg-reader{i}", self._key)
             self._readers.append(reader)
             self._free.put_nowait(reader)
 
     def _migrate(self) -> None:
         assert self._writer is not None
         conn = self._writer.ensure()
+        functions_made = False
         while True:
             version, description = 0, "schema version table"
             try:
@@ -238,6 +304,10 @@ class PostgresDatabase(Database):
                 row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
                 current = int(row[0] or 0) if row is not None else 0
                 check_schema(current, len(MIGRATIONS))
+                if not functions_made:  # before any migration: one of them seals secrets
+                    description = "sealing functions (pgcrypto)"
+                    _create_sealing_functions(conn)
+                    functions_made = True
                 if current == len(MIGRATIONS):
                     conn.execute("COMMIT")
                     return
@@ -256,6 +326,20 @@ class PostgresDatabase(Database):
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
                 raise StoreError(f"migration {version} ({description}) failed: {e}") from None
+
+    def _check_key(self) -> None:
+        """Refuse to start with a key that does not open the stored secrets (a wrong or replaced
+        secrets.key): better than failing every event that would be signed with them."""
+        assert self._writer is not None
+        conn = self._writer.ensure()
+        try:
+            conn.execute("SELECT open_secret('merchants.webhook_secret', webhook_secret) FROM merchants LIMIT 1")
+        except psycopg.Error:
+            raise StoreError(
+                f"the secrets key {self.key_file} does not open the webhook secrets stored in"
+                f" {redact_url(self.url)}; restore the key file that belongs to this database"
+                " (every instance on one database needs the same key)"
+            ) from None
 
     async def _close(self) -> None:
         for reader in self._readers:
@@ -318,6 +402,28 @@ class PostgresDatabase(Database):
                 with contextlib.suppress(psycopg.Error):
                     conn_now.execute("ROLLBACK", prepare=False)
             raise BatchFailed(str(e)) from None
+
+
+def _create_sealing_functions(conn: Conn) -> None:
+    """seal_secret / open_secret (and the key getter they share) in the tables' schema, inside the
+    caller's transaction; pgcrypto is created in `public` unless the database has it already."""
+    row = conn.execute(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'pgcrypto'"
+    ).fetchone()
+    if row is None:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA public")
+        schema = "public"
+    else:
+        schema = str(row[0])
+    body = _SEALING_FUNCTIONS.format(
+        setting=KEY_SETTING,
+        prefix=PG_PREFIX,
+        skip=len(PG_PREFIX) + 1,
+        options=_PGP,
+        pgp=pgsql.Identifier(schema).as_string(conn),
+    )
+    conn.execute(body, prepare=False)
 
 
 def _begin(owner: _Connection, sql: str) -> Conn:

@@ -1,5 +1,8 @@
 """The SQLite backend: WAL, one writer thread with group commit, a reader and a checkpointer.
 
+The data dir is private (0700, its files 0600: bridge.store.files); every connection gets the
+`seal_secret` / `open_secret` SQL functions over the key in secrets.key (bridge.store.sealing).
+
 The only module that imports sqlite3 (tests/test_layering.py keeps it so).
 """
 
@@ -17,7 +20,9 @@ import structlog
 
 from bridge.errors import StoreError, Unavailable
 from bridge.store.database import BatchFailed, Database, IntegrityError, Job, Row, Tx, check_schema
+from bridge.store.files import private_dir, private_file, tighten
 from bridge.store.migrations import MIGRATIONS, statements_for
+from bridge.store.sealing import PREFIX, SecretBox, load_or_create_key
 
 __all__ = ["CHECKPOINT_EVERY_S", "WRITER_AUTOCHECKPOINT", "SqliteDatabase"]
 
@@ -36,6 +41,9 @@ class SqliteTx(Tx):
         self._conn = conn
         self._fault = fault
         self.after_commit = []
+
+    def _control(self, sql: str) -> None:
+        self._conn.execute(sql)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
@@ -67,7 +75,10 @@ class SqliteTx(Tx):
 class _Connection:
     """A sqlite3 connection owned by one thread; work is submitted as whole functions."""
 
-    def __init__(self, path: Path, synchronous: str, busy_timeout_ms: int, autocheckpoint: int = 1000) -> None:
+    def __init__(
+        self, path: Path, synchronous: str, busy_timeout_ms: int, box: SecretBox, autocheckpoint: int = 1000
+    ) -> None:
+        self._box = box
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._autocheckpoint = int(autocheckpoint)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="paybridge-db")
@@ -86,6 +97,10 @@ class _Connection:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         conn.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
+        # Deleted or moved content is zeroed where that costs no extra I/O: a value rewritten (a
+        # secret sealed by a migration) leaves no plaintext behind in the page's free space.
+        conn.execute("PRAGMA secure_delete=FAST")
+        _install_sealing(conn, self._box)
         self.conn = conn
 
     async def open(self) -> None:
@@ -101,9 +116,13 @@ class _Connection:
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, path: Path, synchronous: str = "FULL", busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self, path: Path, synchronous: str = "FULL", busy_timeout_ms: int = 5000, key_file: Path | None = None
+    ) -> None:
         super().__init__()
         self.path = path
+        # The key that seals stored signing secrets lives outside the database (bridge.store.sealing).
+        self.key_file = key_file or path.parent / "secrets.key"
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("FULL", "NORMAL", "EXTRA"):
@@ -114,15 +133,30 @@ class SqliteDatabase(Database):
         self._checkpoints: asyncio.Task[None] | None = None
 
     async def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, WRITER_AUTOCHECKPOINT)
+        # Private whatever the umask: the dir 0700, the database 0600 before SQLite first opens it
+        # (SQLite gives -wal and -shm the database file's mode), all of them tightened if older.
+        private_dir(self.path.parent)
+        private_file(self.path)
+        tighten(*self._side_files())
+        box = SecretBox(load_or_create_key(self.key_file))
+        self._writer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, box, WRITER_AUTOCHECKPOINT)
         await self._writer.open()
-        await self._writer.run(self._migrate)
-        self._reader = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
+        try:
+            await self._writer.run(self._migrate)
+            await self._writer.run(self._check_key)
+        except BaseException:  # refused to start: leave no connection (nor its thread) behind
+            await self._writer.close()
+            self._writer = None
+            raise
+        tighten(*self._side_files())
+        self._reader = _Connection(self.path, self.synchronous, self.busy_timeout_ms, box)
         await self._reader.open()
-        self._checkpointer = _Connection(self.path, self.synchronous, self.busy_timeout_ms)
+        self._checkpointer = _Connection(self.path, self.synchronous, self.busy_timeout_ms, box)
         await self._checkpointer.open()
         self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="db-checkpoints")
+
+    def _side_files(self) -> tuple[Path, Path]:
+        return self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")
 
     async def _checkpoint_loop(self) -> None:
         """Copy committed WAL pages into the database file from a connection of its own, so the
@@ -148,9 +182,11 @@ class SqliteDatabase(Database):
         row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
         current = (row[0] if row else None) or 0
         check_schema(current, len(MIGRATIONS))
+        applied = False
         for version, (description, statements) in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue
+            applied = True
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # Another process may have applied it meanwhile: the write lock makes this check final.
@@ -165,6 +201,22 @@ class SqliteDatabase(Database):
             except sqlite3.Error:
                 conn.execute("ROLLBACK")
                 raise StoreError(f"migration {version} ({description}) failed") from None
+        if applied and current > 0:  # an upgrade: no WAL frame of old rows (a secret before sealing) stays
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def _check_key(self) -> None:
+        """Refuse to start with a key that does not open the stored secrets (a wrong or replaced
+        secrets.key): better than failing every event that would be signed with them."""
+        assert self._writer is not None and self._writer.conn is not None
+        try:
+            self._writer.conn.execute(
+                "SELECT open_secret('merchants.webhook_secret', webhook_secret) FROM merchants LIMIT 1"
+            ).fetchall()
+        except sqlite3.Error:
+            raise StoreError(
+                f"the secrets key {self.key_file} does not open the webhook secrets stored in {self.path}; "
+                "restore the key file that belongs to this database"
+            ) from None
 
     async def _close(self) -> None:
         if self._checkpoints is not None:
@@ -234,3 +286,19 @@ def _classify(e: Exception) -> Exception:
     if isinstance(e, sqlite3.OperationalError):
         return Unavailable(f"database error: {e}", "database_unavailable")
     return e
+
+
+def _install_sealing(conn: sqlite3.Connection, box: SecretBox) -> None:
+    """Make `seal_secret(kind, text)` and `open_secret(kind, text)` available to SQL on `conn`
+    (their contract: bridge.store.sealing)."""
+
+    def seal(kind: str, value: str | None) -> str | None:
+        if value is None or value.startswith(PREFIX):
+            return value
+        return box.seal(kind, value)
+
+    def open_(kind: str, value: str | None) -> str | None:
+        return None if value is None else box.open(kind, value)
+
+    conn.create_function("seal_secret", 2, seal)
+    conn.create_function("open_secret", 2, open_, deterministic=True)

@@ -15,9 +15,9 @@ from bridge.services.admin import ensure_admin_token
 from bridge.services.context import Context
 from bridge.services.orders import expire_orders
 from bridge.store.database import Tx, open_database
-from bridge.web import admin, devices, events, openapi, orders, webhooks, ws
+from bridge.web import admin, checkout, compat, dashboard, devices, events, openapi, orders, vmq, webhooks, ws
 from bridge.web.hub import DeviceHub
-from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_LIMITER
+from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_CODE_LIMITER, PAIR_LIMITER
 from bridge.web.middleware import error_middleware
 from bridge.web.tasks import spawn, stop
 
@@ -43,9 +43,10 @@ async def _expiry(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
 
     async def loop() -> None:
+        quarantine: set[str] = set()  # orders that failed even to expire: skipped, not retried each tick
         while True:
             try:
-                while await expire_orders(ctx) > 0:
+                while await expire_orders(ctx, quarantine=quarantine) > 0:
                     pass
             except Exception as e:  # the database may be busy; try again next tick
                 log.warning("expiry.failed", error=repr(e))
@@ -75,6 +76,7 @@ def create_app(
             settings.database,
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.sqlite_busy_timeout,
+            key_file=settings.secrets_key_path,
         ),
         clock=clock or SystemClock(),
     )
@@ -85,8 +87,11 @@ def create_app(
     app[PAIR_LIMITER] = RateLimiter(
         rate=settings.pairing_attempts_per_minute, per=60.0, burst=settings.pairing_attempts_per_minute
     )
+    app[PAIR_CODE_LIMITER] = RateLimiter(
+        rate=settings.pairing_codes_per_minute, per=60.0, burst=settings.pairing_codes_per_minute
+    )
     app[HUB] = DeviceHub(ctx)
-    for module in (admin, orders, devices, ws, webhooks, events, openapi):
+    for module in (admin, orders, devices, ws, webhooks, events, openapi, checkout, compat, dashboard, vmq):
         module.add_routes(app)
 
     async def close_devices(app: web.Application) -> None:

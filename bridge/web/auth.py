@@ -22,9 +22,14 @@ __all__ = ["admin_or_merchant", "merchant_route", "require_admin", "require_merc
 def _bearer(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send Authorization: Bearer <api key>", headers={"WWW-Authenticate": "Bearer"})
-    return token.strip()
+    # Keys and tokens are printable ASCII; anything else (aiohttp hands non-UTF-8 header bytes on
+    # as lone surrogates, which cannot even be hashed) is simply not a credential.
+    if not (token.isascii() and token.isprintable()):
+        raise Unauthorized("the bearer token must be printable ASCII", headers={"WWW-Authenticate": "Bearer"})
+    return token
 
 
 def _is_admin(request: web.Request, token: str) -> bool:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from aiohttp import web
 
 from bridge.clock import rfc3339
+from bridge.core.ratelimit import client_network
 from bridge.errors import RateLimited
 from bridge.services import devices as service
 from bridge.web.auth import admin_or_merchant, require_merchant
-from bridge.web.keys import CTX, HUB, PAIR_LIMITER
+from bridge.web.keys import CTX, HUB, PAIR_CODE_LIMITER, PAIR_LIMITER
 from bridge.web.validation import Body, read_json
 
 __all__ = ["add_routes", "client_address"]
@@ -25,9 +24,16 @@ def client_address(request: web.Request) -> str:
 async def create_pairing_code(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
+    codes = request.app[PAIR_CODE_LIMITER]
+    if not codes.allow(merchant_id, ctx.clock.now_ms() / 1000):
+        wait = max(1, int(codes.retry_after(merchant_id)) + 1)
+        raise RateLimited(
+            "too many pairing codes for this merchant (each live code is one more a guess could hit); wait and retry",
+            headers={"Retry-After": str(wait)},
+        )
     code, expires_at = await service.create_pairing_code(ctx, merchant_id)
     server = ctx.base_url
-    pair_url = f"paybridge://pair?server={quote(server, safe='')}&code={code}"
+    pair_url = service.pair_url(server, code)
     return web.json_response(
         {"code": code, "expires_at": rfc3339(expires_at), "pair_url": pair_url, "server": server}, status=201
     )
@@ -36,12 +42,12 @@ async def create_pairing_code(request: web.Request) -> web.Response:
 async def pair(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     limiter = request.app[PAIR_LIMITER]
-    addr = client_address(request)
+    network = client_network(client_address(request))  # not the exact address: a /64 or 127/8 walks around it
     now = ctx.clock.now_ms() / 1000
-    if not limiter.allow(addr, now):
-        wait = max(1, int(limiter.retry_after(addr)) + 1)
+    if not limiter.allow(network, now):
+        wait = max(1, int(limiter.retry_after(network)) + 1)
         raise RateLimited(
-            "too many pairing attempts from this address; wait and retry", headers={"Retry-After": str(wait)}
+            "too many pairing attempts from this network; wait and retry", headers={"Retry-After": str(wait)}
         )
     body = Body(
         await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout),

@@ -8,7 +8,7 @@ import json
 
 from aiohttp import web
 
-from bridge.errors import Unavailable
+from bridge.errors import RateLimited, Unavailable
 from bridge.services import endpoints as service
 from bridge.services.context import Context
 from bridge.web.auth import merchant_route
@@ -37,6 +37,13 @@ async def stream_events(request: web.Request, ctx: Context, merchant_id: str) ->
     """
     after = request.headers.get("Last-Event-ID") or request.query.get("after") or None
     await service.list_events(ctx, merchant_id, after=after, limit=1)  # a bad cursor is a 400, before we start
+    # Checked and taken with no await in between, so concurrent requests cannot overshoot the cap.
+    if ctx.bus.streams(merchant_id) >= ctx.settings.max_event_streams:
+        raise RateLimited(
+            f"at most {ctx.settings.max_event_streams} event streams per merchant are open at once; close one",
+            "too_many_streams",
+            headers={"Retry-After": str(int(KEEPALIVE_S))},
+        )
     wake = ctx.bus.subscribe(merchant_id)
     try:
         resp = web.StreamResponse(

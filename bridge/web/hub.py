@@ -96,5 +96,10 @@ class DeviceHub:
             for conn in list(self._conns.values()):
                 if now - conn.last_heartbeat_at > timeout:
                     log.info("device.silent", device_id=conn.device_id)
-                    await device_service.set_status(self.ctx, conn.device_id, DeviceStatus.OFFLINE, ["no_heartbeat"])
+                    try:  # one device failing to be marked must not stop the sweep for the others
+                        await device_service.set_status(
+                            self.ctx, conn.device_id, DeviceStatus.OFFLINE, ["no_heartbeat"]
+                        )
+                    except Exception as e:
+                        log.error("device.mark_offline_failed", device_id=conn.device_id, error=repr(e))
                     await conn.close("going_away", "no heartbeat for too long; reconnect")

@@ -18,7 +18,17 @@ from bridge.web.validation import Body, check_url, query_choice, query_int, read
 
 __all__ = ["add_routes"]
 
-ORDER_FIELDS = {"merchant_order_id", "amount", "amount_cents", "channel", "expires_in", "notify_url", "metadata"}
+ORDER_FIELDS = {
+    "merchant_order_id",
+    "amount",
+    "amount_cents",
+    "channel",
+    "expires_in",
+    "notify_url",
+    "return_url",
+    "description",
+    "metadata",
+}
 ORDER_STATUSES = ("pending", "paid", "expired", "closed")
 PAYMENT_STATUSES = ("unmatched", "matched", "ignored")
 
@@ -42,14 +52,14 @@ def _amount(body: Body) -> int:
     raise BadRequest("amount is required", "missing_field")
 
 
-def _notify_url(url: str, allow_private: bool) -> str:
-    """A valid notify_url, refused up front when it names a loopback/private address (checked again after DNS)."""
-    check_url(url, "notify_url")
+def _notify_url(url: str, allow_private: bool, name: str = "notify_url") -> str:
+    """A valid notify_url (or return_url), refused up front when it names a loopback/private address
+    (a notify_url is checked again after DNS)."""
+    check_url(url, name)
     refused = check_target(url, [], allow_private=allow_private)
     if refused:
         raise BadRequest(
-            f"notify_url: webhooks to loopback, private or metadata addresses are refused ({refused})",
-            "forbidden_webhook_target",
+            f"{name}: loopback, private or metadata addresses are refused ({refused})", "forbidden_webhook_target"
         )
     return url
 
@@ -59,6 +69,7 @@ async def create_order(request: web.Request, ctx: Context, merchant_id: str) -> 
     body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), ORDER_FIELDS)
     s = ctx.settings
     notify_url = body.str("notify_url", required=False, max_len=2048)
+    return_url = body.str("return_url", required=False, max_len=2048)
     new = NewOrder(
         merchant_order_id=body.str("merchant_order_id", max_len=128) or "",
         amount_cents=_amount(body),
@@ -67,6 +78,8 @@ async def create_order(request: web.Request, ctx: Context, merchant_id: str) -> 
         or s.order_ttl_default,
         notify_url=None if notify_url is None else _notify_url(notify_url, ctx.settings.allow_private_webhooks),
         metadata=body.object("metadata") or {},
+        return_url=None if return_url is None else _notify_url(return_url, s.allow_private_webhooks, "return_url"),
+        description=body.str("description", required=False, max_len=256),
     )
     order, created, warnings = await orders_service.create_order(ctx, merchant_id, new)
     out: dict[str, Any] = dict(order)

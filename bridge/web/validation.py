@@ -10,9 +10,14 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bridge.core import codec
 from bridge.errors import BadRequest, PayloadTooLarge, RequestTimeout
 
-__all__ = ["Body", "check_url", "query_choice", "query_int", "read_json"]
+# Request bodies nest at most this deep (the body itself is level 1): far below what any encoder
+# on the way out refuses (orjson stops at 255), so accepted input can always become an event.
+MAX_DEPTH = 16
+
+__all__ = ["MAX_DEPTH", "Body", "check_url", "query_choice", "query_int", "read_json"]
 
 
 async def read_json(request: web.Request, max_body: int, timeout: float = 15.0) -> dict[str, Any]:
@@ -29,12 +34,37 @@ async def read_json(request: web.Request, max_body: int, timeout: float = 15.0) 
     if not raw:
         return {}
     try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BadRequest("the body is not valid UTF-8 JSON", "invalid_json") from None
+        # Strict: no NaN/Infinity, no number that overflows to infinity (1e400), no lone surrogate;
+        # whatever parses here can be stored, encoded into events and signed.
+        obj = codec.loads(raw)
+    except ValueError:
+        raise BadRequest(
+            "the body is not valid UTF-8 JSON (NaN, Infinity and lone surrogates are refused)", "invalid_json"
+        ) from None
     if not isinstance(obj, dict):
         raise BadRequest("the body must be a JSON object", "invalid_json")
+    if _depth(obj) > MAX_DEPTH:
+        raise BadRequest(f"the body may nest objects and arrays at most {MAX_DEPTH} deep", "invalid_json")
     return obj
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (an object of scalars is 1), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:  # already too deep: no need to walk the rest
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 async def _read_all(request: web.Request, limit: int) -> bytes:

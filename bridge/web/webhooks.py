@@ -20,7 +20,7 @@ from bridge.web.keys import CTX
 from bridge.web.tasks import spawn, stop
 from bridge.web.validation import Body, check_url, query_choice, query_int, read_json
 
-__all__ = ["TRANSPORT", "add_routes", "delivery_worker_ctx"]
+__all__ = ["DELIVERY_STATUSES", "TRANSPORT", "add_routes", "delivery_worker_ctx", "endpoint_url"]
 
 log = structlog.get_logger("bridge.webhooks")
 
@@ -29,10 +29,9 @@ DELIVERY_STATUSES = ("pending", "succeeded", "failed", "disabled")
 TRANSPORT = web.AppKey[WebhookTransport]("webhook_transport")
 
 
-@merchant_route
-async def create_endpoint(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"url", "event_types"})
-    url = check_url(body.str("url", max_len=2048) or "")
+def endpoint_url(ctx: Context, value: str) -> str:
+    """A webhook endpoint's URL, checked: absolute http(s), and not a private address unless allowed."""
+    url = check_url(value)
     refused = check_target(url, [], allow_private=ctx.settings.allow_private_webhooks)
     if refused:
         raise BadRequest(
@@ -40,6 +39,13 @@ async def create_endpoint(request: web.Request, ctx: Context, merchant_id: str) 
             "set PAYBRIDGE_ALLOW_PRIVATE_WEBHOOKS=1 for a local setup",
             "forbidden_webhook_target",
         )
+    return url
+
+
+@merchant_route
+async def create_endpoint(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
+    body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"url", "event_types"})
+    url = endpoint_url(ctx, body.str("url", max_len=2048) or "")
     types = body.str_list("event_types", choices=EVENT_TYPES, max_items=len(EVENT_TYPES)) or []
     return web.json_response(await service.create_endpoint(ctx, merchant_id, url, types), status=201)
 

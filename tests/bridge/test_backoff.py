@@ -77,3 +77,14 @@ def test_zero_delay_policy_and_setting() -> None:
 def test_parse_retry_after(header: str | None, now: float, seconds: float | None) -> None:
     """Retry-After is delta-seconds or an HTTP date; anything else is ignored."""
     assert parse_retry_after(header, now) == seconds
+
+
+def test_exact_small_delays_and_the_retry_after_cap_edge() -> None:
+    """A 1 s step is waited (not rounded to 0); a Retry-After equal to a delay above the cap changes nothing."""
+    rng = random.Random(0)
+    assert delay_for(1, RetryPolicy(schedule=(1,), jitter=0.0), rng) == 1.0
+    long = RetryPolicy(schedule=(40_000,), jitter=0.0, max_retry_after=36_000)
+    assert delay_for(1, long, rng, retry_after=40_000) == 40_000  # the schedule's own delay is never shortened
+    assert delay_for(1, long, rng, retry_after=50_000) == 36_000
+    with pytest.raises(ValueError, match=r"^attempts are numbered from 1$"):
+        delay_for(0, RetryPolicy(), rng)

@@ -247,3 +247,13 @@ def test_rate_limiter() -> None:
     assert [rl.allow("a", 0.0) for _ in range(3)] == [True, True, False]
     assert rl.retry_after("a") > 0
     assert rl.allow("a", 1.0) and rl.allow("b", 0.0)
+
+
+def test_rate_limiter_blocked_and_clock_steps() -> None:
+    """`blocked` peeks without taking; a clock stepping back neither refills nor drains a bucket."""
+    rl = RateLimiter(rate=1, per=1.0, burst=2)
+    assert not rl.blocked("a", 0.0)
+    assert rl.allow("a", 10.0) and rl.allow("a", 10.0)
+    assert rl.blocked("a", 10.0) and rl.blocked("a", 10.0)  # peeking took nothing back
+    assert not rl.allow("a", 5.0)  # the clock stepped back: still empty, not emptier
+    assert not rl.blocked("a", 6.0) and rl.allow("a", 6.0)  # one second later, one token

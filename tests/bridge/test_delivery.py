@@ -64,7 +64,7 @@ class FakeTransport:
 @asynccontextmanager
 async def context(tmp_path: Path, **overrides: Any) -> AsyncIterator[Context]:
     settings = make_settings(tmp_path / "d", **overrides)
-    ctx = Context(settings=settings, db=open_database(settings.database), clock=SystemClock())
+    ctx = Context(settings=settings, db=open_database(settings.database, key_file=settings.secrets_key_path), clock=SystemClock())
     await ctx.db.open()
     try:
         yield ctx

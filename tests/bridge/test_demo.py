@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -40,10 +42,13 @@ def test_demo_tells_the_whole_story_and_exits_0() -> None:
         "the same payment from another phone",
         "payment.unmatched: alipay 8.88",
         "已支付¥30.00 -> ignored",
+        "sent its payer to submit.php: order DJ1001",
+        "易支付 notify for DJ1001 (money 9.9, type alipay) sign verified",
         "Demo OK",
     ):
         assert step in text, f"missing {step!r} in:\n{text}"
-    assert re.search(r"orders paid:\s+2 of 2", text)
+    assert re.search(r"orders paid:\s+3 of 3", text)
+    assert re.search(r"易支付 notifies:\s+1 \(bad signs: 0\)", text)
     assert re.search(r"duplicates dropped:\s+2", text)
     assert re.search(r"unmatched payments:\s+1", text)
     assert re.search(r"ignored:\s+1", text)
@@ -82,7 +87,17 @@ def test_keep_running_leaves_a_usable_bridge_until_interrupted() -> None:
         req.add_header("Authorization", f"Bearer {key.group(1)}")
         with urllib.request.urlopen(req, timeout=10) as r:
             paid = json.loads(r.read())["data"]
-        assert sorted(o["merchant_order_id"] for o in paid) == ["A1001", "A1002"]
+        assert sorted(o["merchant_order_id"] for o in paid) == ["A1001", "A1002", "DJ1001"]
+        dashboard = re.search(r"^dashboard: (http://\S+)$", text, re.M)
+        sign_in_key = re.search(r"^sign in with: (\S+)$", text, re.M)
+        assert dashboard and sign_in_key and sign_in_key.group(1) == key.group(1), text
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with browser.open(dashboard.group(1) + "/sign-in", timeout=10) as r:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', r.read().decode())
+        assert csrf
+        form = urllib.parse.urlencode({"csrf": csrf.group(1), "secret": sign_in_key.group(1)}).encode()
+        with browser.open(dashboard.group(1) + "/sign-in", data=form, timeout=10) as r:
+            assert r.url.endswith("/dashboard/phones") and "Demo noodle shop" in r.read().decode()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
     finally:

@@ -225,3 +225,21 @@ def test_a_bad_flag_value_is_a_usage_error() -> None:
 def test_table_aligns_columns(rows: list[list[str]], expected: str) -> None:
     """Columns are as wide as their widest cell and trailing blanks are trimmed."""
     assert table(rows, ["X", "Y"]) == expected
+
+
+def test_compat_prints_the_shop_settings(server: Server) -> None:
+    """`compat` prints pid, key, the URLs and the settings for dujiaoka (both drivers), v2board/Xboard and
+    new-api, with the V免签 base ending in /; --rotate makes a new key; --json is the API's answer."""
+    m = merchant(server)
+    creds = api(server, "GET", "/v1/compat", m["api_key"])
+    out = paybridge("compat", "--url", server.url, PAYBRIDGE_API_KEY=m["api_key"])
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"pid (商户ID):      {creds['pid']}" in text and creds["key"] in text
+    assert f"商户KEY  merchant_key: {server.url}/submit.php" in text
+    assert f"商户密钥 merchant_pem: {server.url}/vmq/{creds['pid']}/\n" in text
+    assert f"支付地址 (PayAddress): {server.url}/" in text and "v2board / Xboard" in text
+    again = paybridge("compat", "--rotate", "--json", "--url", server.url, "--api-key", m["api_key"])
+    rotated = json.loads(again.stdout)
+    assert rotated["pid"] == creds["pid"] and rotated["key"] != creds["key"]
+    assert api(server, "GET", "/v1/compat", m["api_key"])["key"] == rotated["key"]

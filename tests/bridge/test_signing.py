@@ -76,3 +76,27 @@ def test_verify_rejects_tampering_and_old_timestamps() -> None:
     assert not verify(SECRET, "evt_4", NOW, body, header, now=NOW)
     assert not verify(SECRET, "evt_3", NOW, body, header, now=NOW + 301)
     assert not verify(OTHER, "evt_3", NOW, body, header, now=NOW)
+
+
+def test_secret_strength_and_strict_base64() -> None:
+    """16 random bytes are the minimum; a secret with characters outside base64 is refused, not half-read."""
+    assert new_secret(bytes(16)).startswith("whsec_")
+    with pytest.raises(ValueError, match=r"^a webhook secret needs at least 128 bits of randomness$"):
+        new_secret(bytes(15))
+    with pytest.raises(ValueError, match=r"^webhook secrets start with whsec_$"):
+        secret_key("wh_" + base64.b64encode(bytes(24)).decode())
+    good = base64.b64encode(bytes(range(24))).decode()
+    assert secret_key("whsec_" + good) == bytes(range(24))
+    for bad in (good[:8] + "!" + good[8:], good[:8] + " " + good[8:], good + "\n", "AAAA$AAA"):
+        with pytest.raises(ValueError):
+            secret_key("whsec_" + bad)
+
+
+@pytest.mark.parametrize(
+    ("skew", "ok"), [(0, True), (299, True), (300, True), (301, False), (-300, True), (-301, False)]
+)
+def test_verify_tolerance_edges(skew: int, ok: bool) -> None:
+    """A signature exactly 300 s old (or ahead) verifies; one second more does not."""
+    secret = new_secret(bytes(range(24)))
+    header = signature_header([secret], "msg_1", 1_000_000, b"{}")
+    assert verify(secret, "msg_1", 1_000_000, b"{}", header, now=1_000_000 + skew) is ok

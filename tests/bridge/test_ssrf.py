@@ -1,4 +1,5 @@
-"""SSRF policy: the pure address tables, the transport's check after DNS, and refusals through the real app."""
+"""SSRF policy through real sockets: the transport's checks after DNS and on connect, the sender child, and
+refusals through the real app (the pure rules are in test_ssrf_rules.py)."""
 
 from __future__ import annotations
 
@@ -7,113 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from bridge.core.ssrf import check_target, is_forbidden_address, legacy_ipv4, literal_address
-from bridge.transport import AiohttpTransport
+from bridge.core.ssrf import is_forbidden_address
+from bridge.sender import SenderProcess
+from bridge.transport import AiohttpTransport, ForbiddenTarget, guarded_socket
 from tests.harness import eventually, make_settings, running_bridge, running_handler, running_receiver
-
-
-@pytest.mark.parametrize(
-    ("ip", "forbidden"),
-    [
-        ("127.0.0.1", True),
-        ("127.8.9.10", True),
-        ("10.1.2.3", True),
-        ("172.16.0.1", True),
-        ("172.31.255.255", True),
-        ("192.168.0.1", True),
-        ("169.254.169.254", True),
-        ("169.254.1.1", True),
-        ("100.64.0.1", True),
-        ("100.127.255.255", True),
-        ("0.0.0.0", True),  # noqa: S104 - an address under test, nothing binds to it
-        ("224.0.0.1", True),
-        ("240.0.0.1", True),
-        ("255.255.255.255", True),
-        ("::1", True),
-        ("::", True),
-        ("fe80::1", True),
-        ("fe80::1%eth0", True),
-        ("fd00:ec2::254", True),
-        ("fc00::1", True),
-        ("ff02::1", True),
-        ("::ffff:127.0.0.1", True),
-        ("::ffff:10.0.0.1", True),
-        ("not-an-ip", True),
-        ("8.8.8.8", False),
-        ("100.128.0.1", False),
-        ("172.32.0.1", False),
-        ("93.184.216.34", False),
-        ("2606:4700::1111", False),
-        ("::ffff:8.8.8.8", False),
-    ],
-)
-def test_forbidden_addresses(ip: str, forbidden: bool) -> None:
-    """Loopback, private, link-local, metadata, CGNAT, multicast, reserved, unspecified and mapped forms are refused."""
-    assert is_forbidden_address(ip) is forbidden
-
-
-@pytest.mark.parametrize(
-    ("host", "address"),
-    [
-        ("2130706433", "127.0.0.1"),
-        ("127.1", "127.0.0.1"),
-        ("0x7f.0.0.1", "127.0.0.1"),
-        ("0177.0.0.1", "127.0.0.1"),
-        ("10.65535", "10.0.255.255"),
-        ("1.2.3", "1.2.0.3"),
-        ("0", "0.0.0.0"),  # noqa: S104 - an address under test
-        ("256.1", None),
-        ("1.2.3.4.5", None),
-        ("08", None),
-        ("0x", None),
-        ("4294967296", None),
-        ("example", None),
-        ("cafe.example", None),
-    ],
-)
-def test_legacy_ipv4_forms(host: str, address: str | None) -> None:
-    """Numeric IPv4 spellings a C resolver accepts are read as the address they mean (as inet_aton does)."""
-    assert legacy_ipv4(host) == address
-    try:
-        expected: str | None = socket.inet_ntoa(socket.inet_aton(host))
-    except OSError:
-        expected = None
-    assert address == expected
-
-
-@pytest.mark.parametrize(
-    ("url", "resolved", "allow", "refused"),
-    [
-        ("https://example.com/x", ["93.184.216.34"], False, False),
-        ("https://example.com/x", ["93.184.216.34", "10.0.0.1"], False, True),  # any bad answer refuses
-        ("https://example.com/x", ["::1"], False, True),
-        ("http://127.0.0.1/x", [], False, True),
-        ("http://[::1]:8080/x", [], False, True),
-        ("http://LOCALHOST/x", [], False, True),
-        ("http://shop.localhost/x", [], False, True),
-        ("http://2130706433/x", [], False, True),
-        ("http://169.254.169.254/latest/meta-data", [], False, True),
-        ("http://8.8.8.8/x", [], False, False),
-        ("http://127.0.0.1/x", ["127.0.0.1"], True, False),  # PAYBRIDGE_ALLOW_PRIVATE_WEBHOOKS=1
-    ],
-)
-def test_check_target(url: str, resolved: list[str], allow: bool, refused: bool) -> None:
-    """A URL is refused for a forbidden IP literal, `localhost`, or any forbidden resolved address, unless allowed."""
-    reason = check_target(url, resolved, allow_private=allow)
-    assert (reason is not None) is refused
-    if reason is not None:
-        assert reason.startswith("forbidden_target")
-
-
-def test_literal_address() -> None:
-    """Only IP literals and localhost names count as literals; other names wait for DNS."""
-    assert literal_address("http://[fe80::1]/") == "fe80::1"
-    assert literal_address("http://localhost:80/") == "127.0.0.1"
-    assert literal_address("https://hooks.example.com/") is None
 
 
 class FixedResolver(AbstractResolver):
@@ -287,3 +190,70 @@ async def test_endpoint_creation_refuses_private_targets(tmp_path: Path, url: st
             "POST", "/v1/webhook-endpoints", token=m["api_key"], json_body={"url": "https://hooks.example.com/x"}
         )
         assert status == 201
+
+
+@pytest.mark.parametrize("host", ["127。0。0。1", "①②⑦.0.0.1", "127.0.0.1.", "localhost."])
+async def test_unicode_loopback_is_refused_by_the_transport(host: str) -> None:
+    """The transport refuses these hosts without connecting: the receiver on 127.0.0.1 gets nothing."""
+    transport = AiohttpTransport(allow_private=False)
+    try:
+        async with running_receiver() as rec:
+            result = await transport.send(f"http://{host}:{_port(rec.url)}/hook", {}, b"{}", 5.0)
+            assert result.error is not None and result.error.startswith("forbidden_target")
+            assert rec.requests == []
+    finally:
+        await transport.close()
+
+
+async def test_the_connected_address_is_checked_whatever_the_host_looked_like() -> None:
+    """A real aiohttp connector with the guard cannot reach loopback even when nothing checked the URL first:
+    the check sits on the socket, after every spelling and resolution."""
+    connector = aiohttp.TCPConnector(socket_factory=guarded_socket)
+    async with running_receiver() as rec, aiohttp.ClientSession(connector=connector) as session:
+        with pytest.raises(aiohttp.ClientConnectorError) as caught:
+            await session.post(rec.url, data=b"{}")
+        assert isinstance(caught.value.os_error, ForbiddenTarget)
+        assert rec.requests == []
+
+
+@pytest.mark.parametrize("host", ["127。0。0。1", "①②⑦.0.0.1", "localhost."])
+async def test_the_sender_child_refuses_unicode_loopback(host: str) -> None:
+    """The sender process (the delivery path in production) refuses the same spellings."""
+    guarded = SenderProcess(allow_private=False)
+    try:
+        async with running_receiver() as rec:
+            result = await guarded.send(f"http://{host}:{_port(rec.url)}/hook", {}, b"{}", 5.0)
+            assert result.error is not None and result.error.startswith("forbidden_target")
+            assert rec.requests == []
+    finally:
+        await guarded.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127。0。0。1:9/x",
+        "http://127．0．0．1/x",
+        "http://①②⑦.0.0.1/x",
+        "http://169。254。169。254/latest/meta-data",
+        "http://localhost./x",
+        "http://127.0.0.1./x",
+        "http://[::1]./x",
+    ],
+)
+async def test_unicode_spellings_are_refused_at_creation(tmp_path: Path, url: str) -> None:
+    """Webhook endpoints and orders' notify_url with these hosts are refused: forbidden_webhook_target
+    (or invalid_url where the URL is not a URL at all)."""
+    async with running_bridge(make_settings(tmp_path / "d", allow_private_webhooks=False)) as b:
+        m = await b.merchant()
+        status, out = await b.call("POST", "/v1/webhook-endpoints", token=m["api_key"], json_body={"url": url})
+        assert status == 400 and out["error"]["code"] in ("forbidden_webhook_target", "invalid_url")
+        status, out = await b.call(
+            "POST",
+            "/v1/orders",
+            token=m["api_key"],
+            json_body={"merchant_order_id": "u", "amount": "1.00", "channel": "alipay", "notify_url": url},
+        )
+        assert status == 400 and out["error"]["code"] in ("forbidden_webhook_target", "invalid_url")
+        _, endpoints = await b.call("GET", "/v1/webhook-endpoints", token=m["api_key"])
+        assert endpoints["data"] == []

@@ -35,12 +35,18 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def opened() -> AsyncIterator[Callable[[str], Awaitable[Database]]]:
+def key_file(tmp_path: Path) -> Path:
+    """The secrets key the test's "bridge processes" share (bridge.store.sealing), made on first open."""
+    return tmp_path / "secrets.key"
+
+
+@pytest.fixture
+async def opened(key_file: Path) -> AsyncIterator[Callable[[str], Awaitable[Database]]]:
     """Open databases (each one a "bridge process"); all are closed at the end."""
     dbs: list[Database] = []
 
     async def open_one(url: str) -> Database:
-        db = open_database(url)
+        db = open_database(url, key_file=key_file)
         await db.open()
         dbs.append(db)
         return db
@@ -108,6 +114,8 @@ async def test_pay_amount_slots_are_unique_under_concurrency(
                     pay_amount_cents=amount,
                     account_id=None,
                     notify_url=None,
+                    return_url=None,
+                    description=None,
                     metadata="{}",
                     params_hash="p",
                     now=0,
@@ -251,7 +259,7 @@ async def test_one_batch_one_transaction_and_a_failing_job_rolls_back_alone(
 
 
 async def test_migrations_are_idempotent_and_a_newer_schema_is_refused(
-    url: str, opened: Callable[[str], Awaitable[Database]]
+    url: str, opened: Callable[[str], Awaitable[Database]], key_file: Path
 ) -> None:
     """Opening again applies nothing twice; a schema newer than this bridge refuses to start."""
     db = await opened(url)
@@ -261,18 +269,19 @@ async def test_migrations_are_idempotent_and_a_newer_schema_is_refused(
     assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
     await db.write(lambda tx: tx.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS) + 1,)))
     await db.close()
-    newer = open_database(url)
+    newer = open_database(url, key_file=key_file)
     with pytest.raises(StoreError, match="newer than this bridge"):
         await newer.open()
 
 
 MIGRATE = """
 import asyncio, sys, time
+from pathlib import Path
 from bridge.store.database import open_database
 import bridge.store.postgres, bridge.store.sqlite
 
 async def main() -> None:
-    db = open_database(sys.argv[1])
+    db = open_database(sys.argv[1], key_file=Path(sys.argv[3]))
     time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process starts at the same instant
     await db.open()
     await db.close()
@@ -281,12 +290,14 @@ asyncio.run(main())
 """
 
 
-async def test_processes_starting_together_migrate_once(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+async def test_processes_starting_together_migrate_once(
+    url: str, opened: Callable[[str], Awaitable[Database]], key_file: Path
+) -> None:
     """Four processes open one empty database at the same moment: all start, each migration is applied once."""
     start = str(time.time() + 3)
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", MIGRATE, url, start, cwd=ROOT, stderr=subprocess.PIPE
+            sys.executable, "-c", MIGRATE, url, start, str(key_file), cwd=ROOT, stderr=subprocess.PIPE
         )
         for _ in range(4)
     ]
@@ -298,14 +309,14 @@ async def test_processes_starting_together_migrate_once(url: str, opened: Callab
     assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
 
 
-async def test_connections_the_server_closed_are_reopened() -> None:
+async def test_connections_the_server_closed_are_reopened(key_file: Path) -> None:
     """PostgreSQL: after the server ends every session of a bridge (pg_terminate_backend, as in a restart
     or a failover), the next write and reads work, on new connections."""
     import psycopg
 
     name = f"pbkill{uuid.uuid4().hex[:8]}"
     url = f"{pg.fresh_database()}&application_name={name}"
-    db = open_database(url)
+    db = open_database(url, key_file=key_file)
     await db.open()
     try:
         await _merchant(db)

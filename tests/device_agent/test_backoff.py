@@ -66,6 +66,47 @@ def test_a_small_cap_caps_the_very_first_delay() -> None:
 )
 def test_nonsense_parameters_are_refused(kwargs: dict[str, float]) -> None:
     """Negative attempts, negative bases and jitter outside [0, 1) raise ValueError."""
-    attempt = int(kwargs.pop("attempt"))
+    rest = dict(kwargs)  # the parameter dict is shared between runs: never mutate it
+    attempt = int(rest.pop("attempt"))
     with pytest.raises(ValueError):
-        delay_for(attempt, rng=random.Random(0), **kwargs)
+        delay_for(attempt, rng=random.Random(0), **rest)
+
+
+@pytest.mark.parametrize(
+    ("base", "cap", "expected"),
+    [
+        (0.5, 60.0, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]),  # a base that is not 1
+        (0.5, 1.0, [0.5, 1.0, 1.0]),  # a cap of exactly 1 second
+        (3.0, 3.0, [3.0, 3.0]),  # cap == base
+        (1.0, 0.0, [0.0, 0.0]),  # cap 0: no wait, not an error
+    ],
+)
+def test_exact_schedules_without_jitter(base: float, cap: float, expected: list[float]) -> None:
+    """Without jitter every delay is exactly min(cap, base * 2**attempt)."""
+    got = [delay_for(a, base=base, cap=cap, jitter=0.0, rng=random.Random(0)) for a in range(len(expected))]
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"attempt": -1}, "attempt must be >= 0"),
+        ({"attempt": 0, "base": -1}, "base and cap must be >= 0"),
+        ({"attempt": 0, "cap": -1}, "base and cap must be >= 0"),
+        ({"attempt": 0, "jitter": 1.0}, r"jitter must be in \[0, 1\)"),
+    ],
+)
+def test_refusals_say_what_is_wrong(kwargs: dict[str, float], message: str) -> None:
+    rest = dict(kwargs)
+    attempt = int(rest.pop("attempt"))
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        delay_for(attempt, rng=random.Random(0), **rest)
+
+
+def test_the_policy_passes_all_its_parameters() -> None:
+    """BackoffPolicy.delay is delay_for with the policy's base, cap and jitter and the caller's rng."""
+    assert BackoffPolicy(base=1.0, cap=4.0, jitter=0.0).delay(5, random.Random(0)) == 4.0
+    policy = BackoffPolicy(base=1.0, cap=100.0, jitter=0.5)
+    for seed in range(5):
+        expected = delay_for(3, base=1.0, cap=100.0, jitter=0.5, rng=random.Random(seed))
+        assert policy.delay(3, random.Random(seed)) == expected
