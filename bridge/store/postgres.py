@@ -72,13 +72,14 @@ KEY_SETTING = "paybridge.secrets_key"
 _PGP = "cipher-algo=aes256, compress-algo=0, s2k-mode=1, s2k-digest-algo=sha256"
 # Made (again) at every start under the migration lock, in the schema the tables live in; {pgp} is
 # pgcrypto's schema. Both pass NULL through; seal_secret leaves a sealed value as it is;
-# open_secret refuses one that is not sealed, is sealed as another kind, or does not open.
+# open_secret refuses one that is not sealed, is sealed as another kind, or does not open. Their
+# errors are SQLSTATE 39000 (as pgcrypto's "Wrong key"): Unavailable, as on SQLite.
 _SEALING_FUNCTIONS = """
 CREATE OR REPLACE FUNCTION paybridge_secrets_key() RETURNS text LANGUAGE plpgsql STABLE AS $f$
 DECLARE k text := current_setting('{setting}', true);
 BEGIN
     IF k IS NULL OR k = '' THEN
-        RAISE EXCEPTION 'no secrets key on this connection (the bridge sets {setting})';
+        RAISE EXCEPTION 'no secrets key on this connection (the bridge sets {setting})' USING ERRCODE = '39000';
     END IF;
     RETURN k;
 END $f$;
@@ -97,11 +98,11 @@ BEGIN
         RETURN NULL;
     END IF;
     IF NOT starts_with(value, '{prefix}') THEN
-        RAISE EXCEPTION 'a stored % is not sealed', kind;
+        RAISE EXCEPTION 'a stored % is not sealed', kind USING ERRCODE = '39000';
     END IF;
     plain := {pgp}.pgp_sym_decrypt(decode(substr(value, {skip}), 'base64'), paybridge_secrets_key(), '{options}');
     IF NOT starts_with(plain, kind || chr(10)) THEN
-        RAISE EXCEPTION 'a stored % was sealed as another kind of secret', kind;
+        RAISE EXCEPTION 'a stored % was sealed as another kind of secret', kind USING ERRCODE = '39000';
     END IF;
     RETURN substr(plain, length(kind) + 2);
 END $f$;

@@ -64,7 +64,8 @@ class FakeTransport:
 @asynccontextmanager
 async def context(tmp_path: Path, **overrides: Any) -> AsyncIterator[Context]:
     settings = make_settings(tmp_path / "d", **overrides)
-    ctx = Context(settings=settings, db=open_database(settings.database, key_file=settings.secrets_key_path), clock=SystemClock())
+    db = open_database(settings.database, key_file=settings.secrets_key_path)
+    ctx = Context(settings=settings, db=db, clock=SystemClock())
     await ctx.db.open()
     try:
         yield ctx

@@ -366,6 +366,61 @@ async def test_a_connection_lost_mid_batch_fails_the_batch_and_the_next_one_work
     assert ids == ["e2"]
 
 
+SEALED = {"sqlite": "pbs1:", "postgresql": "pgs1:"}  # bridge.store.sealing, bridge.store.postgres
+
+
+async def test_secrets_are_sealed_in_the_database_and_opened_by_sql(
+    url: str, opened: Callable[[str], Awaitable[Database]]
+) -> None:
+    """seal_secret / open_secret on every backend: the stored value is not the secret and differs each
+    time it is sealed, opens back to it, NULL passes through, a sealed value is not sealed again, and a
+    value that is plaintext or sealed as another kind of secret does not open (Unavailable, not garbage)."""
+    db = await opened(url)
+    secret = "whsec_" + "c2VjcmV0IHNpZ25pbmcga2V5IQ"
+
+    def op(tx: Tx) -> tuple[str, str, str, tuple[object, ...]]:
+        merchants.insert_merchant(tx, id="m1", name="shop", api_key_hash="h1", webhook_secret=secret, now=0)
+        raw = tx.one("SELECT webhook_secret FROM merchants WHERE id = 'm1'")
+        again = tx.one("SELECT seal_secret('merchants.webhook_secret', ?)", (secret,))
+        kept = tx.one("SELECT seal_secret('merchants.webhook_secret', ?)", (raw[0] if raw else None,))
+        null = tx.one("SELECT seal_secret('merchants.webhook_secret', NULL), open_secret('x', NULL)")
+        assert raw is not None and again is not None and kept is not None and null is not None
+        return str(raw[0]), str(again[0]), str(kept[0]), tuple(null)
+
+    raw, again, kept, null = await db.write(op)
+    assert raw.startswith(SEALED[db.dialect]) and secret not in raw and secret.removeprefix("whsec_") not in raw
+    assert again != raw and kept == raw and null == (None, None)
+    plain = await db.read(
+        lambda tx: tx.one("SELECT open_secret('merchants.webhook_secret', webhook_secret) FROM merchants")
+    )
+    assert plain is not None and plain[0] == secret
+    for sql in (
+        "SELECT open_secret('webhook_endpoints.secret', webhook_secret) FROM merchants",
+        "SELECT open_secret('merchants.webhook_secret', name) FROM merchants",
+    ):
+        with pytest.raises(Unavailable):
+            await db.read(lambda tx, sql=sql: tx.one(sql))  # type: ignore[misc]
+
+
+async def test_a_wrong_secrets_key_is_refused_at_open(url: str, tmp_path: Path) -> None:
+    """A database whose secrets were sealed with one key does not open with another (the error names the
+    key file); with the right key it opens again."""
+    right, wrong = tmp_path / "right.key", tmp_path / "wrong.key"
+    db = open_database(url, key_file=right)
+    await db.open()
+    await _merchant(db)
+    await db.close()
+    other = open_database(url, key_file=wrong)
+    with pytest.raises(StoreError, match=r"wrong\.key"):
+        await other.open()
+    again = open_database(url, key_file=right)
+    await again.open()
+    try:
+        assert await again.read(_count("SELECT COUNT(*) FROM merchants")) == 1
+    finally:
+        await again.close()
+
+
 def test_migrations_spell_postgresql_types() -> None:
     """On PostgreSQL every INTEGER column is BIGINT (Unix ms overflow 32 bits) and AUTOINCREMENT is an identity."""
     for _, statements in MIGRATIONS:
