@@ -189,6 +189,9 @@ class PgTx(Tx):
         self._fault = fault
         self.after_commit = []
 
+    def _control(self, sql: str) -> None:
+        self._conn.execute(sql, prepare=False)
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
             return self._conn.execute(translate(sql), params).rowcount

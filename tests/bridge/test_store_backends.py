@@ -366,6 +366,34 @@ async def test_a_connection_lost_mid_batch_fails_the_batch_and_the_next_one_work
     assert ids == ["e2"]
 
 
+async def test_a_savepoint_block_is_undone_alone(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """tx.savepoint(): a block that fails (here a unique violation, which on PostgreSQL aborts the
+    transaction until rolled back) is undone with its after-commit callbacks; the job goes on and commits
+    the rest."""
+    db = await opened(url)
+    await _merchant(db)
+    called: list[str] = []
+
+    def event(tx: Tx, event_id: str) -> None:
+        tx.execute(
+            "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, 'm1', 't', 0, '{}')", (event_id,)
+        )
+        tx.after_commit.append(lambda: called.append(event_id))
+
+    def op(tx: Tx) -> str:
+        event(tx, "e1")
+        with pytest.raises(IntegrityError), tx.savepoint():
+            event(tx, "e2")
+            event(tx, "e1")
+        with tx.savepoint():
+            event(tx, "e3")
+        return "done"
+
+    assert await db.write(op) == "done"
+    ids = await db.read(lambda tx: sorted(str(r[0]) for r in tx.all("SELECT id FROM events")))
+    assert ids == ["e1", "e3"] and called == ["e1", "e3"]
+
+
 SEALED = {"sqlite": "pbs1:", "postgresql": "pgs1:"}  # bridge.store.sealing, bridge.store.postgres
 
 
