@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.core.matching import Candidate, MatchRules, choose, compatible
+from bridge.core.matching import Candidate, MatchRules, choose, compatible, device_may_report
 
 RULES = MatchRules(clock_skew_ms=1_000, late_grace_ms=5_000)
 NO_LATE = MatchRules(clock_skew_ms=1_000, late_grace_ms=5_000, accept_late=False)
@@ -153,3 +153,25 @@ def test_compatible(order_channel: str, report_channel: str | None, pays: bool) 
     assert compatible(order_channel, report_channel) is pays
     d = choose([order(channel=order_channel)], observed_at=15_000, report_channel=report_channel, rules=RULES)
     assert (d.order_id == "o1") is pays
+
+
+@pytest.mark.parametrize(
+    ("device_channels", "report_channel", "may"),
+    [
+        (frozenset(), "wechat", True),  # paired without channels: any app
+        (frozenset({"alipay"}), "alipay", True),
+        (frozenset({"alipay"}), "wechat", False),
+        (frozenset({"alipay", "wechat"}), "wechat", True),
+        (frozenset({"cashbar"}), "cashbar-wechat", True),  # 收钱吧 relays count as the 收钱吧 app
+        (frozenset({"cashbar"}), "cashbar-alipay", True),
+        (frozenset({"cashbar"}), "cashbar", True),
+        (frozenset({"wechat"}), "cashbar-wechat", False),  # the wallet it names is not the app that said it
+        (frozenset({"alipay"}), "cashbar", False),
+        (frozenset({"bank"}), "bank", True),
+        (frozenset({"bank"}), "unionpay", False),
+        (frozenset({"alipay"}), None, True),  # an unrecognised text pays nothing anyway
+    ],
+)
+def test_device_may_report(device_channels: frozenset[str], report_channel: str | None, may: bool) -> None:
+    """A device paired for some apps pays orders only with reports from those apps."""
+    assert device_may_report(device_channels, report_channel) is may

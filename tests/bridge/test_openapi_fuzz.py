@@ -212,9 +212,9 @@ def test_every_route_is_documented(tmp_path: Path) -> None:
         if route.method != "HEAD" and route.resource is not None
     } - {("GET", "/v1/devices/connect"), ("GET", "/v1/openapi.json")}
     # Not our JSON API, so not in its document: HTML pages for payers (tests/bridge/test_checkout*.py)
-    # and merchants (the dashboard: tests/bridge/test_dashboard*.py), and the shop gateways, which speak
-    # 易支付 / V免签's own form-encoded, MD5/RSA-signed protocols (docs/shops.md; malformed and hostile
-    # input: tests/bridge/test_compat.py).
+    # and merchants (the dashboard: tests/bridge/test_dashboard*.py), and the shop gateways, which
+    # speak 易支付 / V免签's own form-encoded, MD5/RSA-signed protocols (docs/shops.md; malformed and
+    # hostile input: tests/bridge/test_compat.py).
     foreign = ("/pay/{id}", "/pay/{id}/qr.png", "/static/{name}", "/submit.php", "//submit.php", "/mapi.php",
                "/api.php", "/api/pay/", "/vmq/{pid}/", "/dashboard", "/dashboard/")
     served = {(m, p) for m, p in served if not any(p == f or (f.endswith("/") and p.startswith(f)) for f in foreign)}
