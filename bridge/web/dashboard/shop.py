@@ -25,8 +25,9 @@ DONE = ("public_key_saved", "public_key_cleared")
 
 
 def masked(key: str) -> str:
-    """The key hidden but for its last four characters (enough to tell which key a shop has)."""
-    return "•" * max(len(key) - 4, 0) + key[-4:]
+    """The key hidden but for its last four characters (enough to tell which key a shop has); the dots do
+    not tell its length."""
+    return "•" * 8 + key[-4:]
 
 
 async def _context(view: View, *, reveal: bool, rotated: bool = False, error: str | None = None) -> dict[str, Any]:

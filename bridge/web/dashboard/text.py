@@ -37,7 +37,7 @@ _ZH: dict[str, str] = {
     "nav_webhooks": "通知",
     "nav_accounts": "收款码",
     "nav_admin": "管理",
-    "nav_shop": "商店设置",
+    "nav_shop": "商店",
     # phones
     "phones_title": "手机",
     "phones_hint": "每台转发手机的状态实时更新，无需刷新。",
@@ -284,7 +284,7 @@ _EN: dict[str, str] = {
     "nav_webhooks": "Webhooks",
     "nav_accounts": "Accounts",
     "nav_admin": "Admin",
-    "nav_shop": "Shop settings",
+    "nav_shop": "Shop",
     "phones_title": "Phones",
     "phones_hint": "Every relay phone's status, updated live without reloading.",
     "no_phones": "No phone is paired yet.",
