@@ -13,10 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bridge.core import epay
+from bridge.services.compat import key_fingerprint
 from bridge.services.shop_setup import shop_setups
 from bridge.web.dashboard.shop import masked
 from tests.bridge.compat_helpers import get_raw
-from tests.bridge.test_dashboard import Browser
+from tests.bridge.test_dashboard import Browser, field
 from tests.harness import ADMIN_TOKEN, RunningBridge
 
 
@@ -78,14 +79,23 @@ async def test_rotation_needs_csrf_and_the_old_key_stops_signing(bridge: Running
         status, confirm, _ = await b.get("/dashboard/shop/rotate")
         assert status == 200 and 'id="rotate-form"' in confirm and old["key"] not in confirm
         assert masked(old["key"]) in confirm
-        for data in ({}, {"csrf": "0" * 40}):
+        fingerprint = field(confirm, "key")
+        assert fingerprint == key_fingerprint(old["key"])
+        for data in ({"key": fingerprint}, {"csrf": "0" * 40, "key": fingerprint}):
             status, _, _ = await b.post("/dashboard/shop/rotate", data)
             assert status == 403
+        csrf = field(confirm, "csrf")
+        status, _, _ = await b.post("/dashboard/shop/rotate", {"csrf": csrf})
+        assert status == 400
         assert (await _compat(bridge, m["api_key"]))["key"] == old["key"]
-        status, page, _ = await b.post("/dashboard/shop/rotate", {"csrf": await b.csrf("/dashboard/shop")})
+        form = {"csrf": csrf, "key": fingerprint}
+        status, page, _ = await b.post("/dashboard/shop/rotate", form)
         new = await _compat(bridge, m["api_key"])
         assert status == 200 and new["key"] != old["key"] and {**new, "key": old["key"]} == old
         assert 'id="rotated"' in page and page.count(new["key"]) == 6 and old["key"] not in page
+        status, page, _ = await b.post("/dashboard/shop/rotate", form)  # a reload sends the form again
+        assert status == 200 and 'id="already-rotated"' in page and page.count(new["key"]) == 6
+        assert (await _compat(bridge, m["api_key"]))["key"] == new["key"]
         _, later, _ = await b.get("/dashboard/shop")
         assert new["key"] not in later and masked(new["key"]) in later
     status, body, _ = await get_raw(bridge, _submit(old["pid"], old["key"], "T2"))
@@ -137,7 +147,9 @@ async def test_a_merchant_sees_and_changes_only_its_own_settings(bridge: Running
         assert b_creds["pid"] != a_creds["pid"] and b_creds["key"] in page
         for secret in (a_creds["key"], a_creds["vmq_url"], a_creds["platform_public_key"], masked(a_creds["key"])):
             assert secret not in page
-        await b.post("/dashboard/shop/rotate", {"csrf": csrf})
+        _, confirm, _ = await b.get("/dashboard/shop/rotate")
+        status, _, _ = await b.post("/dashboard/shop/rotate", {"csrf": csrf, "key": field(confirm, "key")})
+        assert status == 200 and (await _compat(bridge, b_merchant["api_key"]))["key"] != b_creds["key"]
         pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
         key_text = epay.public_key_b64(pem)
         status, _, _ = await b.post(

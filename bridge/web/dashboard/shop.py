@@ -30,7 +30,7 @@ def masked(key: str) -> str:
     return "•" * 8 + key[-4:]
 
 
-async def _context(view: View, *, reveal: bool, rotated: bool = False, error: str | None = None) -> dict[str, Any]:
+async def _context(view: View, *, reveal: bool, rotated: str | None = None, error: str | None = None) -> dict[str, Any]:
     creds = await service.credentials(view.ctx, view.merchant_id)
     done = view.request.query.get("done") if view.request.method == "GET" else None
     return {
@@ -59,14 +59,19 @@ async def reveal(view: View) -> web.StreamResponse:
 
 @page("merchant")
 async def confirm_rotate(view: View) -> web.StreamResponse:
-    creds = await service.credentials(view.ctx, view.merchant_id)
-    return view.render("dashboard/shop_rotate.html", {"nav": "shop", "masked": masked(str(creds["key"]))})
+    key = str((await service.credentials(view.ctx, view.merchant_id))["key"])
+    context = {"nav": "shop", "masked": masked(key), "fingerprint": service.key_fingerprint(key)}
+    return view.render("dashboard/shop_rotate.html", context)
 
 
 @page("merchant")
 async def rotate(view: View) -> web.StreamResponse:
-    await service.rotate_key(view.ctx, view.merchant_id)
-    return view.render("dashboard/shop.html", await _context(view, reveal=True, rotated=True))
+    """Rotate the key the confirmation page was made for; the form sent again (a reload) rotates nothing
+    and shows the current key."""
+    fingerprint = form_str(view.form, "key", max_len=64)
+    _, rotated = await service.rotate_key_if(view.ctx, view.merchant_id, fingerprint)
+    status = "rotated" if rotated else "already_rotated"
+    return view.render("dashboard/shop.html", await _context(view, reveal=True, rotated=status))
 
 
 @page("merchant")

@@ -231,6 +231,7 @@ _ZH: dict[str, str] = {
     ),
     "shop_rotate_confirm": "确认更换",
     "shop_rotated": "已生成新密钥，旧密钥已失效。请把下面的新设置填进每个商店。",
+    "shop_already_rotated": "密钥已经更换过了（表单重复提交），没有再次更换。下面是当前的密钥。",
     "shop_for_each": "各商店软件的设置",
     "shop_where": "位置：",
     "shop_v2_title": "易支付 V2（RSA）",
@@ -478,6 +479,8 @@ _EN: dict[str, str] = {
     " delivered are signed with the new key. Paste the new key into every shop right after.",
     "shop_rotate_confirm": "Rotate now",
     "shop_rotated": "A new key is in place and the old one no longer works. Paste the settings below into every shop.",
+    "shop_already_rotated": "The key was already rotated (the form was sent again); it was not rotated twice."
+    " Below is the current key.",
     "shop_for_each": "Settings for each shop software",
     "shop_where": "Where:",
     "shop_v2_title": "易支付 V2 (RSA)",
