@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.core import epay, vmq
@@ -54,6 +55,8 @@ __all__ = [
     "verify_v2",
     "verify_vmq",
 ]
+
+log = structlog.get_logger("bridge.compat")
 
 MAX_NAME = 256
 MAX_PARAM = 1024
@@ -177,6 +180,8 @@ async def _rotate(ctx: Context, merchant_id: str, if_fingerprint: str | None) ->
         return row, True
 
     row, rotated = await ctx.db.write(op)
+    if rotated:
+        log.info("compat.key_rotated", merchant_id=merchant_id)
     return _credentials_json(ctx, _shop(row)), rotated
 
 

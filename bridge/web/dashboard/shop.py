@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from bridge.errors import BadRequest
@@ -19,6 +20,8 @@ from bridge.services.shop_setup import credential_fields, shop_setups
 from bridge.web.dashboard.pages import PATH, View, form_str, page, redirect
 
 __all__ = ["add_routes", "masked"]
+
+log = structlog.get_logger("bridge.dashboard")
 
 MAX_PUBLIC_KEY = 4096
 DONE = ("public_key_saved", "public_key_cleared")
@@ -54,6 +57,7 @@ async def settings(view: View) -> web.StreamResponse:
 
 @page("merchant")
 async def reveal(view: View) -> web.StreamResponse:
+    log.info("dashboard.compat_key_shown", merchant_id=view.merchant_id)
     return view.render("dashboard/shop.html", await _context(view, reveal=True))
 
 
