@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bridge.apiclient import ApiCallError, ApiClient, Unreachable
+from bridge.services.shop_setup import setup_text
 
 __all__ = ["EXIT_API", "EXIT_NETWORK", "EXIT_OK", "EXIT_USAGE", "add_parsers", "run"]
 
@@ -262,47 +263,13 @@ def _orders(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> in
     return EXIT_OK
 
 
-def compat_text(c: Mapping[str, Any]) -> str:
-    """What to paste into each shop's payment settings."""
-    pid, key, epay_url, submit_url, vmq_url = c["pid"], c["key"], c["epay_url"], c["submit_url"], c["vmq_url"]
-    return (
-        "Shop gateway (易支付 / V免签) credentials\n"
-        f"  pid (商户ID):      {pid}\n"
-        f"  key (商户密钥):    {key}\n"
-        f"  易支付 base URL:   {epay_url}\n"
-        f"  submit URL:        {submit_url}\n"
-        f"  V免签 base URL:    {vmq_url}\n"
-        "\n"
-        "独角数卡 dujiaoka, 易支付 (支付配置 > 新增; 支付处理路由 /pay/yipay; 支付标识 alipay or wxpay):\n"
-        f"  商户ID   merchant_id:  {pid}\n"
-        f"  商户KEY  merchant_key: {submit_url}\n"
-        f"  商户密钥 merchant_pem: {key}\n"
-        "独角数卡 dujiaoka, V免签 (支付处理路由 /pay/vpay; 支付标识 vzfb = Alipay, vwx = WeChat):\n"
-        f"  商户ID   merchant_id:  {key}\n"
-        f"  商户密钥 merchant_pem: {vmq_url}\n"
-        "  (the V免签 base URL must end with / : dujiaoka appends createOrder?... to it)\n"
-        "v2board / Xboard, payment method EPay (Xboard also asks a type: alipay or wxpay):\n"
-        f"  URL: {epay_url.rstrip('/')}\n"
-        f"  PID: {pid}\n"
-        f"  KEY: {key}\n"
-        "new-api (运营设置 > 支付设置):\n"
-        f"  支付地址 (PayAddress): {epay_url}\n"
-        f"  易支付商户ID (EpayId): {pid}\n"
-        f"  易支付商户密钥 (EpayKey): {key}\n"
-        "EpayCore SDK: apiurl = the 易支付 base URL (ending with /), pid and key as above;\n"
-        "  V2 (RSA): register your public key with PUT /v1/compat, platform_public_key is:\n"
-        f"  {c['platform_public_key']}\n"
-        "The key is shown whenever you run this command; keep it as secret as the API key.\n"
-    )
-
-
 def _compat(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     client = _client(args, env, "--api-key", "--token", "PAYBRIDGE_API_KEY")
     creds = client.call("POST", "/v1/compat/rotate") if args.rotate else client.call("GET", "/v1/compat")
     if args.json:
         _dump(out, creds)
         return EXIT_OK
-    out.write(compat_text(creds))
+    out.write(setup_text(creds))
     return EXIT_OK
 
 

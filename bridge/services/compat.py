@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.core import epay, vmq
@@ -41,9 +42,11 @@ __all__ = [
     "create_shop_order",
     "credentials",
     "find_shop_order",
+    "key_fingerprint",
     "key_matches",
     "monitor_state",
     "rotate_key",
+    "rotate_key_if",
     "set_merchant_public_key",
     "shop_by_pid",
     "shop_order",
@@ -52,6 +55,8 @@ __all__ = [
     "verify_v2",
     "verify_vmq",
 ]
+
+log = structlog.get_logger("bridge.compat")
 
 MAX_NAME = 256
 MAX_PARAM = 1024
@@ -156,17 +161,40 @@ async def credentials(ctx: Context, merchant_id: str) -> dict[str, Any]:
     return _credentials_json(ctx, await _ensure(ctx, merchant_id))
 
 
-async def rotate_key(ctx: Context, merchant_id: str) -> dict[str, Any]:
-    """A new compat key; the old one stops working at once (notifies still queued are signed with the new one)."""
+def key_fingerprint(key: str) -> str:
+    """A short SHA-256 of a compat key: names which key a form was made for without revealing it."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+async def _rotate(ctx: Context, merchant_id: str, if_fingerprint: str | None) -> tuple[dict[str, Any], bool]:
     await _ensure(ctx, merchant_id)
 
-    def op(tx: Tx) -> Row:
+    def op(tx: Tx) -> tuple[Row, bool]:
+        row = store.get_merchant(tx, merchant_id)
+        assert row is not None
+        if if_fingerprint is not None and not hmac.compare_digest(key_fingerprint(str(row["key"])), if_fingerprint):
+            return row, False
         store.set_key(tx, merchant_id, _new_key(), now=ctx.clock.now_ms())
         row = store.get_merchant(tx, merchant_id)
         assert row is not None
-        return row
+        return row, True
 
-    return _credentials_json(ctx, _shop(await ctx.db.write(op)))
+    row, rotated = await ctx.db.write(op)
+    if rotated:
+        log.info("compat.key_rotated", merchant_id=merchant_id)
+    return _credentials_json(ctx, _shop(row)), rotated
+
+
+async def rotate_key(ctx: Context, merchant_id: str) -> dict[str, Any]:
+    """A new compat key; the old one stops working at once (notifies still queued are signed with the new one)."""
+    creds, _ = await _rotate(ctx, merchant_id, None)
+    return creds
+
+
+async def rotate_key_if(ctx: Context, merchant_id: str, fingerprint: str) -> tuple[dict[str, Any], bool]:
+    """Rotate only while the current key has `fingerprint` (see `key_fingerprint`): a form submitted twice,
+    or from two tabs, rotates once. Returns the credentials and whether this call rotated."""
+    return await _rotate(ctx, merchant_id, fingerprint)
 
 
 async def set_merchant_public_key(ctx: Context, merchant_id: str, public_key: str | None) -> dict[str, Any]:

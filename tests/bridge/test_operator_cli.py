@@ -235,10 +235,10 @@ def test_compat_prints_the_shop_settings(server: Server) -> None:
     out = paybridge("compat", "--url", server.url, PAYBRIDGE_API_KEY=m["api_key"])
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert f"pid (商户ID):      {creds['pid']}" in text and creds["key"] in text
-    assert f"商户KEY  merchant_key: {server.url}/submit.php" in text
-    assert f"商户密钥 merchant_pem: {server.url}/vmq/{creds['pid']}/\n" in text
-    assert f"支付地址 (PayAddress): {server.url}/" in text and "v2board / Xboard" in text
+    assert f"pid (商户ID):    {creds['pid']}\n" in text and creds["key"] in text
+    assert f"商户KEY      merchant_key:    {server.url}/submit.php  (" in text
+    assert f"商户密钥     merchant_pem:    {server.url}/vmq/{creds['pid']}/  (must end with /" in text
+    assert f"支付地址       PayAddress: {server.url}/\n" in text and "v2board / Xboard" in text
     again = paybridge("compat", "--rotate", "--json", "--url", server.url, "--api-key", m["api_key"])
     rotated = json.loads(again.stdout)
     assert rotated["pid"] == creds["pid"] and rotated["key"] != creds["key"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bridge.core.ratelimit import RateLimiter
-from bridge.web.dashboard import accounts, admin, orders, payments, phones, signin, webhooks
+from bridge.web.dashboard import accounts, admin, orders, payments, phones, shop, signin, webhooks
 from bridge.web.keys import CTX, PAIR_WATCHES, SIGN_IN_LIMITER
 from bridge.web.templating import setup_templates
 
@@ -21,5 +21,5 @@ def add_routes(app: web.Application) -> None:
     per_minute = app[CTX].settings.dashboard_sign_ins_per_minute
     app[SIGN_IN_LIMITER] = RateLimiter(rate=per_minute, per=60.0, burst=per_minute)
     app[PAIR_WATCHES] = {}
-    for module in (signin, phones, orders, payments, webhooks, accounts, admin):
+    for module in (signin, phones, orders, payments, webhooks, accounts, shop, admin):
         module.add_routes(app)

@@ -37,6 +37,7 @@ _ZH: dict[str, str] = {
     "nav_webhooks": "通知",
     "nav_accounts": "收款码",
     "nav_admin": "管理",
+    "nav_shop": "商店",
     # phones
     "phones_title": "手机",
     "phones_hint": "每台转发手机的状态实时更新，无需刷新。",
@@ -211,6 +212,45 @@ _ZH: dict[str, str] = {
     "create_merchant": "创建商户",
     "merchant_name": "商户名称",
     "create": "创建",
+    # shop settings
+    "shop_title": "商店设置",
+    "shop_hint": "把下面的设置填进你的商店软件（易支付 / V免签 接口），商店的订单就由你的手机收款。",
+    "shop_credentials": "接口凭据",
+    "shop_field": "字段",
+    "shop_value": "填写",
+    "shop_note": "说明",
+    "shop_key_hidden": "密钥已隐藏",
+    "shop_reveal": "显示密钥",
+    "shop_hide": "隐藏密钥",
+    "shop_rotate": "更换密钥",
+    "shop_key_secret": "密钥要和 API 密钥一样保密：拿到它的人可以用你的商户下单，还能伪造发给商店的付款通知。",
+    "shop_rotate_title": "更换接口密钥？",
+    "shop_current_key": "当前密钥：",
+    "shop_rotate_hint": (
+        "旧密钥立即失效：用它签名的下单请求会被拒绝，还没送达的通知改用新密钥签名。更换后请马上把新密钥填进每个商店。"
+    ),
+    "shop_rotate_confirm": "确认更换",
+    "shop_rotated": "已生成新密钥，旧密钥已失效。请把下面的新设置填进每个商店。",
+    "shop_already_rotated": "密钥已经更换过了（表单重复提交），没有再次更换。下面是当前的密钥。",
+    "shop_for_each": "各商店软件的设置",
+    "shop_where": "位置：",
+    "shop_v2_title": "易支付 V2（RSA）",
+    "shop_platform_key": "平台公钥 platform_public_key",
+    "shop_platform_key_hint": "V2 商店用它验证我们的响应和通知。",
+    "shop_merchant_key": "商户公钥 merchant_public_key",
+    "shop_merchant_key_none": "未登记：V2 请求会被拒绝。",
+    "shop_merchant_key_set": "已登记：",
+    "shop_merchant_key_label": "粘贴商户 RSA 公钥（base64 SPKI 或 PEM，至少 2048 位）",
+    "shop_save_key": "登记公钥",
+    "shop_clear_key": "清除公钥",
+    "done_public_key_saved": "商户公钥已登记。",
+    "done_public_key_cleared": "商户公钥已清除，V2 请求将被拒绝。",
+    "shop_webhook_title": "通知签名密钥",
+    "shop_webhook_hint": (
+        "带 notify_url 的订单，其通知用商户的通知密钥签名；它只在创建商户时显示一次，暂时不能在这里更换。"
+        "通知地址（端点）各有自己的密钥：在「通知」页更换，旧密钥继续有效 24 小时。"
+    ),
+    "shop_webhook_link": "打开通知页",
 }
 
 _EN: dict[str, str] = {
@@ -245,6 +285,7 @@ _EN: dict[str, str] = {
     "nav_webhooks": "Webhooks",
     "nav_accounts": "Accounts",
     "nav_admin": "Admin",
+    "nav_shop": "Shop",
     "phones_title": "Phones",
     "phones_hint": "Every relay phone's status, updated live without reloading.",
     "no_phones": "No phone is paired yet.",
@@ -418,6 +459,48 @@ _EN: dict[str, str] = {
     "create_merchant": "Create a merchant",
     "merchant_name": "Merchant name",
     "create": "Create",
+    # shop settings
+    "shop_title": "Shop settings",
+    "shop_hint": "Paste these settings into your shop software (易支付 / V免签 gateways) and its orders are paid"
+    " through your phones.",
+    "shop_credentials": "Gateway credentials",
+    "shop_field": "Field",
+    "shop_value": "Value",
+    "shop_note": "Note",
+    "shop_key_hidden": "key hidden",
+    "shop_reveal": "Show the key",
+    "shop_hide": "Hide the key",
+    "shop_rotate": "Rotate the key",
+    "shop_key_secret": "Keep the key as secret as your API key: with it anyone can make orders as your shop and"
+    " forge payment notifies to it.",
+    "shop_rotate_title": "Rotate the compat key?",
+    "shop_current_key": "Current key:",
+    "shop_rotate_hint": "The old key stops working at once: requests signed with it are refused, and notifies not yet"
+    " delivered are signed with the new key. Paste the new key into every shop right after.",
+    "shop_rotate_confirm": "Rotate now",
+    "shop_rotated": "A new key is in place and the old one no longer works. Paste the settings below into every shop.",
+    "shop_already_rotated": "The key was already rotated (the form was sent again); it was not rotated twice."
+    " Below is the current key.",
+    "shop_for_each": "Settings for each shop software",
+    "shop_where": "Where:",
+    "shop_v2_title": "易支付 V2 (RSA)",
+    "shop_platform_key": "Platform public key (platform_public_key)",
+    "shop_platform_key_hint": "V2 shops verify our answers and notifies with it.",
+    "shop_merchant_key": "Merchant public key (merchant_public_key)",
+    "shop_merchant_key_none": "None registered: V2 requests are refused.",
+    "shop_merchant_key_set": "Registered:",
+    "shop_merchant_key_label": "Paste the merchant's RSA public key (base64 SPKI or PEM, at least 2048 bits)",
+    "shop_save_key": "Register the key",
+    "shop_clear_key": "Clear the key",
+    "done_public_key_saved": "The merchant public key is registered.",
+    "done_public_key_cleared": "The merchant public key is cleared; V2 requests are refused.",
+    "shop_webhook_title": "Webhook signing secrets",
+    "shop_webhook_hint": (
+        "Notifies of orders created with a notify_url are signed with the merchant's webhook secret, shown once"
+        " when the merchant was created; it cannot be rotated here yet. Webhook endpoints have their own"
+        " secrets: rotate them on the Webhooks page, where the old one keeps working for 24 hours."
+    ),
+    "shop_webhook_link": "Open the webhooks page",
 }
 
 TEXT: dict[str, dict[str, str]] = {"zh": _ZH, "en": _EN}
