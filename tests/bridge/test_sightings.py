@@ -35,3 +35,8 @@ def test_same_payment_rule(earlier: list[Sighting], device: str, observed_at: in
 def test_window_zero_turns_merging_off() -> None:
     """redundant_window = 0: every report is a payment of its own."""
     assert same_payment([s("p1", "A", 1000)], device_id="B", observed_at=1000, window_ms=0) is None
+
+
+def test_the_smallest_window_still_merges() -> None:
+    """Any positive window merges: 1 ms joins two sightings 1 ms apart."""
+    assert same_payment([s("p1", "A", 1000)], device_id="B", observed_at=1001, window_ms=1) == "p1"
