@@ -309,7 +309,7 @@ class PostgresDatabase(Database):
                 current = int(row[0] or 0) if row is not None else 0
                 check_schema(current, len(MIGRATIONS))
                 if not functions_made:  # before any migration: one of them seals secrets
-                    description = "sealing functions (pgcrypto)"
+                    description = "sealing functions (pgcrypto: a superuser may have to CREATE EXTENSION pgcrypto)"
                     _create_sealing_functions(conn)
                     functions_made = True
                 if current == len(MIGRATIONS):
