@@ -296,6 +296,13 @@ async def running_handler(handler: Any) -> AsyncIterator[str]:
     """A one-route HTTP server on loopback answering every POST with `handler`; yields its base URL."""
     app = web.Application()
     app.router.add_post("/{tail:.*}", handler)
+    async with running_app(app) as base:
+        yield base
+
+
+@asynccontextmanager
+async def running_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve `app` on an ephemeral loopback port; yields its base URL, cleans up after."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -144,21 +144,17 @@ def list_orders(
 ) -> list[Row]:
     where = ["merchant_id = ?"]
     params: list[object] = [merchant_id]
-    if channel is not None:
-        where.append("channel = ?")
-        params.append(channel)
-    if created_from is not None:
-        where.append("created_at >= ?")
-        params.append(created_from)
-    if created_to is not None:
-        where.append("created_at < ?")
-        params.append(created_to)
-    if merchant_order_id is not None:
-        where.append("merchant_order_id = ?")
-        params.append(merchant_order_id)
-    if status is not None:
-        where.append("status = ?")
-        params.append(status)
+    filters = (
+        ("channel = ?", channel),
+        ("created_at >= ?", created_from),
+        ("created_at < ?", created_to),
+        ("merchant_order_id = ?", merchant_order_id),
+        ("status = ?", status),
+    )
+    for clause, value in filters:
+        if value is not None:
+            where.append(clause)
+            params.append(value)
     if before is not None:
         # The cursor is looked up among this merchant's own rows only: another merchant's id is
         # as unknown as a made-up one (an empty page), so a cursor reveals nothing.

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 from aiohttp import web
 
 from bridge.store import compat as compat_store
-from tests.harness import RunningBridge
+from tests.harness import RunningBridge, running_app
 
 
 @dataclass
@@ -78,17 +78,9 @@ async def shop_receiver(
     rec = ShopReceiver(answers or [(200, "success")])
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", rec.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    rec.url = f"http://127.0.0.1:{port}{path}"
-    try:
+    async with running_app(app) as base:
+        rec.url = base + path
         yield rec
-    finally:
-        await runner.cleanup()
 
 
 async def get_raw(bridge: RunningBridge, path_and_query: str, **kw: Any) -> tuple[int, str, dict[str, str]]:

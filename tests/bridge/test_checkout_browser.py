@@ -15,7 +15,7 @@ from aiohttp import web
 from playwright.async_api import expect
 
 from tests.browser import DESKTOP, PHONE, ConsoleWatch, chromium, screenshot
-from tests.harness import RunningBridge, TestDevice
+from tests.harness import RunningBridge, TestDevice, running_app
 
 ALIPAY_QR = "https://qr.alipay.com/fkx19283abcdef"
 WECHAT_QR = "wxp://f2f0Yx1kq8Zb3lTest"
@@ -31,16 +31,8 @@ async def shop_site() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/done", done)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with running_app(app) as base:
+        yield base
 
 
 async def a_shop(bridge: RunningBridge, *channels: str) -> tuple[str, TestDevice]:
