@@ -26,26 +26,14 @@ from bridge.services.checkout import Checkout, checkout_path, load_checkout, sta
 from bridge.web.devices import client_address
 from bridge.web.i18n import TEXT, pick_language
 from bridge.web.keys import CHECKOUT_LIMITER, CHECKOUT_MISSES, CTX
-from bridge.web.templating import add_static_route, setup_templates
+from bridge.web.templating import add_static_route, page_headers, setup_templates
 
-__all__ = ["SECURITY_HEADERS", "add_routes", "setup"]
+__all__ = ["add_routes", "setup"]
 
 ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 POLL_MS = 2000  # the script's status poll
 REFRESH_S = 5  # the no-script meta refresh while the order may still change
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
-        " form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
-}
-NO_STORE = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
+NO_STORE = page_headers(form_action="'none'")  # the payer's page has no form
 
 
 def setup(app: web.Application) -> None:

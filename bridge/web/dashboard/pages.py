@@ -25,6 +25,7 @@ from bridge.services.sessions import Session, load_session
 from bridge.web.dashboard.text import TEXT
 from bridge.web.i18n import pick_language
 from bridge.web.keys import CTX
+from bridge.web.templating import page_headers
 
 __all__ = [
     "COOKIE",
@@ -40,19 +41,7 @@ __all__ = [
 
 COOKIE = "pb_session"
 PATH = "/dashboard"
-NO_STORE = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self';"
-        " form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
-    "Cache-Control": "no-store",
-}
+NO_STORE = page_headers(form_action="'self'")
 Who = str  # "merchant": a merchant's session; "admin": the admin's; "any": either
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PageFn = Callable[["View"], Awaitable[web.StreamResponse]]
