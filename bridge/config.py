@@ -53,6 +53,9 @@ class Settings:
     webhook_concurrency: int = 64  # requests in flight in all
     webhook_per_host: int = 16  # requests in flight to one host: a slow endpoint cannot starve the others
     webhook_sender: str = "process"  # "process": HTTP calls in a child process (a second core); "inline"
+    # s an instance's claim on a delivery it sends holds without renewal (renewed while it runs):
+    # after an instance dies, another one sends its deliveries once their leases have run out.
+    webhook_lease: float = 60.0
     # Devices
     heartbeat_interval: int = 30
     heartbeat_timeout: int = 90
@@ -95,6 +98,8 @@ class Settings:
         _check_database_url(self.database_url)
         if self.webhook_per_host < 1 or self.webhook_concurrency < 1:
             raise ConfigError("webhook_per_host and webhook_concurrency must be at least 1")
+        if not (1.0 <= self.webhook_lease <= 3600.0):
+            raise ConfigError("webhook_lease must be 1..3600 seconds (PAYBRIDGE_WEBHOOK_LEASE)")
         if self.webhook_sender not in ("process", "inline"):
             raise ConfigError("webhook_sender must be 'process' or 'inline' (PAYBRIDGE_WEBHOOK_SENDER)")
         for name in (

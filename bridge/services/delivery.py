@@ -15,6 +15,14 @@ the shop's notify URL with a query signed at each attempt, done when the body ac
 At-least-once: an outcome is recorded after the HTTP exchange; a crash between a receiver's 2xx
 and the recording means the delivery is sent again, with the same `webhook-id`. Receivers dedupe.
 On shutdown the attempts that already finished are still recorded (under `asyncio.shield`).
+
+Several instances on one database: a delivery is sent by the instance that holds its claim
+(`claimed_by`, `lease_until`). Fresh deliveries are committed already claimed by the instance whose
+worker takes them from memory; the poll claims what it loaded before sending it (on PostgreSQL
+with `FOR UPDATE SKIP LOCKED`). The worker renews the leases of what it has in flight every third
+of `settings.webhook_lease` and clears the claim when it records the outcome; on a clean stop it
+gives back the claims it still holds. An instance that dies leaves its claims to run out, and then
+any instance's poll takes those deliveries (sent again, with the same `webhook-id`).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import structlog
 
 from bridge.core.backoff import RetryPolicy, delay_for
 from bridge.core.signing import signature_header
+from bridge.ids import new_id
 from bridge.services import compat_notify
 from bridge.services.context import Context
 from bridge.store import deliveries as store
@@ -49,6 +58,7 @@ RECENT_SETTLED = 100_000  # ids remembered to drop late fresh hand-overs of deli
 FRESH_PER_TARGET = 256  # deliveries handed over at commit that may wait in memory per host
 BATCH = 500  # deliveries loaded per query
 POLL_S = 1.0  # the longest the loop sleeps without looking at the database
+RENEW_CHUNK = 500  # ids per lease renewal statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +173,8 @@ class DeliveryWorker:
         self.rng = rng or random.Random()
         self.policy = RetryPolicy(schedule=ctx.settings.schedule())
         self.per_target = per_target or ctx.settings.webhook_per_host
+        self.instance = new_id("inst")  # who holds this worker's claims (a restart is a new claimant)
+        self.lease_ms = int(ctx.settings.webhook_lease * 1000)
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._global = asyncio.Semaphore(ctx.settings.webhook_concurrency)
@@ -184,20 +196,46 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         """Deliver until cancelled; then stop sending and record what already finished."""
+        self.ctx.bus.claimant = (self.instance, self.lease_ms)
         recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
         fresh = asyncio.create_task(self._fresh_loop(), name="webhook-fresh")
+        renewer = asyncio.create_task(self._renew_loop(), name="webhook-lease-renewer")
         try:
             await self._dispatch_loop()
         finally:
-            fresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fresh
+            if self.ctx.bus.claimant is not None and self.ctx.bus.claimant[0] == self.instance:
+                self.ctx.bus.claimant = None
+            for helper in (fresh, renewer):
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             self._recorder.stopping = True
             self._recorder.ready.set()
             await asyncio.shield(recorder)
+            await asyncio.shield(self._release(None))  # what it still holds: due again for any instance
+
+    async def _release(self, ids: list[str] | None) -> None:
+        """Give up claims (None: all this worker holds); a failure only leaves them to run out."""
+        try:
+            await self.ctx.db.write(functools.partial(_release, ids, self.instance))
+        except Exception as e:
+            log.warning("webhook.release_failed", error=repr(e))
+
+    async def _renew_loop(self) -> None:
+        """Keep the leases of the deliveries in flight here from running out while they wait or run."""
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            ids = sorted(self._in_flight)
+            until = self.ctx.clock.now_ms() + self.lease_ms
+            for i in range(0, len(ids), RENEW_CHUNK):
+                chunk = ids[i : i + RENEW_CHUNK]
+                try:
+                    await self.ctx.db.write(functools.partial(_renew, chunk, self.instance, until))
+                except Exception as e:  # a lease that runs out only means a possible second send
+                    log.warning("webhook.renew_failed", error=repr(e))
 
     async def _dispatch_loop(self) -> None:
         bus = self.ctx.bus
@@ -217,9 +255,9 @@ class DeliveryWorker:
                 log.warning("webhook.load_failed", error=repr(e))
                 due, next_at = [], None
             settled, self._settled_during_load = self._settled_during_load or set(), None
-            for row in due:
-                if str(row["id"]) not in settled:
-                    self._start(row)
+            due = [row for row in due if str(row["id"]) not in settled and str(row["id"]) not in self._in_flight]
+            if due:
+                await self._claim_and_start(due)
             if len(due) >= BATCH:
                 await asyncio.sleep(0)  # more are due: load the next batch right away
                 continue
@@ -231,6 +269,32 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await bus.deliveries.wait()
+
+    async def _claim_and_start(self, due: list[Row]) -> None:
+        """Claim the loaded deliveries (another instance may have taken some meanwhile) and send the
+        claimed ones, with their attempt counts as of the claim."""
+        now = self.ctx.clock.now_ms()
+        ids = [str(row["id"]) for row in due]
+        try:
+            claimed = await self.ctx.db.write(
+                lambda tx: store.claim(tx, ids, by=self.instance, now=now, until=now + self.lease_ms)
+            )
+        except Exception as e:  # the database may be busy: the next poll tries again
+            log.warning("webhook.claim_failed", error=repr(e))
+            return
+        busy: list[str] = []
+        for row in due:
+            delivery_id = str(row["id"])
+            if delivery_id not in claimed:
+                continue
+            if delivery_id in self._in_flight:  # started from memory while the claim ran: hand it back
+                busy.append(delivery_id)
+                continue
+            fields = dict(zip(row.keys(), row, strict=True))
+            fields["attempts"] = claimed[delivery_id]
+            self._start(fields)
+        if busy:
+            await self._release(busy)
 
     def _settle(self, delivery_id: str) -> None:
         self._in_flight.discard(delivery_id)
@@ -258,16 +322,23 @@ class DeliveryWorker:
         bus = self.ctx.bus
         while True:
             bus.fresh_ready.clear()
+            left: list[str] = []
             while bus.fresh:
                 row = bus.fresh.popleft()
                 if str(row["id"]) in self._recently_settled:
                     continue  # already sent from a database load; retries come from the database
+                lease_until = row.get("lease_until")
+                if lease_until is None or lease_until <= self.ctx.clock.now_ms():
+                    continue  # not claimed for this worker, or its claim ran out: the poll takes it
                 host = urlsplit(str(row["url"])).netloc.lower()
                 target = self._targets.get(host)
                 if target is not None and target.users >= FRESH_PER_TARGET:
-                    self._left_in_db = True
+                    left.append(str(row["id"]))
                     continue
                 self._start(row)
+            if left:  # committed claimed by this worker: give them back so a poll can take them
+                await self._release(left)
+                self._left_in_db = True
             await bus.fresh_ready.wait()
 
     async def _deliver(self, row: Row | dict[str, Any]) -> None:
@@ -393,6 +464,14 @@ class DeliveryWorker:
             error=a.result.error,
             wait_s=a.outcome.next_in,
         )
+
+
+def _renew(ids: list[str], by: str, until: int, tx: Tx) -> None:
+    store.renew(tx, ids, by=by, until=until)
+
+
+def _release(ids: list[str] | None, by: str, tx: Tx) -> None:
+    store.release(tx, ids, by=by)
 
 
 def _apply(batch: list[_Attempt], tx: Tx) -> None:

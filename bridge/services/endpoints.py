@@ -235,6 +235,7 @@ async def send_test_event(ctx: Context, merchant_id: str, endpoint_id: str) -> d
             body=body,
             now=now,
             targets=[(delivery_id, endpoint_id, str(ep["url"]))],
+            claim=(claim := ctx.bus.claim(now)),
         )
         fresh = {  # the shape of bridge.store.deliveries.due_deliveries rows, as emit() hands them over
             "id": delivery_id,
@@ -245,6 +246,7 @@ async def send_test_event(ctx: Context, merchant_id: str, endpoint_id: str) -> d
             "attempts": 0,
             "body": body,
             "event_type": TEST_EVENT,
+            "lease_until": None if claim is None else claim[1],
             "secret": ep["secret"],
             "old_secret": ep["old_secret"],
             "old_secret_expires_at": ep["old_secret_expires_at"],

@@ -38,6 +38,9 @@ class EventBus:
         # worker cannot take now, its next poll finds).
         self.fresh: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
         self.fresh_ready = asyncio.Event()
+        # (instance id, lease ms) while a delivery worker in this process takes `fresh`: the
+        # deliveries start claimed by it. None: they start unclaimed, for any instance's poll.
+        self.claimant: tuple[str, int] | None = None
         self.closed = False
         self._streams: dict[str, set[asyncio.Event]] = defaultdict(set)
 
@@ -56,6 +59,10 @@ class EventBus:
             ev.set()
         for ev in self._streams.get(ALL, ()):
             ev.set()
+
+    def claim(self, now: int) -> tuple[str, int] | None:
+        """The claim fresh deliveries committed at `now` start with (see `claimant`)."""
+        return None if self.claimant is None else (self.claimant[0], now + self.claimant[1])
 
     def streams(self, merchant_id: str) -> int:
         """How many live streams this merchant holds in this process."""
@@ -117,7 +124,10 @@ def emit(
                 "webhook_secret": subscribers.webhook_secret,
             }
         )
-    store.insert_event(tx, event_id=event_id, merchant_id=merchant_id, type=type, body=body, now=now, targets=targets)
+    claim = bus.claim(now)
+    store.insert_event(
+        tx, event_id=event_id, merchant_id=merchant_id, type=type, body=body, now=now, targets=targets, claim=claim
+    )
     # The same shape as bridge.store.deliveries.due_deliveries rows.
     fresh = [
         {
@@ -129,6 +139,7 @@ def emit(
             "attempts": 0,
             "body": body,
             "event_type": type,
+            "lease_until": None if claim is None else claim[1],
             **secrets,
         }
         for (d, ep, url), secrets in zip(targets, sendable, strict=True)

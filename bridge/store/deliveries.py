@@ -7,12 +7,15 @@ from collections.abc import Collection
 from bridge.store.database import Row, Tx
 
 __all__ = [
+    "claim",
     "due_deliveries",
     "get_delivery",
     "list_attempts",
     "list_deliveries",
     "next_due_after",
     "record_attempt",
+    "release",
+    "renew",
     "reset_for_retry",
     "sender_backlog",
 ]
@@ -44,12 +47,56 @@ def due_deliveries(tx: Tx, *, now: int, limit: int, per_target: int, exclude: Co
     rows = tx.all(
         "SELECT s.* FROM (SELECT d.id, ROW_NUMBER() OVER ("
         " PARTITION BY COALESCE(d.endpoint_id, d.url) ORDER BY d.next_attempt_at, d.id) AS pos"
-        " FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ?) due"
+        " FROM deliveries d WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
+        " AND (d.lease_until IS NULL OR d.lease_until <= ?)) due"
         " JOIN (" + _SENDABLE + ") s ON s.id = due.id"
         " WHERE due.pos <= ? ORDER BY s.next_attempt_at, s.id LIMIT ?",
-        (now, per_target, limit + len(exclude)),
+        (now, now, per_target, limit + len(exclude)),
     )
     return [r for r in rows if r["id"] not in exclude][:limit]
+
+
+def _in(ids: Collection[str]) -> str:
+    return ",".join("?" * len(ids))
+
+
+def claim(tx: Tx, ids: Collection[str], *, by: str, now: int, until: int) -> dict[str, int]:
+    """Claim those of `ids` that are still due and unclaimed (or whose lease ran out) for instance
+    `by` until `until`; return the claimed ones with their current attempt counts.
+
+    On PostgreSQL a row another instance is claiming right now is skipped, not waited for
+    (`FOR UPDATE SKIP LOCKED`); on SQLite the single writer already serialises the claims. Either
+    way the conditional UPDATE lets one instance alone hold a live claim."""
+    if not ids:
+        return {}
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgresql" else ""
+    rows = tx.all(
+        "UPDATE deliveries SET claimed_by = ?, lease_until = ? WHERE id IN ("
+        f"SELECT id FROM deliveries WHERE id IN ({_in(ids)}) AND status = 'pending' AND next_attempt_at <= ?"
+        f" AND (lease_until IS NULL OR lease_until <= ?){lock}) RETURNING id, attempts",
+        (by, until, *ids, now, now),
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def renew(tx: Tx, ids: Collection[str], *, by: str, until: int) -> int:
+    """Extend the lease of the deliveries `by` still holds among `ids`; return how many."""
+    if not ids:
+        return 0
+    return tx.execute(
+        f"UPDATE deliveries SET lease_until = ? WHERE claimed_by = ? AND status = 'pending' AND id IN ({_in(ids)})",
+        (until, by, *ids),
+    )
+
+
+def release(tx: Tx, ids: Collection[str] | None, *, by: str) -> int:
+    """Give up the claims `by` holds on `ids` (None: on every pending delivery): due again at once."""
+    where = "" if ids is None else f" AND id IN ({_in(ids)})"
+    return tx.execute(
+        "UPDATE deliveries SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = ? AND status = 'pending'"
+        + where,
+        (by, *(ids or ())),
+    )
 
 
 def next_due_after(tx: Tx, now: int) -> int | None:
@@ -79,7 +126,8 @@ def record_attempt(
     )
     tx.execute(
         "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_status_code = ?,"
-        " last_error = ?, updated_at = ?, succeeded_at = CASE WHEN ? = 'succeeded' THEN ? ELSE succeeded_at END"
+        " last_error = ?, updated_at = ?, succeeded_at = CASE WHEN ? = 'succeeded' THEN ? ELSE succeeded_at END,"
+        " claimed_by = NULL, lease_until = NULL"
         " WHERE id = ? AND status = 'pending'",
         (status, attempt, next_attempt_at, status_code, error, now, status, now, delivery_id),
     )

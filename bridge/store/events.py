@@ -48,8 +48,13 @@ def insert_event(
     body: str,
     now: int,
     targets: list[tuple[str, str | None, str]],
+    claim: tuple[str, int] | None = None,
 ) -> None:
-    """Store the event and one pending delivery per (delivery id, endpoint id or None, url)."""
+    """Store the event and one pending delivery per (delivery id, endpoint id or None, url).
+
+    `claim` (instance id, lease end in Unix ms): the deliveries start claimed by the instance that
+    sends them from memory at commit, so no other instance's poll takes them meanwhile."""
+    by, until = claim if claim is not None else (None, None)
     tx.execute(
         "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, ?, ?, ?, ?)",
         (event_id, merchant_id, type, now, body),
@@ -57,8 +62,9 @@ def insert_event(
     if targets:
         tx.executemany(
             "INSERT INTO deliveries (id, event_id, merchant_id, endpoint_id, url, status, attempts,"
-            " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-            [(d, event_id, merchant_id, ep, url, now, now, now) for d, ep, url in targets],
+            " next_attempt_at, created_at, updated_at, claimed_by, lease_until)"
+            " VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
+            [(d, event_id, merchant_id, ep, url, now, now, now, by, until) for d, ep, url in targets],
         )
 
 

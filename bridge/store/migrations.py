@@ -289,4 +289,14 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "CREATE INDEX sessions_expiry ON sessions(expires_at)",
         ],
     ),
+    (
+        "deliveries: a claim with a lease, so several instances never send one delivery at once",
+        [
+            # The instance sending a delivery, and until when (Unix ms) its claim holds. The sender
+            # renews the lease while the attempt runs and clears both when it records the outcome;
+            # an instance that dies leaves the claim to run out, and another one takes it over.
+            "ALTER TABLE deliveries ADD COLUMN claimed_by TEXT",
+            "ALTER TABLE deliveries ADD COLUMN lease_until INTEGER",
+        ],
+    ),
 ]

@@ -205,10 +205,17 @@ def set_closed(tx: Tx, order_id: str, *, now: int) -> bool:
 
 
 def due_for_expiry(tx: Tx, *, now: int, limit: int, exclude: Collection[str] = ()) -> list[str]:
-    """Ids of up to `limit` pending orders whose time is up, soonest first, leaving out `exclude`."""
+    """Ids of up to `limit` pending orders whose time is up, soonest first, leaving out `exclude`.
+
+    On PostgreSQL the rows are locked for the caller's transaction and rows another transaction
+    holds (another instance's sweep, a payment being matched) are skipped, so sweeps on several
+    instances split the work instead of queueing behind each other; `set_expired`'s conditional
+    UPDATE keeps each order expired (and announced) once either way."""
     skip = f" AND id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgresql" else ""
     rows = tx.all(
-        f"SELECT id FROM orders WHERE status = 'pending' AND expires_at <= ?{skip} ORDER BY expires_at LIMIT ?",
+        f"SELECT id FROM orders WHERE status = 'pending' AND expires_at <= ?{skip} ORDER BY expires_at, id LIMIT ?"
+        + lock,
         (now, *exclude, limit),
     )
     return [str(r[0]) for r in rows]

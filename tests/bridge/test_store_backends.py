@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from bridge.errors import StoreError, Unavailable
-from bridge.store import merchants, orders, payments
+from bridge.store import deliveries, events, merchants, orders, payments
 from bridge.store.database import Database, IntegrityError, Tx, open_database
 from bridge.store.migrations import MIGRATIONS, statements_for
 from tests import pg
@@ -143,6 +143,77 @@ async def test_pay_amount_slots_are_unique_under_concurrency(
     assert got.count(None) == 6
     assert await first.read(_count("SELECT COUNT(*) FROM amount_locks")) == 10
     assert await second.read(_count("SELECT COUNT(DISTINCT pay_amount_cents) FROM orders")) == 10
+
+
+async def test_a_delivery_is_claimed_by_one_process_until_its_lease_runs_out(
+    url: str, opened: Callable[[str], Awaitable[Database]]
+) -> None:
+    """Two bridge processes claim the same due deliveries at once: each is held by one of them; a
+    live lease keeps the other out (a delivery committed already claimed, too), renewing is the
+    holder's alone, and a lease that ran out, a release or a recorded attempt frees it."""
+    first, second = await opened(url), await opened(url)
+    await _merchant(first)
+    ids = [f"dlv{i}" for i in range(40)]
+
+    def insert(tx: Tx) -> None:
+        targets: list[tuple[str, str | None, str]] = [(d, None, "http://127.0.0.1/hook") for d in ids]
+        events.insert_event(tx, event_id="e1", merchant_id="m1", type="order.paid", body="{}", now=0, targets=targets)
+        events.insert_event(
+            tx,
+            event_id="e2",
+            merchant_id="m1",
+            type="order.paid",
+            body="{}",
+            now=0,
+            targets=[("fresh", None, "http://127.0.0.1/hook")],
+            claim=("A", 1000),
+        )
+
+    await first.write(insert)
+
+    async def claim(db: Database, by: str, now: int, some: list[str]) -> dict[str, int]:
+        return await db.write(lambda tx: deliveries.claim(tx, some, by=by, now=now, until=now + 1000))
+
+    got = await asyncio.gather(
+        *(claim((first, second)[n % 2], "AB"[n % 2], 10, ids[(n * 7) % 40 :] + ids[: (n * 7) % 40]) for n in range(8))
+    )
+    holders: dict[str, list[str]] = {}
+    for n, claimed in enumerate(got):
+        for d in claimed:
+            holders.setdefault(d, []).append("AB"[n % 2])
+    assert sorted(holders) == sorted(ids) and all(len(h) == 1 for h in holders.values()), holders
+    assert await claim(second, "B", 500, ["fresh"]) == {}  # committed claimed by A, its lease still runs
+
+    db_of = {"A": first, "B": second}
+    kept = ids[0]
+    holder = holders[kept][0]
+    other = "B" if holder == "A" else "A"
+    assert await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=other, until=5000)) == 0  # not its
+    assert await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=holder, until=5000)) == 1
+    # At 2000 the unrenewed leases (to 1010) have run out: the other one takes them over, not the renewed one.
+    everything = [*ids, "fresh"]
+    taken = await claim(db_of[other], other, 2000, everything)
+    assert set(taken) == set(everything) - {kept}
+    assert await db_of[holder].write(lambda tx: deliveries.release(tx, [kept], by=holder)) == 1
+    assert set(await claim(db_of[other], other, 2000, [kept])) == {kept}  # released: free at once
+
+    def record(tx: Tx) -> None:
+        deliveries.record_attempt(
+            tx,
+            kept,
+            attempt=1,
+            now=2100,
+            status="pending",
+            status_code=500,
+            error="HTTP 500",
+            duration_ms=1,
+            next_attempt_at=2100,
+        )
+
+    await db_of[other].write(record)
+    assert await claim(db_of[holder], holder, 2200, [kept]) == {kept: 1}  # the outcome cleared the claim
+    # The other one stops: it gives back all it holds (everything but `kept`).
+    assert await first.write(lambda tx: deliveries.release(tx, None, by=other)) == len(everything) - 1
 
 
 async def test_a_taken_slot_is_refused_by_the_database(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
