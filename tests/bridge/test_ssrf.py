@@ -70,9 +70,12 @@ async def test_a_name_resolving_to_loopback_is_checked_after_dns(allow: bool) ->
         await transport.close()
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "2130706433", "localhost"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "2130706433", "localhost", "127。0。0。1", "①②⑦.0.0.1", "127.0.0.1.", "localhost."]
+)
 async def test_loopback_literals_are_refused_without_connecting(host: str) -> None:
-    """IP literals (in any spelling) and localhost are refused before any connection is made."""
+    """IP literals (in any spelling, Unicode full stops and digits and trailing dots included) and localhost
+    are refused before any connection is made: the receiver on 127.0.0.1 gets nothing."""
     transport = AiohttpTransport(allow_private=False)
     try:
         async with running_receiver() as rec:
@@ -190,19 +193,6 @@ async def test_endpoint_creation_refuses_private_targets(tmp_path: Path, url: st
             "POST", "/v1/webhook-endpoints", token=m["api_key"], json_body={"url": "https://hooks.example.com/x"}
         )
         assert status == 201
-
-
-@pytest.mark.parametrize("host", ["127。0。0。1", "①②⑦.0.0.1", "127.0.0.1.", "localhost."])
-async def test_unicode_loopback_is_refused_by_the_transport(host: str) -> None:
-    """The transport refuses these hosts without connecting: the receiver on 127.0.0.1 gets nothing."""
-    transport = AiohttpTransport(allow_private=False)
-    try:
-        async with running_receiver() as rec:
-            result = await transport.send(f"http://{host}:{_port(rec.url)}/hook", {}, b"{}", 5.0)
-            assert result.error is not None and result.error.startswith("forbidden_target")
-            assert rec.requests == []
-    finally:
-        await transport.close()
 
 
 async def test_the_connected_address_is_checked_whatever_the_host_looked_like() -> None:
