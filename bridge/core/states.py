@@ -5,7 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TypeVar
 
-__all__ = ["DeliveryStatus", "DeviceStatus", "IllegalTransition", "OrderStatus", "PaymentStatus", "transition"]
+__all__ = [
+    "DeliveryStatus",
+    "DeviceStatus",
+    "IllegalTransition",
+    "OrderStatus",
+    "PaymentStatus",
+    "sources",
+    "transition",
+]
 
 
 class OrderStatus(StrEnum):
@@ -68,3 +76,10 @@ def transition(current: S, target: S) -> S:
     if target not in allowed:
         raise IllegalTransition(f"cannot go from {current} to {target}")
     return target
+
+
+def sources(target: S) -> tuple[S, ...]:
+    """Every status from which `target` may be reached, in declaration order: the store's
+    `WHERE status IN (...)` guard for a move to `target` comes from here and nowhere else."""
+    table = _TABLES[type(target)]
+    return tuple(status for status in type(target) if target in table[status])

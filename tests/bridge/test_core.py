@@ -25,7 +25,7 @@ from bridge.core.protocol import (
     verify_auth,
 )
 from bridge.core.ratelimit import RateLimiter
-from bridge.core.states import IllegalTransition, OrderStatus, PaymentStatus, transition
+from bridge.core.states import DeliveryStatus, IllegalTransition, OrderStatus, PaymentStatus, sources, transition
 from bridge.core.status import HealthRules, device_status
 from bridge.core.tokens import normalise_pairing_code, pairing_code_from_bytes
 
@@ -111,8 +111,12 @@ def test_match_late_and_ambiguous() -> None:
 
 def test_on_time_beats_late() -> None:
     """A pending order on time wins over an expired one of the same amount."""
-    d = choose([_c("old", status="expired", expires=100), _c("new", created=200)], observed_at=300,
-               report_channel="alipay", rules=RULES)
+    d = choose(
+        [_c("old", status="expired", expires=100), _c("new", created=200)],
+        observed_at=300,
+        report_channel="alipay",
+        rules=RULES,
+    )
     assert (d.order_id, d.late) == ("new", False)
 
 
@@ -130,8 +134,15 @@ def test_on_time_beats_late() -> None:
 )
 def test_device_status(kw: dict[str, object], status: str, reasons: list[str]) -> None:
     """Offline beats degraded; degraded lists every reason that holds."""
-    base: dict[str, object] = {"connected": True, "last_heartbeat_at": 1000, "listener_ok": True,
-                               "battery_level": 80, "charging": False, "outbox_depth": 0, "now": 2000}
+    base: dict[str, object] = {
+        "connected": True,
+        "last_heartbeat_at": 1000,
+        "listener_ok": True,
+        "battery_level": 80,
+        "charging": False,
+        "outbox_depth": 0,
+        "now": 2000,
+    }
     base.update(kw)
     got = device_status(rules=HealthRules(), **base)  # type: ignore[arg-type]
     assert (got[0].value, got[1]) == (status, reasons)
@@ -144,6 +155,33 @@ def test_transitions() -> None:
         transition(OrderStatus.PAID, OrderStatus.CLOSED)
     with pytest.raises(IllegalTransition):
         transition(PaymentStatus.IGNORED, PaymentStatus.MATCHED)
+
+
+Status = OrderStatus | PaymentStatus | DeliveryStatus
+
+
+@pytest.mark.parametrize("target", [*OrderStatus, *PaymentStatus, *DeliveryStatus])
+def test_sources_are_exactly_the_allowed_moves(target: Status) -> None:
+    """The store's status guard for a move lists exactly the statuses `transition()` lets reach it."""
+    allowed = [s for s in type(target) if _allowed(s, target)]
+    assert list(sources(target)) == allowed  # type: ignore[type-var]
+
+
+def test_sources_spot_checks() -> None:
+    """Only pending or expired orders can be paid; nothing returns to pending; any ended delivery is re-queued."""
+    assert sources(OrderStatus.PAID) == (OrderStatus.PENDING, OrderStatus.EXPIRED)
+    assert sources(OrderStatus.CLOSED) == (OrderStatus.PENDING,)
+    assert sources(OrderStatus.PENDING) == ()
+    ended = {DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED, DeliveryStatus.DISABLED}
+    assert set(sources(DeliveryStatus.PENDING)) == ended
+
+
+def _allowed(current: Status, target: Status) -> bool:
+    try:
+        transition(current, target)  # type: ignore[type-var]
+    except IllegalTransition:
+        return False
+    return True
 
 
 def test_backoff_schedule() -> None:
@@ -177,8 +215,9 @@ def test_auth_verification() -> None:
     for kwargs in ({"expected_nonce": "n2", "now_ms": 2000}, {"expected_nonce": "n1", "now_ms": 10**9}):
         with pytest.raises(ProtocolError):
             verify_auth(auth, public_key=pub, **kwargs)  # type: ignore[arg-type]
-    other = base64.b64encode(Ed25519PrivateKey.generate().public_key().public_bytes(
-        Encoding.Raw, PublicFormat.Raw)).decode()
+    other = base64.b64encode(
+        Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    ).decode()
     with pytest.raises(ProtocolError):
         verify_auth(auth, expected_nonce="n1", public_key=other, now_ms=2000)
 
@@ -193,7 +232,10 @@ def test_bad_frames(data: str) -> None:
 
 def _report(**over: object) -> dict[str, object]:
     r: dict[str, object] = {
-        "type": "report", "event_id": "5b7f3c1e-8d0a-4f62-9a51-3c2e7d9b1a40", "seq": 1, "observed_at": 5,
+        "type": "report",
+        "event_id": "5b7f3c1e-8d0a-4f62-9a51-3c2e7d9b1a40",
+        "seq": 1,
+        "observed_at": 5,
         "parsed": {"kind": "payment", "channel": "alipay", "amount_cents": 500, "reason": "r"},
         "notification": {"package": "p", "title": "t", "text": "x", "when": 1, "key": "k"},
     }
@@ -225,15 +267,30 @@ def test_valid_report_and_heartbeat() -> None:
     """A well-formed report and heartbeat decode to their values."""
     r = decode_report(_report())
     assert (r.amount_cents, r.channel, r.key) == (500, "alipay", "k")
-    hb = decode_heartbeat({"type": "heartbeat", "sent_at": 1, "battery": {"level": 50, "charging": True},
-                           "listener": {"ok": True}, "outbox_depth": 3, "extra": "dropped"})
+    hb = decode_heartbeat(
+        {
+            "type": "heartbeat",
+            "sent_at": 1,
+            "battery": {"level": 50, "charging": True},
+            "listener": {"ok": True},
+            "outbox_depth": 3,
+            "extra": "dropped",
+        }
+    )
     assert (hb.battery_level, hb.charging, hb.outbox_depth) == (50, True, 3) and "extra" not in hb.body
 
 
-@given(st.dictionaries(st.text(max_size=10), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=10), max_size=8))
+@given(
+    st.dictionaries(
+        st.text(max_size=10),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+            max_leaves=10,
+        ),
+        max_size=8,
+    )
+)
 def test_decoders_never_crash(obj: dict[str, object]) -> None:
     """Arbitrary JSON objects make the decoders raise only their documented errors."""
     for decode in (decode_report, decode_heartbeat, decode_auth):
