@@ -8,18 +8,28 @@ from pathlib import Path
 from typing import Any
 
 from bridge.clock import rfc3339
-from bridge.core.amounts import format_fen
+from bridge.core.models.ids import MerchantId
 from bridge.core.signing import new_secret
 from bridge.core.tokens import api_key_from_bytes, hash_secret
 from bridge.ids import new_id, random_bytes
 from bridge.services.context import Context
+from bridge.services.views import merchant_json, merchant_usage_json
 from bridge.store import deliveries as deliveries_store
 from bridge.store import devices as devices_store
 from bridge.store import merchants as store
 from bridge.store.database import Tx
 from bridge.store.files import private_dir
 
-__all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token", "get_merchant", "health", "list_merchants"]
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "create_merchant",
+    "database_ok",
+    "ensure_admin_token",
+    "get_merchant",
+    "health",
+    "list_merchants",
+    "merchant_for_key",
+]
 
 ADMIN_TOKEN_FILE = "admin_token.sha256"  # noqa: S105 - a file name
 
@@ -46,11 +56,26 @@ def ensure_admin_token(data_dir: Path, configured: str) -> tuple[str, str | None
 
 async def get_merchant(ctx: Context, merchant_id: str) -> dict[str, Any]:
     def op(tx: Tx) -> dict[str, Any]:
-        row = store.get_merchant(tx, merchant_id)
-        assert row is not None  # the key was just resolved to it
-        return {"id": row["id"], "name": row["name"], "created_at": rfc3339(row["created_at"])}
+        merchant = store.get_merchant(tx, merchant_id)
+        assert merchant is not None  # the key was just resolved to it
+        return merchant_json(merchant)
 
     return await ctx.db.read(op)
+
+
+async def merchant_for_key(ctx: Context, key_hash: str) -> MerchantId | None:
+    """The id of the merchant whose API key hashes to `key_hash`, or None."""
+
+    def op(tx: Tx) -> MerchantId | None:
+        merchant = store.merchant_by_key_hash(tx, key_hash)
+        return None if merchant is None else merchant.id
+
+    return await ctx.db.read(op)
+
+
+async def database_ok(ctx: Context) -> None:
+    """A trivial read: returns once the database answers (raises Unavailable when it cannot)."""
+    await ctx.db.read(store.ping)
 
 
 async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:
@@ -79,20 +104,7 @@ async def list_merchants(ctx: Context) -> list[dict[str, Any]]:
     """Every merchant with its usage (the admin's overview)."""
 
     def op(tx: Tx) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": r["id"],
-                "name": r["name"],
-                "created_at": rfc3339(r["created_at"]),
-                "phones": r["phones"],
-                "orders": r["orders"],
-                "paid_orders": r["paid_orders"],
-                "paid_amount": format_fen(r["paid_cents"]),
-                "unmatched_payments": r["unmatched"],
-                "last_order_at": rfc3339(r["last_order_at"]),
-            }
-            for r in store.list_merchants(tx)
-        ]
+        return [merchant_usage_json(m) for m in store.list_merchants(tx)]
 
     return await ctx.db.read(op)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.core.states import PaymentStatus, transition
+from bridge.core.states import OrderStatus, PaymentStatus, sources
 from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id
 from bridge.services.context import Context
@@ -49,14 +49,14 @@ async def unmatched_queue(ctx: Context, merchant_id: str, *, limit: int = 50) ->
     def op(tx: Tx) -> list[dict[str, Any]]:
         since = ctx.clock.now_ms() - SUGGEST_WITHIN_MS
         out = []
-        for row in store.list_payments(tx, merchant_id, status=PaymentStatus.UNMATCHED, before=None, limit=limit):
-            p = payment_json(row)
-            device = devices_store.get_device(tx, row["device_id"])
+        for payment in store.list_payments(tx, merchant_id, status=PaymentStatus.UNMATCHED, before=None, limit=limit):
+            p = payment_json(payment)
+            device = devices_store.get_device(tx, payment.device_id)
             p["device_name"] = None if device is None else device["name"]
             fits = []
-            if row["amount_cents"] is not None:
+            if payment.amount_cents is not None:
                 fits = orders_store.fitting_orders(
-                    tx, merchant_id, row["amount_cents"], row["channel"], since=since, limit=5
+                    tx, merchant_id, payment.amount_cents, payment.channel, since=since, limit=5
                 )
             p["suggestions"] = [render(ctx, tx, o) for o in fits]
             out.append(p)
@@ -67,10 +67,10 @@ async def unmatched_queue(ctx: Context, merchant_id: str, *, limit: int = 50) ->
 
 async def get_payment(ctx: Context, merchant_id: str, payment_id: str) -> dict[str, Any]:
     def op(tx: Tx) -> dict[str, Any]:
-        row = store.get_payment(tx, merchant_id, payment_id)
-        if row is None:
+        payment = store.get_payment(tx, merchant_id, payment_id)
+        if payment is None:
             raise NotFound("no such payment")
-        return payment_json(row)
+        return payment_json(payment)
 
     return await ctx.db.read(op)
 
@@ -86,23 +86,31 @@ async def match_manually(ctx: Context, merchant_id: str, payment_id: str, order_
         order = orders_store.get_order(tx, merchant_id, order_id)
         if order is None:
             raise NotFound("no such order")
-        if payment["status"] != PaymentStatus.UNMATCHED:
-            raise Conflict(f"this payment is already {payment['status']}", "payment_not_unmatched")
-        if order["status"] not in ("pending", "expired"):
+        if payment.status not in sources(PaymentStatus.MATCHED):
+            raise Conflict(f"this payment is already {payment.status}", "payment_not_unmatched")
+        if order.status not in sources(OrderStatus.PAID):
             raise Conflict(
-                f"this order is {order['status']}; only pending or expired orders can be paid", "order_not_payable"
+                f"this order is {order.status}; only pending or expired orders can be paid", "order_not_payable"
             )
-        transition(PaymentStatus.UNMATCHED, PaymentStatus.MATCHED)
-        store.set_payment_status(
+        paid = store.set_payment_status(
             tx, payment_id, status=PaymentStatus.MATCHED, reason="manual", order_id=order_id, manual=True
         )
+        assert paid is not None  # unmatched a moment ago, in this transaction
+        paid_json = payment_json(paid)
         mark_paid(
-            ctx, tx, merchant_id=merchant_id, order_id=order_id, payment_id=payment_id, now=now, late=False, manual=True
+            ctx,
+            tx,
+            merchant_id=merchant_id,
+            order_id=order_id,
+            payment_id=payment_id,
+            now=now,
+            late=False,
+            manual=True,
+            payment=paid_json,
         )
         fresh = orders_store.get_order(tx, merchant_id, order_id)
-        paid = store.get_payment(tx, merchant_id, payment_id)
-        assert fresh is not None and paid is not None
-        return {"payment": payment_json(paid), "order": render(ctx, tx, fresh)}
+        assert fresh is not None
+        return {"payment": paid_json, "order": render(ctx, tx, fresh)}
 
     return await ctx.db.write(op)
 
@@ -112,14 +120,12 @@ async def ignore(ctx: Context, merchant_id: str, payment_id: str) -> dict[str, A
         payment = store.get_payment(tx, merchant_id, payment_id)
         if payment is None:
             raise NotFound("no such payment")
-        if payment["status"] != PaymentStatus.UNMATCHED:
-            raise Conflict(f"this payment is already {payment['status']}", "payment_not_unmatched")
-        store.set_payment_status(
+        ignored = store.set_payment_status(
             tx, payment_id, status=PaymentStatus.IGNORED, reason="ignored_by_merchant", manual=True
         )
-        row = store.get_payment(tx, merchant_id, payment_id)
-        assert row is not None
-        return payment_json(row)
+        if ignored is None:
+            raise Conflict(f"this payment is already {payment.status}", "payment_not_unmatched")
+        return payment_json(ignored)
 
     return await ctx.db.write(op)
 
@@ -148,8 +154,7 @@ async def create_account(
         orders_store.share_slot(tx, held=implicit_slot(merchant_id, channel), also=account_id)
         for device_id in device_ids:
             devices_store.link_account(tx, device_id, account_id)
-        row = merchants_store.get_account(tx, merchant_id, account_id)
-        out = account_json(row)
+        out = account_json(merchants_store.get_account(tx, merchant_id, account_id))
         assert out is not None
         out["device_ids"] = device_ids
         return out
@@ -160,10 +165,10 @@ async def create_account(
 async def list_accounts(ctx: Context, merchant_id: str) -> list[dict[str, Any]]:
     def op(tx: Tx) -> list[dict[str, Any]]:
         out = []
-        for row in merchants_store.accounts_for_merchant(tx, merchant_id):
-            a = account_json(row)
+        for account in merchants_store.accounts_for_merchant(tx, merchant_id):
+            a = account_json(account)
             assert a is not None
-            a["device_ids"] = merchants_store.account_device_ids(tx, row["id"])
+            a["device_ids"] = merchants_store.account_device_ids(tx, account.id)
             out.append(a)
         return out
 

@@ -6,7 +6,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.services import admin as service
-from bridge.store.database import Tx
 from bridge.web.auth import require_admin, require_merchant
 from bridge.web.keys import CTX, HUB
 from bridge.web.validation import Body, read_json
@@ -32,10 +31,7 @@ async def me(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
 
-    def op(tx: Tx) -> object:
-        return tx.one("SELECT 1")
-
-    await ctx.db.read(op)
+    await service.database_ok(ctx)
     return web.json_response({"status": "ok", "connected_devices": len(request.app[HUB])})
 
 

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from bridge.core.amounts import format_fen
 from bridge.core.ratelimit import RateLimiter
+from bridge.core.states import OrderStatus
 from bridge.errors import NotFound
 from bridge.services.checkout import Checkout, checkout_path, load_checkout, status_json
 from bridge.web.devices import client_address
@@ -122,7 +123,7 @@ async def pay_page(request: web.Request) -> web.StreamResponse:
     c = await _load(request, request.query.get("account"))
     if c is None:
         return _message(request, lang, "not_found", "not_found_hint", 404)
-    if c.status == "paid" and c.return_to:
+    if c.status is OrderStatus.PAID and c.return_to:
         raise web.HTTPFound(c.return_to, headers=NO_STORE)
     t = TEXT[lang]
     path = checkout_path(c.order_id)
@@ -136,7 +137,7 @@ async def pay_page(request: web.Request) -> web.StreamResponse:
         "pay": format_fen(c.pay_amount_cents),
         "asked": format_fen(c.amount_cents),
         "left": _clock(c.seconds_left),
-        "qr": _qr_svg(account.qr_payload) if account and c.status == "pending" else None,
+        "qr": _qr_svg(account.qr_payload) if account and c.status is OrderStatus.PENDING else None,
         "alipay_link": alipay_link(account.qr_payload) if account and account.channel == "alipay" else None,
         "qr_png": f"{path}/qr.png?" + urlencode({"account": account.id}) if account else None,
         "choices": [(a, f"{path}?" + urlencode({**keep, "account": a.id})) for a in c.choices],
@@ -168,7 +169,7 @@ async def pay_qr_png(request: web.Request) -> web.Response:
     if _throttle(request, request.match_info["id"]):
         return web.Response(status=429, text="too many requests", headers={**NO_STORE, "Retry-After": "5"})
     c = await _load(request, request.query.get("account"))
-    if c is None or c.account is None or c.status != "pending":
+    if c is None or c.account is None or c.status is not OrderStatus.PENDING:
         return web.Response(status=404, text="no QR code here", headers=NO_STORE)
     qr = _qr(c.account.qr_payload)
     if qr is None:

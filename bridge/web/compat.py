@@ -111,7 +111,7 @@ async def mapi(request: web.Request) -> web.Response:
             "trade_no": order["id"],
             "payurl": made["checkout_url"],
             "qrcode": made["checkout_url"],
-            "money": made["compat"]["money_str"],
+            "money": made["compat"].money_str,
             "pay_amount": order["pay_amount"],
         }
     )
@@ -120,17 +120,17 @@ async def mapi(request: web.Request) -> web.Response:
 def _epay_order_fields(shop: Shop, made: dict[str, Any]) -> dict[str, Any]:
     order, compat = made["order"], made["compat"]
     paid = order["status"] == "paid"
-    pay_type = compat["type"] or epay.CHANNEL_TYPES.get(order["channel"], "")
+    pay_type = compat.type or epay.CHANNEL_TYPES.get(order["channel"], "")
     return {
         "trade_no": order["id"],
-        "out_trade_no": compat["out_trade_no"],
+        "out_trade_no": compat.out_trade_no,
         "type": pay_type,
         "pid": shop.pid,
         "addtime": order["created_at"],
         "endtime": order["paid_at"] or "",
-        "name": compat["name"],
-        "money": compat["money_str"],
-        "param": compat["param"],
+        "name": compat.name,
+        "money": compat.money_str,
+        "param": compat.param,
         "status": 1 if paid else 0,
     }
 

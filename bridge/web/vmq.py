@@ -53,10 +53,10 @@ def _order_data(made: dict[str, Any]) -> dict[str, Any]:
     order, compat = made["order"], made["compat"]
     state = {"pending": 0, "paid": 1, "expired": -1, "closed": -1}[order["status"]]
     return {
-        "payId": compat["out_trade_no"],
+        "payId": compat.out_trade_no,
         "orderId": order["id"],
-        "payType": int(compat["type"]) if compat["type"] else 0,
-        "price": compat["money_str"],
+        "payType": int(compat.type) if compat.type else 0,
+        "price": compat.money_str,
         "reallyPrice": vmq.php_money(int(order["pay_amount_cents"])),
         "payUrl": made["checkout_url"],
         "isAuto": 1,

@@ -81,7 +81,7 @@ async def test_rows_read_by_position_and_by_name(url: str, opened: Callable[[str
     """A row answers row[0], row["column"] and keys() the same way on every backend."""
     db = await opened(url)
     await _merchant(db)
-    row = await db.read(lambda tx: merchants.get_merchant(tx, "m1"))
+    row = await db.read(lambda tx: tx.one("SELECT id, name, created_at FROM merchants WHERE id = ?", ("m1",)))
     assert row is not None
     assert row["id"] == row[0] == "m1" and row["created_at"] == 0
     assert row.keys()[:2] == ["id", "name"] and len(row) == len(row.keys())
@@ -290,7 +290,7 @@ async def test_a_notification_fingerprint_is_claimed_once(
     assert results.count(True) == 1
     assert await first.write(claim("late", 5000)) is True  # the earlier claim is outside the window
     row = await second.read(lambda tx: payments.find_fingerprint(tx, "m1", "fp", since=0))
-    assert row is not None and row["payment_id"] == "late"
+    assert row is not None and row.payment_id == "late"
 
 
 async def test_one_batch_one_transaction_and_a_failing_job_rolls_back_alone(
