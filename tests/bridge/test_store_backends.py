@@ -16,8 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from bridge.core.models.account import Account
+from bridge.core.models.compat import CompatOrder, Shop
+from bridge.core.models.ids import AccountId, DeviceId, MerchantId, PaymentId
+from bridge.core.models.merchant import Merchant, MerchantUsage
+from bridge.core.models.order import Order
+from bridge.core.models.payment import Payment
+from bridge.core.states import OrderStatus, PaymentStatus
 from bridge.errors import StoreError, Unavailable
-from bridge.store import deliveries, events, merchants, orders, payments
+from bridge.store import compat, deliveries, events, merchants, orders, payments
 from bridge.store.database import Database, IntegrityError, Tx, open_database
 from bridge.store.migrations import MIGRATIONS, statements_for
 from tests import pg
@@ -537,3 +544,224 @@ def test_placeholders_are_translated_outside_quotes_only() -> None:
         "SELECT '?', 'it''s ?' , \"q?\" FROM t WHERE a LIKE '5%%' AND b = %s"
     )
     assert translate("SELECT 1") == "SELECT 1"
+
+
+# The typed store: records with typed statuses, and status moves guarded by the transition table.
+
+
+def _new_order(tx: Tx, order_id: str, *, pay: int = 1000, account_id: str | None = None) -> bool:
+    return orders.insert_order(
+        tx,
+        id=order_id,
+        merchant_id="m1",
+        merchant_order_id=f"ref-{order_id}",
+        channel="alipay",
+        amount_cents=1000,
+        pay_amount_cents=pay,
+        account_id=account_id,
+        notify_url="https://shop.example/n",
+        return_url=None,
+        description="tea",
+        metadata='{"sku":"t1"}',
+        params_hash="p",
+        now=5,
+        expires_at=10**12,
+    )
+
+
+def _new_payment(payment_id: str, status: PaymentStatus = PaymentStatus.UNMATCHED) -> Payment:
+    return Payment(
+        id=PaymentId(payment_id),
+        merchant_id=MerchantId("m1"),
+        device_id=DeviceId("d1"),
+        kind="payment",
+        channel="alipay",
+        amount_cents=1000,
+        status=status,
+        reason="no_order",
+        order_id=None,
+        late=False,
+        manual=False,
+        observed_at=7,
+        received_at=8,
+        event_id=f"e-{payment_id}",
+        fingerprint=f"fp-{payment_id}",
+        notification='{"title":"paid"}',
+    )
+
+
+async def test_orders_come_back_as_typed_records(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """Every order read is an Order with an OrderStatus member, ints, bools and None where the row has NULL."""
+    db = await opened(url)
+    await _merchant(db)
+
+    def op(tx: Tx) -> list[Order | None]:
+        merchants.insert_account(tx, id="a1", merchant_id="m1", channel="alipay", name="main", qr_payload="q", now=1)
+        assert _new_order(tx, "o1", account_id="a1")
+        return [
+            orders.get_order(tx, "m1", "o1"),
+            orders.find_order(tx, "o1"),
+            orders.get_order_by_merchant_ref(tx, "m1", "ref-o1"),
+            *orders.list_orders(tx, "m1", merchant_order_id="ref-o1", status="pending", before=None, limit=5),
+            *orders.match_candidates(tx, "m1", 1000, "d1", since=0)[:1],
+            orders.get_order(tx, "m2", "o1"),  # another merchant's view: nothing
+        ]
+
+    *found, other = await db.write(op)
+    assert other is None
+    first = found[0]
+    assert isinstance(first, Order) and all(o == first for o in found)
+    assert first.status is OrderStatus.PENDING and type(first.status) is OrderStatus
+    assert (first.id, first.merchant_id, first.account_id, first.merchant_order_id) == ("o1", "m1", "a1", "ref-o1")
+    assert (first.amount_cents, first.pay_amount_cents, first.created_at, first.expires_at) == (1000, 1000, 5, 10**12)
+    assert (first.paid_at, first.closed_at, first.payment_id, first.return_url) == (None, None, None, None)
+    assert first.late is False and first.manual is False and first.metadata == '{"sku":"t1"}'
+
+
+async def test_a_second_order_with_one_merchant_order_id_is_not_inserted(
+    url: str, opened: Callable[[str], Awaitable[Database]]
+) -> None:
+    """insert_order answers False and writes nothing when the merchant already has that reference, even
+    when two "processes" insert it at once (PostgreSQL: the loser waits, then does nothing, no error)."""
+    first, second = await opened(url), await opened(url)
+    await _merchant(first)
+
+    def insert(order_id: str) -> Callable[[Tx], bool]:
+        def op(tx: Tx) -> bool:
+            return orders.insert_order(
+                tx,
+                id=order_id,
+                merchant_id="m1",
+                merchant_order_id="same",
+                channel="alipay",
+                amount_cents=1000,
+                pay_amount_cents=1000,
+                account_id=None,
+                notify_url=None,
+                return_url=None,
+                description=None,
+                metadata="{}",
+                params_hash="p",
+                now=0,
+                expires_at=10**12,
+            )
+
+        return op
+
+    results = await asyncio.gather(*(db.write(insert(f"o{i}")) for i, db in enumerate([first, second] * 4)))
+    assert sorted(results) == [False] * 7 + [True]
+    assert await first.read(_count("SELECT COUNT(*) FROM orders WHERE merchant_order_id = 'same'")) == 1
+
+
+async def test_order_moves_follow_the_transition_table(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """Closing, expiring and paying change an order only from the statuses the table allows: a closed
+    order cannot be paid or expired, a paid one cannot be closed; an expired one can still be paid (late)."""
+    db = await opened(url)
+    await _merchant(db)
+
+    def op(tx: Tx) -> dict[str, object]:
+        for order_id, pay in (("closed", 1000), ("expired", 999), ("paid", 998)):
+            assert _new_order(tx, order_id, pay=pay)
+            assert orders.lock_amount(tx, "slot", pay, order_id)
+        out: dict[str, object] = {}
+        out["close"] = orders.set_closed(tx, "closed", now=20)
+        out["pay_closed"] = orders.set_paid(tx, "m1", "closed", payment_id="p1", now=21, late=False, manual=False)
+        out["expire_closed"] = orders.set_expired(tx, "closed")
+        out["close_again"] = orders.set_closed(tx, "closed", now=22)
+        out["expire"] = orders.set_expired(tx, "expired")
+        out["pay_expired"] = orders.set_paid(tx, "m1", "expired", payment_id="p2", now=23, late=True, manual=False)
+        out["pay"] = orders.set_paid(tx, "m1", "paid", payment_id="p3", now=24, late=False, manual=True)
+        out["close_paid"] = orders.set_closed(tx, "paid", now=25)
+        out["pay_twice"] = orders.set_paid(tx, "m1", "paid", payment_id="p4", now=26, late=False, manual=False)
+        out["wrong_merchant"] = orders.set_paid(tx, "m2", "paid", payment_id="p5", now=27, late=False, manual=False)
+        out["now"] = {o: orders.get_order(tx, "m1", o) for o in ("closed", "expired", "paid")}
+        out["locks"] = orders.slots_taken(tx, ["slot"], [1000, 999, 998])
+        return out
+
+    out = await db.write(op)
+    closed = out["close"]
+    assert isinstance(closed, Order) and closed.status is OrderStatus.CLOSED and closed.closed_at == 20
+    for refused in ("pay_closed", "expire_closed", "close_again", "close_paid", "pay_twice", "wrong_merchant"):
+        assert out[refused] is None, refused
+    expired, late, paid = out["expire"], out["pay_expired"], out["pay"]
+    assert isinstance(expired, Order) and expired.status is OrderStatus.EXPIRED
+    assert isinstance(late, Order) and late.status is OrderStatus.PAID and late.late and late.payment_id == "p2"
+    assert isinstance(paid, Order) and paid.status is OrderStatus.PAID and paid.manual and paid.paid_at == 24
+    now = out["now"]
+    assert isinstance(now, dict)
+    assert {k: (v.status, v.payment_id) for k, v in now.items()} == {
+        "closed": (OrderStatus.CLOSED, None),  # the refused payment left no trace
+        "expired": (OrderStatus.PAID, "p2"),
+        "paid": (OrderStatus.PAID, "p3"),  # the second payment did not replace the first
+    }
+    assert out["locks"] == set()  # each move away from pending released its pay amount
+
+
+async def test_payments_round_trip_and_resolve_once(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """A payment comes back as the Payment that was stored; an unmatched one resolves once (ignored), and
+    then matching it changes nothing."""
+    db = await opened(url)
+    await _merchant(db)
+    stored = _new_payment("p1")
+
+    def op(tx: Tx) -> tuple[Payment | None, Payment | None, Payment | None, Payment | None, list[Payment]]:
+        payments.insert_payment(tx, stored)
+        payments.insert_payment(tx, _new_payment("p2"))
+        back = payments.get_payment(tx, "m1", "p1")
+        ignored = payments.set_payment_status(tx, "p1", status=PaymentStatus.IGNORED, reason="x", manual=True)
+        matched = payments.set_payment_status(tx, "p1", status=PaymentStatus.MATCHED, reason="manual", manual=True)
+        after = payments.get_payment(tx, "m1", "p1")
+        listed = payments.list_payments(tx, "m1", status="unmatched", before=None, limit=10)
+        return back, ignored, matched, after, listed
+
+    back, ignored, matched, after, listed = await db.write(op)
+    assert back == stored and type(back.status) is PaymentStatus  # type: ignore[union-attr]
+    assert ignored is not None and ignored.status is PaymentStatus.IGNORED and ignored.manual is True
+    assert matched is None and after == ignored
+    assert [p.id for p in listed] == ["p2"] and listed[0].status is PaymentStatus.UNMATCHED
+
+
+async def test_merchants_accounts_and_shops_are_records(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """Merchants, accounts, usage counts, compat credentials (opened) and compat orders come back as records."""
+    db = await opened(url)
+    await _merchant(db)
+
+    def op(tx: Tx) -> tuple[object, ...]:
+        merchants.insert_account(tx, id="a1", merchant_id="m1", channel="wechat", name="till", qr_payload=None, now=3)
+        assert _new_order(tx, "o1")
+        orders.set_paid(tx, "m1", "o1", payment_id="p1", now=9, late=False, manual=False)
+        payments.insert_payment(tx, _new_payment("p9"))
+        pid = compat.insert_merchant(
+            tx, merchant_id="m1", key="k" * 32, platform_private_key="priv", platform_public_key="pub", now=4
+        )
+        compat.insert_compat_order(
+            tx,
+            order_id="o1",
+            merchant_id="m1",
+            protocol="epay1",
+            out_trade_no="T1",
+            money_str="10",
+            pay_type=None,
+            name="tea",
+            param="",
+            notify_url=None,
+            return_url=None,
+            params_hash="h",
+            now=6,
+        )
+        return (
+            merchants.get_merchant(tx, "m1"),
+            merchants.merchant_by_key_hash(tx, "h1"),
+            merchants.accounts_for_merchant(tx, "m1"),
+            merchants.list_merchants(tx),
+            pid,
+            compat.get_merchant_by_pid(tx, pid),
+            compat.get_compat_order_by_ref(tx, "m1", "T1"),
+        )
+
+    merchant, by_key, accounts, usage, pid, shop, compat_order = await db.write(op)
+    assert merchant == by_key == Merchant(MerchantId("m1"), "shop", "h1", 0)
+    assert accounts == [Account(AccountId("a1"), MerchantId("m1"), "wechat", "till", None, 3)]
+    assert usage == [MerchantUsage(MerchantId("m1"), "shop", 0, 1, 1, 1, 1000, 1, 5)]
+    assert shop == Shop(MerchantId("m1"), pid, "k" * 32, "priv", "pub", None)  # type: ignore[arg-type]
+    assert isinstance(compat_order, CompatOrder) and (compat_order.order_id, compat_order.type) == ("o1", None)
