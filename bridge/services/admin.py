@@ -9,11 +9,11 @@ from typing import Any
 
 from bridge.clock import rfc3339
 from bridge.core.models.ids import MerchantId
+from bridge.core.models.merchant import Merchant, MerchantUsage
 from bridge.core.signing import new_secret
 from bridge.core.tokens import api_key_from_bytes, hash_secret
 from bridge.ids import new_id, random_bytes
 from bridge.services.context import Context
-from bridge.services.views import merchant_json, merchant_usage_json
 from bridge.store import deliveries as deliveries_store
 from bridge.store import devices as devices_store
 from bridge.store import merchants as store
@@ -54,11 +54,11 @@ def ensure_admin_token(data_dir: Path, configured: str) -> tuple[str, str | None
     return hash_secret(token), token
 
 
-async def get_merchant(ctx: Context, merchant_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
+async def get_merchant(ctx: Context, merchant_id: str) -> Merchant:
+    def op(tx: Tx) -> Merchant:
         merchant = store.get_merchant(tx, merchant_id)
         assert merchant is not None  # the key was just resolved to it
-        return merchant_json(merchant)
+        return merchant
 
     return await ctx.db.read(op)
 
@@ -100,13 +100,9 @@ async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:
     }
 
 
-async def list_merchants(ctx: Context) -> list[dict[str, Any]]:
+async def list_merchants(ctx: Context) -> list[MerchantUsage]:
     """Every merchant with its usage (the admin's overview)."""
-
-    def op(tx: Tx) -> list[dict[str, Any]]:
-        return [merchant_usage_json(m) for m in store.list_merchants(tx)]
-
-    return await ctx.db.read(op)
+    return await ctx.db.read(store.list_merchants)
 
 
 SENDER_LATE_MS = 60_000  # a delivery due longer ago than this means the sender is behind

@@ -24,12 +24,13 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.core import epay, vmq
-from bridge.core.models.compat import CompatOrder, Shop
+from bridge.core.models.compat import CompatOrder, Shop, ShopOrderDetail
+from bridge.core.models.order import OrderDetail
 from bridge.core.ssrf import check_target
 from bridge.errors import BadRequest, Conflict, NotFound, Unauthorized
 from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
-from bridge.services.orders import NewOrder, close_order, create_order_in, render
+from bridge.services.orders import NewOrder, close_order, create_order_in, detail
 from bridge.store import compat as store
 from bridge.store import devices as devices_store
 from bridge.store import orders as orders_store
@@ -309,24 +310,24 @@ def shop_order(
     )
 
 
-def _order_view(ctx: Context, tx: Tx, compat: CompatOrder) -> dict[str, Any]:
+def _order_view(tx: Tx, compat: CompatOrder, *, created: bool = False) -> ShopOrderDetail:
     order = orders_store.get_order(tx, compat.merchant_id, compat.order_id)
     assert order is not None
-    return {"order": render(ctx, tx, order), "compat": compat, "checkout_url": checkout_url(ctx, order.id)}
+    return ShopOrderDetail(detail(tx, order), compat, created)
 
 
-async def create_shop_order(ctx: Context, shop: Shop, order: ShopOrder) -> dict[str, Any]:
-    """Create the order (or return the identical one); {"order", "compat", "checkout_url", "created"}."""
+async def create_shop_order(ctx: Context, shop: Shop, order: ShopOrder) -> ShopOrderDetail:
+    """Create the order (or return the identical one, `created` False)."""
     params_hash = order.params_hash()
 
-    def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> ShopOrderDetail:
         existing = store.get_compat_order_by_ref(tx, shop.merchant_id, order.out_trade_no)
         if existing is not None:
             if existing.params_hash != params_hash:
                 raise Conflict(
                     "an order with this out_trade_no exists with different parameters", "out_trade_no_conflict"
                 )
-            return {**_order_view(ctx, tx, existing), "created": False}
+            return _order_view(tx, existing)
         if orders_store.get_order_by_merchant_ref(tx, shop.merchant_id, order.out_trade_no) is not None:
             raise Conflict("an API order already uses this out_trade_no", "out_trade_no_conflict")
         metadata: dict[str, Any] = {"source": order.protocol}
@@ -349,7 +350,7 @@ async def create_shop_order(ctx: Context, shop: Shop, order: ShopOrder) -> dict[
                 raise Conflict(
                     "an order with this out_trade_no exists with different parameters", "out_trade_no_conflict"
                 )
-            return {**_order_view(ctx, tx, winner), "created": False}
+            return _order_view(tx, winner)
         store.insert_compat_order(
             tx,
             order_id=made.id,
@@ -367,17 +368,17 @@ async def create_shop_order(ctx: Context, shop: Shop, order: ShopOrder) -> dict[
         )
         compat = store.get_compat_order(tx, made.id)
         assert compat is not None
-        return {**_order_view(ctx, tx, compat), "created": True}
+        return _order_view(tx, compat, created=True)
 
     return await ctx.db.write(op)
 
 
 async def find_shop_order(
     ctx: Context, shop: Shop, *, trade_no: str | None = None, out_trade_no: str | None = None
-) -> dict[str, Any]:
+) -> ShopOrderDetail:
     """A compat order of this shop by our id (`trade_no`) or the shop's (`out_trade_no`)."""
 
-    def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> ShopOrderDetail:
         compat = None
         if trade_no:
             compat = store.get_compat_order(tx, trade_no)
@@ -387,12 +388,12 @@ async def find_shop_order(
             raise BadRequest("send trade_no or out_trade_no", "missing_field")
         if compat is None or compat.merchant_id != shop.merchant_id:
             raise NotFound("no such order", "order_not_found")
-        return _order_view(ctx, tx, compat)
+        return _order_view(tx, compat)
 
     return await ctx.db.read(op)
 
 
-async def close_shop_order(ctx: Context, shop: Shop, order_id: str) -> dict[str, Any]:
+async def close_shop_order(ctx: Context, shop: Shop, order_id: str) -> OrderDetail:
     await find_shop_order(ctx, shop, trade_no=order_id)
     return await close_order(ctx, shop.merchant_id, order_id)
 

@@ -9,6 +9,7 @@ from bridge.core import codec
 from bridge.core.dedupe import notification_fingerprint
 from bridge.core.matching import Candidate, choose, device_may_report
 from bridge.core.models.ids import DeviceId, MerchantId, OrderId, PaymentId
+from bridge.core.models.order import Order
 from bridge.core.models.payment import Payment
 from bridge.core.protocol import Report
 from bridge.core.sightings import same_payment
@@ -197,9 +198,9 @@ def mark_paid(
     manual: bool,
     payment: dict[str, Any] | None = None,
     subscribers: events_store.Subscribers | None = None,
-) -> None:
-    """Order -> paid and its `order.paid` event, inside the caller's transaction. `payment`: the
-    payment's JSON as the caller already rendered it (recorded matched to this order), else read here."""
+) -> Order:
+    """Order -> paid and its `order.paid` event, inside the caller's transaction; the paid order.
+    `payment`: the payment's JSON as the caller already rendered it (matched to this order), else read here."""
     order = orders_store.set_paid(tx, merchant_id, order_id, payment_id=payment_id, now=now, late=late, manual=manual)
     if order is None:  # not payable: say why (IllegalTransition), or that it vanished
         current = orders_store.get_order(tx, merchant_id, order_id)
@@ -223,3 +224,4 @@ def mark_paid(
     )
     # A shop gateway order (易支付 / V免签) also gets its shop's notify, in this same transaction.
     enqueue_on_paid(ctx, tx, order, event_id=event_id, paid_channel=payment.get("channel"), now=now)
+    return order

@@ -12,14 +12,14 @@ import structlog
 from bridge.core.amounts import candidate_amounts
 from bridge.core.models.account import Account
 from bridge.core.models.ids import AccountId
-from bridge.core.models.order import Order
+from bridge.core.models.order import Order, OrderDetail, OrderTimeline
+from bridge.core.models.page import Page
 from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id
-from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
 from bridge.services.endpoints import deliveries_of_event
 from bridge.services.events import emit
-from bridge.services.views import order_json, payment_json
+from bridge.services.views import order_out
 from bridge.store import devices as devices_store
 from bridge.store import events as events_store
 from bridge.store import merchants as merchants_store
@@ -33,6 +33,7 @@ __all__ = [
     "close_order",
     "create_order",
     "create_order_in",
+    "detail",
     "expire_orders",
     "get_order",
     "implicit_slot",
@@ -71,11 +72,17 @@ class NewOrder:
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def render(ctx: Context, tx: Tx, order: Order) -> dict[str, Any]:
+def detail(tx: Tx, order: Order) -> OrderDetail:
+    """The order with the receiving account it shows."""
     account = None
     if order.account_id is not None:
         account = merchants_store.get_account(tx, order.merchant_id, order.account_id)
-    return order_json(order, account, checkout_url=checkout_url(ctx, order.id))
+    return OrderDetail(order, account)
+
+
+def render(ctx: Context, tx: Tx, order: Order) -> dict[str, Any]:
+    """The order's JSON, for the events a change raises (in the change's own transaction)."""
+    return order_out(ctx, detail(tx, order))
 
 
 def implicit_slot(merchant_id: str, channel: str) -> str:
@@ -104,12 +111,12 @@ def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[AccountId
     return [(a.id, [a.id]) for a in ordered]
 
 
-async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[dict[str, Any], bool, list[str]]:
-    """Create (or return the identical existing) order; (order JSON, created?, warnings)."""
+async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[OrderDetail, bool, list[str]]:
+    """Create (or return the identical existing) order; (the order, created?, warnings)."""
 
-    def op(tx: Tx) -> tuple[dict[str, Any], bool, list[str]]:
+    def op(tx: Tx) -> tuple[OrderDetail, bool, list[str]]:
         order, created, warnings = create_order_in(ctx, tx, merchant_id, new)
-        return render(ctx, tx, order), created, warnings
+        return detail(tx, order), created, warnings
 
     return await ctx.db.write(op)
 
@@ -179,18 +186,18 @@ def _same_order(existing: Order, params_hash: str) -> Order:
     return existing
 
 
-async def get_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
+async def get_order(ctx: Context, merchant_id: str, order_id: str) -> OrderDetail:
+    def op(tx: Tx) -> OrderDetail:
         order = store.get_order(tx, merchant_id, order_id)
         if order is None:
             raise NotFound("no such order")
-        return render(ctx, tx, order)
+        return detail(tx, order)
 
     return await ctx.db.read(op)
 
 
-async def close_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
+async def close_order(ctx: Context, merchant_id: str, order_id: str) -> OrderDetail:
+    def op(tx: Tx) -> OrderDetail:
         now = ctx.clock.now_ms()
         order = store.get_order(tx, merchant_id, order_id)
         if order is None:
@@ -198,17 +205,17 @@ async def close_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str
         closed = store.set_closed(tx, order_id, now=now)
         if closed is None:
             raise Conflict(f"only pending orders can be closed; this one is {order.status}", "order_not_pending")
-        data = render(ctx, tx, closed)
+        out = detail(tx, closed)
         emit(
             tx,
             ctx.bus,
             merchant_id=merchant_id,
             type="order.closed",
-            data={"order": data},
+            data={"order": order_out(ctx, out)},
             now=now,
             notify_url=closed.notify_url,
         )
-        return data
+        return out
 
     return await ctx.db.write(op)
 
@@ -274,11 +281,11 @@ async def list_orders(
     channel: str | None = None,
     created_from: int | None = None,
     created_to: int | None = None,
-) -> dict[str, Any]:
+) -> Page[OrderDetail]:
     """A page of orders, newest first; pass the last id as `starting_after` for the next page.
     `created_from` / `created_to` (Unix ms, to exclusive) and `channel` narrow it (the dashboard's filters)."""
 
-    def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> Page[OrderDetail]:
         orders = store.list_orders(
             tx,
             merchant_id,
@@ -290,27 +297,25 @@ async def list_orders(
             created_from=created_from,
             created_to=created_to,
         )
-        data = [render(ctx, tx, o) for o in orders[:limit]]
-        return {"data": data, "has_more": len(orders) > limit}
+        return Page(tuple(detail(tx, o) for o in orders[:limit]), has_more=len(orders) > limit)
 
     return await ctx.db.read(op)
 
 
-async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
+async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> OrderTimeline:
     """An order with what happened to it: the payment that paid it (and the phone that saw it), and
     every `order.*` event with each delivery (webhook endpoint or notify_url) and its attempts."""
 
-    def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> OrderTimeline:
         order = store.get_order(tx, merchant_id, order_id)
         if order is None:
             raise NotFound("no such order")
-        payment = None
+        payment = device_name = None
         if order.payment_id is not None:
-            p = payments_store.get_payment(tx, merchant_id, order.payment_id)
-            if p is not None:
-                payment = payment_json(p)
-                device = devices_store.get_device(tx, p.device_id)
-                payment["device_name"] = None if device is None else device["name"]
+            payment = payments_store.get_payment(tx, merchant_id, order.payment_id)
+            if payment is not None:
+                device = devices_store.get_device(tx, payment.device_id)
+                device_name = None if device is None else str(device["name"])
         events = []
         for e in events_store.order_events(tx, merchant_id, order_id, since=order.created_at):
             body = json.loads(e["body"])
@@ -324,6 +329,6 @@ async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> dict[
                     "deliveries": deliveries_of_event(tx, merchant_id, e["id"]),
                 }
             )
-        return {"order": render(ctx, tx, order), "payment": payment, "events": events}
+        return OrderTimeline(detail(tx, order), payment, device_name, tuple(events))
 
     return await ctx.db.read(op)

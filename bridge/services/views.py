@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge.clock import rfc3339
 from bridge.core import codec
 from bridge.core.amounts import format_fen
-from bridge.core.models.account import Account
+from bridge.core.models.account import Account, LinkedAccount
 from bridge.core.models.merchant import Merchant, MerchantUsage
-from bridge.core.models.order import Order
-from bridge.core.models.payment import Payment
+from bridge.core.models.order import Order, OrderDetail, OrderTimeline
+from bridge.core.models.page import Page
+from bridge.core.models.payment import Payment, UnmatchedPayment
+from bridge.services.checkout import checkout_url
+from bridge.services.context import Context
 from bridge.store.database import Row
+
+T = TypeVar("T")
 
 __all__ = [
     "account_json",
     "device_json",
+    "linked_account_json",
     "merchant_json",
     "merchant_usage_json",
     "order_json",
+    "order_out",
+    "page_json",
     "payment_json",
+    "timeline_json",
+    "unmatched_json",
     "utc_day",
 ]
 
@@ -37,9 +48,7 @@ def _day(days: int) -> str:
 
 
 def account_json(a: Account | None) -> dict[str, Any] | None:
-    if a is None:
-        return None
-    return {"id": a.id, "name": a.name, "channel": a.channel, "qr_payload": a.qr_payload}
+    return None if a is None else account_json_of(a)
 
 
 def order_json(o: Order, account: Account | None = None, *, checkout_url: str) -> dict[str, Any]:
@@ -87,6 +96,39 @@ def payment_json(p: Payment) -> dict[str, Any]:
         "received_at": rfc3339(p.received_at),
         "notification": codec.loads(p.notification),
     }
+
+
+def order_out(ctx: Context, d: OrderDetail) -> dict[str, Any]:
+    """An order as the API shows it (with its account and the absolute checkout URL)."""
+    return order_json(d.order, d.account, checkout_url=checkout_url(ctx, d.order.id))
+
+
+def page_json(page: Page[T], item: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+    return {"data": [item(x) for x in page.items], "has_more": page.has_more}
+
+
+def timeline_json(ctx: Context, t: OrderTimeline) -> dict[str, Any]:
+    payment = None
+    if t.payment is not None:
+        payment = payment_json(t.payment)
+        payment["device_name"] = t.payment_device_name
+    return {"order": order_out(ctx, t.detail), "payment": payment, "events": list(t.events)}
+
+
+def unmatched_json(ctx: Context, u: UnmatchedPayment) -> dict[str, Any]:
+    p = payment_json(u.payment)
+    p["device_name"] = u.device_name
+    p["suggestions"] = [order_out(ctx, d) for d in u.suggestions]
+    return p
+
+
+def linked_account_json(la: LinkedAccount) -> dict[str, Any]:
+    out: dict[str, Any] = {**account_json_of(la.account), "device_ids": list(la.device_ids)}
+    return out
+
+
+def account_json_of(a: Account) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "channel": a.channel, "qr_payload": a.qr_payload}
 
 
 def merchant_json(m: Merchant) -> dict[str, Any]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.core.models.ids import AccountId, MerchantId
+from bridge.core.models.ids import AccountId, DeviceId, MerchantId
 
-__all__ = ["Account"]
+__all__ = ["Account", "LinkedAccount"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +19,11 @@ class Account:
     name: str
     qr_payload: str | None  # the raw QR content (None: no QR registered)
     created_at: int  # Unix ms
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedAccount:
+    """A receiving account with the phones linked to it (they report its payments)."""
+
+    account: Account
+    device_ids: tuple[DeviceId, ...]

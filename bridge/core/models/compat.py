@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.core.models.ids import MerchantId, OrderId
+from bridge.core.models.order import OrderDetail
 
-__all__ = ["CompatOrder", "Shop"]
+__all__ = ["CompatOrder", "Shop", "ShopOrderDetail"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,12 @@ class CompatOrder:
     return_url: str | None
     params_hash: str
     created_at: int  # Unix ms
+
+
+@dataclass(frozen=True, slots=True)
+class ShopOrderDetail:
+    """A shop gateway order: ours (with its account) and the shop's strings; `created` by this request."""
+
+    detail: OrderDetail
+    compat: CompatOrder
+    created: bool = False

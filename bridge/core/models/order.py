@@ -1,13 +1,16 @@
-"""An order as the store keeps it."""
+"""An order as the store keeps it, and the compositions services hand to the web layer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from bridge.core.models.account import Account
 from bridge.core.models.ids import AccountId, MerchantId, OrderId, PaymentId
+from bridge.core.models.payment import Payment
 from bridge.core.states import OrderStatus
 
-__all__ = ["Order"]
+__all__ = ["Order", "OrderDetail", "OrderTimeline"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +37,22 @@ class Order:
     payment_id: PaymentId | None  # the payment that paid it
     late: bool  # paid after expires_at, within the late grace
     manual: bool  # a human matched the payment
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDetail:
+    """An order with the receiving account whose QR code it shows: what the API renders as an order."""
+
+    order: Order
+    account: Account | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTimeline:
+    """An order with what happened to it: the payment that paid it (and the phone that saw it), and every
+    `order.*` event with its deliveries (rendered by the deliveries' side, as JSON objects)."""
+
+    detail: OrderDetail
+    payment: Payment | None
+    payment_device_name: str | None
+    events: tuple[dict[str, Any], ...]

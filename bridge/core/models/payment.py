@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bridge.core.models.ids import DeviceId, MerchantId, OrderId, PaymentId
 from bridge.core.states import PaymentStatus
 
-__all__ = ["Payment"]
+if TYPE_CHECKING:  # order.py imports this module
+    from bridge.core.models.order import OrderDetail
+
+__all__ = ["Payment", "UnmatchedPayment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +34,12 @@ class Payment:
     event_id: str  # the phone's id of the report (idempotency key per device)
     fingerprint: str  # the notification's dedupe fingerprint
     notification: str  # what the phone read (JSON text): parsed once, when rendered
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedPayment:
+    """A payment waiting for a human, with the phone that saw it and the orders it may pay (best first)."""
+
+    payment: Payment
+    device_name: str | None
+    suggestions: tuple[OrderDetail, ...]
