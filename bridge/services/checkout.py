@@ -10,11 +10,8 @@ adapters (易支付, V免签) extend it so their orders return to their own sign
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.clock import rfc3339
-from bridge.core.amounts import format_fen
 from bridge.core.models.account import Account
 from bridge.core.models.order import Order
 from bridge.core.states import OrderStatus
@@ -32,7 +29,6 @@ __all__ = [
     "checkout_url",
     "load_checkout",
     "paid_return_url",
-    "status_json",
 ]
 
 
@@ -153,17 +149,3 @@ async def load_checkout(ctx: Context, order_id: str, *, pick: str | None = None)
     if url is not None and urlsplit(url).scheme not in ("http", "https"):
         url = None  # the page navigates there by itself: never to javascript: or an app scheme
     return replace(checkout, return_to=url)
-
-
-def status_json(c: Checkout) -> dict[str, Any]:
-    """`GET /pay/<id>/status`: what the page's script needs to follow the order."""
-    return {
-        "id": c.order_id,
-        "status": c.status.value,
-        "amount": format_fen(c.amount_cents),
-        "pay_amount": format_fen(c.pay_amount_cents),
-        "expires_at": rfc3339(c.expires_at),
-        "seconds_left": c.seconds_left,
-        "watch": c.watch,
-        "return_url": c.return_to,
-    }

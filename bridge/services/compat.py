@@ -93,19 +93,6 @@ def _new_key() -> str:
     return "".join(secrets.choice(epay.KEY_ALPHABET) for _ in range(epay.KEY_LENGTH))
 
 
-def _credentials_json(ctx: Context, shop: Shop) -> dict[str, Any]:
-    base = ctx.public_url("").rstrip("/")
-    return {
-        "pid": shop.pid,
-        "key": shop.key,
-        "epay_url": f"{base}/",
-        "submit_url": f"{base}/submit.php",
-        "vmq_url": f"{base}/vmq/{shop.pid}/",
-        "platform_public_key": shop.platform_public_key,
-        "merchant_public_key": shop.merchant_public_key,
-    }
-
-
 async def _ensure(ctx: Context, merchant_id: str) -> Shop:
     def read(tx: Tx) -> Shop | None:
         return store.get_merchant(tx, merchant_id)
@@ -135,9 +122,9 @@ async def _ensure(ctx: Context, merchant_id: str) -> Shop:
     return await ctx.db.write(write)
 
 
-async def credentials(ctx: Context, merchant_id: str) -> dict[str, Any]:
-    """The merchant's pid, key and gateway URLs (made on first use)."""
-    return _credentials_json(ctx, await _ensure(ctx, merchant_id))
+async def credentials(ctx: Context, merchant_id: str) -> Shop:
+    """The merchant's pid, key and platform keys (made on first use)."""
+    return await _ensure(ctx, merchant_id)
 
 
 def key_fingerprint(key: str) -> str:
@@ -145,7 +132,7 @@ def key_fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-async def _rotate(ctx: Context, merchant_id: str, if_fingerprint: str | None) -> tuple[dict[str, Any], bool]:
+async def _rotate(ctx: Context, merchant_id: str, if_fingerprint: str | None) -> tuple[Shop, bool]:
     await _ensure(ctx, merchant_id)
 
     def op(tx: Tx) -> tuple[Shop, bool]:
@@ -161,22 +148,22 @@ async def _rotate(ctx: Context, merchant_id: str, if_fingerprint: str | None) ->
     shop, rotated = await ctx.db.write(op)
     if rotated:
         log.info("compat.key_rotated", merchant_id=merchant_id)
-    return _credentials_json(ctx, shop), rotated
+    return shop, rotated
 
 
-async def rotate_key(ctx: Context, merchant_id: str) -> dict[str, Any]:
+async def rotate_key(ctx: Context, merchant_id: str) -> Shop:
     """A new compat key; the old one stops working at once (notifies still queued are signed with the new one)."""
     creds, _ = await _rotate(ctx, merchant_id, None)
     return creds
 
 
-async def rotate_key_if(ctx: Context, merchant_id: str, fingerprint: str) -> tuple[dict[str, Any], bool]:
+async def rotate_key_if(ctx: Context, merchant_id: str, fingerprint: str) -> tuple[Shop, bool]:
     """Rotate only while the current key has `fingerprint` (see `key_fingerprint`): a form submitted twice,
     or from two tabs, rotates once. Returns the credentials and whether this call rotated."""
     return await _rotate(ctx, merchant_id, fingerprint)
 
 
-async def set_merchant_public_key(ctx: Context, merchant_id: str, public_key: str | None) -> dict[str, Any]:
+async def set_merchant_public_key(ctx: Context, merchant_id: str, public_key: str | None) -> Shop:
     """Register (or clear, with None) the merchant's RSA public key that V2 requests are verified with."""
     if public_key is not None:
         try:
@@ -192,7 +179,7 @@ async def set_merchant_public_key(ctx: Context, merchant_id: str, public_key: st
         assert shop is not None
         return shop
 
-    return _credentials_json(ctx, await ctx.db.write(op))
+    return await ctx.db.write(op)
 
 
 async def shop_by_pid(ctx: Context, pid: str | None) -> Shop:
@@ -398,10 +385,10 @@ async def close_shop_order(ctx: Context, shop: Shop, order_id: str) -> OrderDeta
     return await close_order(ctx, shop.merchant_id, order_id)
 
 
-async def monitor_state(ctx: Context, shop: Shop) -> dict[str, Any]:
-    """For V免签's getState: whether a phone is online and when it last reported."""
+async def monitor_state(ctx: Context, shop: Shop) -> bool:
+    """For V免签's getState: whether a phone of the shop's merchant is online."""
 
-    def op(tx: Tx) -> dict[str, Any]:
-        return {"online": devices_store.merchant_has_online_device(tx, shop.merchant_id)}
+    def op(tx: Tx) -> bool:
+        return devices_store.merchant_has_online_device(tx, shop.merchant_id)
 
     return await ctx.db.read(op)

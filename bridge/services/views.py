@@ -11,6 +11,7 @@ from bridge.clock import rfc3339
 from bridge.core import codec
 from bridge.core.amounts import format_fen
 from bridge.core.models.account import Account, LinkedAccount
+from bridge.core.models.compat import Shop
 from bridge.core.models.merchant import Merchant, MerchantUsage
 from bridge.core.models.order import Order, OrderDetail, OrderTimeline
 from bridge.core.models.page import Page
@@ -23,6 +24,7 @@ T = TypeVar("T")
 
 __all__ = [
     "account_json",
+    "credentials_json",
     "device_json",
     "linked_account_json",
     "merchant_json",
@@ -129,6 +131,20 @@ def linked_account_json(la: LinkedAccount) -> dict[str, Any]:
 
 def account_json_of(a: Account) -> dict[str, Any]:
     return {"id": a.id, "name": a.name, "channel": a.channel, "qr_payload": a.qr_payload}
+
+
+def credentials_json(ctx: Context, shop: Shop) -> dict[str, Any]:
+    """`GET /v1/compat`: pid, key, the gateway URLs and the RSA public keys."""
+    base = ctx.public_url("").rstrip("/")
+    return {
+        "pid": shop.pid,
+        "key": shop.key,
+        "epay_url": f"{base}/",
+        "submit_url": f"{base}/submit.php",
+        "vmq_url": f"{base}/vmq/{shop.pid}/",
+        "platform_public_key": shop.platform_public_key,
+        "merchant_public_key": shop.merchant_public_key,
+    }
 
 
 def merchant_json(m: Merchant) -> dict[str, Any]:

@@ -19,11 +19,12 @@ import segno
 from aiohttp import web
 from markupsafe import Markup
 
+from bridge.clock import rfc3339
 from bridge.core.amounts import format_fen
 from bridge.core.ratelimit import RateLimiter
 from bridge.core.states import OrderStatus
 from bridge.errors import NotFound
-from bridge.services.checkout import Checkout, checkout_path, load_checkout, status_json
+from bridge.services.checkout import Checkout, checkout_path, load_checkout
 from bridge.web.devices import client_address
 from bridge.web.i18n import TEXT, pick_language
 from bridge.web.keys import CHECKOUT_LIMITER, CHECKOUT_MISSES, CTX
@@ -35,6 +36,20 @@ ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 POLL_MS = 2000  # the script's status poll
 REFRESH_S = 5  # the no-script meta refresh while the order may still change
 NO_STORE = page_headers(form_action="'none'")  # the payer's page has no form
+
+
+def status_json(c: Checkout) -> dict[str, Any]:
+    """`GET /pay/<id>/status`: what the page's script needs to follow the order."""
+    return {
+        "id": c.order_id,
+        "status": c.status.value,
+        "amount": format_fen(c.amount_cents),
+        "pay_amount": format_fen(c.pay_amount_cents),
+        "expires_at": rfc3339(c.expires_at),
+        "seconds_left": c.seconds_left,
+        "watch": c.watch,
+        "return_url": c.return_to,
+    }
 
 
 def setup(app: web.Application) -> None:

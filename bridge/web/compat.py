@@ -17,6 +17,7 @@ from bridge.errors import ApiError, BadRequest, Unauthorized
 from bridge.services import compat as service
 from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
+from bridge.services.views import credentials_json
 from bridge.web.auth import merchant_route
 from bridge.web.keys import CTX
 from bridge.web.shop_input import error_page, merged_params, query_params, read_form
@@ -30,12 +31,12 @@ __all__ = ["add_routes"]
 
 @merchant_route
 async def get_compat(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    return web.json_response(await service.credentials(ctx, merchant_id))
+    return web.json_response(credentials_json(ctx, await service.credentials(ctx, merchant_id)))
 
 
 @merchant_route
 async def rotate_compat(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    return web.json_response(await service.rotate_key(ctx, merchant_id))
+    return web.json_response(credentials_json(ctx, await service.rotate_key(ctx, merchant_id)))
 
 
 @merchant_route
@@ -44,7 +45,7 @@ async def put_compat(request: web.Request, ctx: Context, merchant_id: str) -> we
     if not body.has("merchant_public_key"):
         raise BadRequest("merchant_public_key is required (null clears it)", "missing_field")
     key = body.str("merchant_public_key", required=False, max_len=4096)
-    return web.json_response(await service.set_merchant_public_key(ctx, merchant_id, key))
+    return web.json_response(credentials_json(ctx, await service.set_merchant_public_key(ctx, merchant_id, key)))
 
 
 # --- 易支付 V1 ---------------------------------------------------------------------------------

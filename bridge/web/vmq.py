@@ -133,7 +133,7 @@ async def get_state(request: web.Request, ctx: Context, shop: Shop, p: dict[str,
     """Whether the receiving phone is online: `sign = md5(t + key)`."""
     service.verify_vmq(shop, [p.get("t", "")], p.get("sign", ""))
     state = await service.monitor_state(ctx, shop)
-    return _ok({"jkstate": "1" if state["online"] else "0"})
+    return _ok({"jkstate": "1" if state else "0"})
 
 
 def add_routes(app: web.Application) -> None:
