@@ -141,7 +141,7 @@ def create_order_in(ctx: Context, tx: Tx, merchant_id: str, new: NewOrder) -> tu
         for account_id, slots in groups:
             if any((slot, amount) in taken for slot in slots):
                 continue
-            inserted = store.insert_order(
+            order = store.insert_order(
                 tx,
                 id=order_id,
                 merchant_id=merchant_id,
@@ -158,7 +158,7 @@ def create_order_in(ctx: Context, tx: Tx, merchant_id: str, new: NewOrder) -> tu
                 now=now,
                 expires_at=now + new.expires_in * 1000,
             )
-            if not inserted:  # another process created it since we looked (PostgreSQL): it won
+            if order is None:  # another process created it since we looked (PostgreSQL): it won
                 winner = store.get_order_by_merchant_ref(tx, merchant_id, new.merchant_order_id)
                 if winner is None:  # it was created and is gone again: cannot happen (orders are kept)
                     raise Conflict("order created concurrently; retry", "merchant_order_id_conflict")
@@ -166,8 +166,6 @@ def create_order_in(ctx: Context, tx: Tx, merchant_id: str, new: NewOrder) -> tu
             for slot in slots:
                 if not store.lock_amount(tx, slot, amount, order_id):
                     raise Conflict("pay amount taken concurrently; retry", "amount_exhausted")
-            order = store.get_order(tx, merchant_id, order_id)
-            assert order is not None
             tx.after_commit.append(ctx.metrics.orders.inc)
             return order, True, warnings
     raise Conflict(

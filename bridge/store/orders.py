@@ -156,15 +156,15 @@ def insert_order(
     params_hash: str,
     now: int,
     expires_at: int,
-) -> bool:
-    """Insert a pending order; False (nothing written) if the merchant already has one with this
-    `merchant_order_id`. On PostgreSQL an insert racing another process's waits for it to commit,
-    then does nothing, so the caller can read the winner instead of failing the transaction."""
-    n = tx.execute(
+) -> Order | None:
+    """Insert a pending order and return it; None (nothing written) if the merchant already has one
+    with this `merchant_order_id`. On PostgreSQL an insert racing another process's waits for it to
+    commit, then does nothing, so the caller can read the winner instead of failing the transaction."""
+    rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
         "INSERT INTO orders (id, merchant_id, merchant_order_id, channel, amount_cents, pay_amount_cents,"
         " account_id, status, notify_url, return_url, description, metadata, params_hash, created_at, expires_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (merchant_id, merchant_order_id) DO NOTHING",
+        f" ON CONFLICT (merchant_id, merchant_order_id) DO NOTHING RETURNING {_COLUMNS}",
         (
             id,
             merchant_id,
@@ -183,7 +183,7 @@ def insert_order(
             expires_at,
         ),
     )
-    return n == 1
+    return _order(rows[0]) if rows else None
 
 
 def list_orders(

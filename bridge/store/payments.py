@@ -6,7 +6,7 @@ from bridge.core.models.ids import DeviceId, MerchantId, PaymentId
 from bridge.core.models.payment import Payment
 from bridge.core.models.report import Fingerprint, Report
 from bridge.core.sightings import Sighting
-from bridge.core.states import PaymentStatus, sources
+from bridge.core.states import IllegalTransition, PaymentStatus, sources
 from bridge.store.database import Row, Tx
 
 __all__ = [
@@ -112,7 +112,8 @@ _STATUS = PaymentStatus._value2member_map_  # text -> member without the Enum ca
 # The guard of a resolution (-> matched or -> ignored), from `bridge.core.states.sources(target)`.
 _RESOLVABLE = {
     target: "status IN (" + ", ".join(f"'{s.value}'" for s in sources(target)) + ")"
-    for target in (PaymentStatus.MATCHED, PaymentStatus.IGNORED)
+    for target in PaymentStatus
+    if sources(target)
 }
 
 
@@ -194,9 +195,12 @@ def set_payment_status(
 ) -> Payment | None:
     """Resolve a payment (-> matched or ignored) from a status that allows it (unmatched); the
     payment as it is now, or None if it was in none of those (nothing changed)."""
+    guard = _RESOLVABLE.get(status)
+    if guard is None:
+        raise IllegalTransition(f"no payment status moves to {status}")
     rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
         "UPDATE payments SET status = ?, reason = ?, order_id = COALESCE(?, order_id), manual = ?, late = ?"
-        f" WHERE id = ? AND {_RESOLVABLE[status]} RETURNING {_COLUMNS}",
+        f" WHERE id = ? AND {guard} RETURNING {_COLUMNS}",
         (status.value, reason, order_id, int(manual), int(late), payment_id),
     )
     return _payment(rows[0]) if rows else None

@@ -549,7 +549,7 @@ def test_placeholders_are_translated_outside_quotes_only() -> None:
 # The typed store: records with typed statuses, and status moves guarded by the transition table.
 
 
-def _new_order(tx: Tx, order_id: str, *, pay: int = 1000, account_id: str | None = None) -> bool:
+def _new_order(tx: Tx, order_id: str, *, pay: int = 1000, account_id: str | None = None) -> Order | None:
     return orders.insert_order(
         tx,
         id=order_id,
@@ -597,8 +597,8 @@ async def test_orders_come_back_as_typed_records(url: str, opened: Callable[[str
 
     def op(tx: Tx) -> list[Order | None]:
         merchants.insert_account(tx, id="a1", merchant_id="m1", channel="alipay", name="main", qr_payload="q", now=1)
-        assert _new_order(tx, "o1", account_id="a1")
         return [
+            _new_order(tx, "o1", account_id="a1"),
             orders.get_order(tx, "m1", "o1"),
             orders.find_order(tx, "o1"),
             orders.get_order_by_merchant_ref(tx, "m1", "ref-o1"),
@@ -607,8 +607,8 @@ async def test_orders_come_back_as_typed_records(url: str, opened: Callable[[str
             orders.get_order(tx, "m2", "o1"),  # another merchant's view: nothing
         ]
 
-    *found, other = await db.write(op)
-    assert other is None
+    inserted, *found, other = await db.write(op)
+    assert other is None and inserted == found[0]
     first = found[0]
     assert isinstance(first, Order) and all(o == first for o in found)
     assert first.status is OrderStatus.PENDING and type(first.status) is OrderStatus
@@ -628,7 +628,7 @@ async def test_a_second_order_with_one_merchant_order_id_is_not_inserted(
 
     def insert(order_id: str) -> Callable[[Tx], bool]:
         def op(tx: Tx) -> bool:
-            return orders.insert_order(
+            return None is not orders.insert_order(
                 tx,
                 id=order_id,
                 merchant_id="m1",
