@@ -80,7 +80,9 @@ async def send_test(view: View) -> web.StreamResponse:
 @page("merchant")
 async def delivery(view: View) -> web.StreamResponse:
     d = await service.get_delivery(view.ctx, view.merchant_id, view.request.match_info["id"])
-    return view.render("dashboard/delivery.html", {"nav": "webhooks", "d": d, "done": view.request.query.get("done")})
+    return view.render(
+        "dashboard/delivery.html", {"nav": "webhooks", "d": d, "done": view.request.query.get("done")}
+    )
 
 
 @page("merchant")
