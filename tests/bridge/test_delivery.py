@@ -17,6 +17,8 @@ from standardwebhooks.webhooks import Webhook
 
 from bridge.clock import SystemClock
 from bridge.core.backoff import RetryPolicy
+from bridge.core.states import DeliveryStatus
+from bridge.errors import SendFailure
 from bridge.services.admin import create_merchant
 from bridge.services.context import Context
 from bridge.services.delivery import DeliveryWorker, Outcome, classify
@@ -24,13 +26,18 @@ from bridge.services.endpoints import create_endpoint, get_delivery, get_endpoin
 from bridge.services.events import emit
 from bridge.store.database import Tx, open_database
 from bridge.transport import TransportResult
+from bridge.web.webhooks import delivery_json
 from tests.harness import eventually, make_settings
 
 Respond = Callable[[str, dict[str, str], bytes], Awaitable[TransportResult]]
 
 
-def ok(status: int = 200, error: str | None = None, retry_after: float | None = None) -> TransportResult:
-    return TransportResult(status, retry_after, error, 1.0)
+def ok(status: int = 200, retry_after: float | None = None) -> TransportResult:
+    return TransportResult.answered(status, 1.0, retry_after=retry_after)
+
+
+def failed(failure: SendFailure, detail: str = "") -> TransportResult:
+    return TransportResult.failed(failure, 1.0, detail)
 
 
 class FakeTransport:
@@ -98,7 +105,7 @@ async def events_to(ctx: Context, merchant_id: str, urls: list[str]) -> list[str
 
 async def deliveries(ctx: Context, merchant_id: str, status: str | None = None) -> list[dict[str, Any]]:
     page = await list_deliveries(ctx, merchant_id, status=status, event_id=None, before=None, limit=500)
-    return list(page["data"])
+    return [delivery_json(d) for d in page.data]
 
 
 async def all_have(ctx: Context, merchant_id: str, status: str, n: int) -> list[dict[str, Any]]:
@@ -116,17 +123,17 @@ POLICY = RetryPolicy(schedule=(0, 5, 300), jitter=0.0)
 @pytest.mark.parametrize(
     ("result", "attempt", "expected"),
     [
-        (ok(200), 1, Outcome("succeeded", "success", None)),
-        (ok(204), 3, Outcome("succeeded", "success", None)),
-        (ok(410), 1, Outcome("disabled", "gone", None, disable_endpoint=True)),
-        (ok(None, "forbidden_target: 10.0.0.1"), 1, Outcome("failed", "forbidden_target", None)),
-        (ok(500), 1, Outcome("pending", "http_error", 5.0)),
-        (ok(302), 2, Outcome("pending", "http_error", 300.0)),
-        (ok(503, retry_after=60), 1, Outcome("pending", "http_error", 60.0)),
-        (ok(None, "timeout"), 1, Outcome("pending", "timeout", 5.0)),
-        (ok(None, "network_error: refused"), 1, Outcome("pending", "network_error", 5.0)),
-        (ok(500), 3, Outcome("failed", "http_error", None)),
-        (ok(None, "timeout"), 3, Outcome("failed", "timeout", None)),
+        (ok(200), 1, Outcome(DeliveryStatus.SUCCEEDED, "success", None)),
+        (ok(204), 3, Outcome(DeliveryStatus.SUCCEEDED, "success", None)),
+        (ok(410), 1, Outcome(DeliveryStatus.DISABLED, "gone", None, disable_endpoint=True)),
+        (failed(SendFailure.FORBIDDEN_TARGET, "10.0.0.1"), 1, Outcome(DeliveryStatus.FAILED, "forbidden_target", None)),
+        (ok(500), 1, Outcome(DeliveryStatus.PENDING, "http_error", 5.0)),
+        (ok(302), 2, Outcome(DeliveryStatus.PENDING, "http_error", 300.0)),
+        (ok(503, retry_after=60), 1, Outcome(DeliveryStatus.PENDING, "http_error", 60.0)),
+        (failed(SendFailure.TIMEOUT), 1, Outcome(DeliveryStatus.PENDING, "timeout", 5.0)),
+        (failed(SendFailure.NETWORK, "refused"), 1, Outcome(DeliveryStatus.PENDING, "network_error", 5.0)),
+        (ok(500), 3, Outcome(DeliveryStatus.FAILED, "http_error", None)),
+        (failed(SendFailure.TIMEOUT), 3, Outcome(DeliveryStatus.FAILED, "timeout", None)),
     ],
 )
 def test_classify(result: TransportResult, attempt: int, expected: Outcome) -> None:
@@ -268,9 +275,9 @@ async def test_metrics_count_each_outcome(tmp_path: Path) -> None:
     answers = {
         "a": ok(200),
         "b": ok(500),
-        "c": ok(None, "timeout"),
-        "d": ok(None, "network_error: refused"),
-        "e": ok(None, "forbidden_target: 10.0.0.1"),
+        "c": failed(SendFailure.TIMEOUT),
+        "d": failed(SendFailure.NETWORK, "refused"),
+        "e": failed(SendFailure.FORBIDDEN_TARGET, "10.0.0.1"),
     }
 
     async def respond(url: str, headers: dict[str, str], body: bytes) -> TransportResult:
@@ -305,8 +312,8 @@ async def test_gone_disables_the_endpoint_and_its_pending_deliveries(tmp_path: P
         async with running(DeliveryWorker(ctx, transport, per_target=1)):
             await all_have(ctx, m["id"], "succeeded", 3)
             await all_have(ctx, m["id"], "disabled", 3)
-        endpoint = await get_endpoint(ctx, m["id"], ep["id"])
-        assert endpoint["disabled"] is True and endpoint["disabled_reason"] == "gone"
+        endpoint = await get_endpoint(ctx, m["id"], ep.endpoint.id)
+        assert endpoint.disabled and endpoint.disabled_reason == "gone"
         assert len(transport.ids_sent_to("gone.example")) == 1
         assert attempts_metric(ctx, "gone") == 1
 
@@ -325,6 +332,6 @@ async def test_retry_after_moves_the_next_attempt(tmp_path: Path) -> None:
                 lambda: deliveries(ctx, m["id"], "pending"), lambda ds: len(ds) == 1 and ds[0]["attempts"] == 1
             )
         full = await get_delivery(ctx, m["id"], d["id"])
-        assert [(a["attempt"], a["status_code"], a["error"]) for a in full["attempt_log"]] == [(1, 503, "HTTP 503")]
+        assert [(a.attempt, a.status_code, a.error) for a in full.attempts] == [(1, 503, "HTTP 503")]
         assert d["next_attempt_at"] > d["updated_at"]  # RFC 3339 strings of one format sort as times
         assert d["next_attempt_at"][:13] != d["updated_at"][:13]  # two hours away, a different hour

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bridge.core.models.ids import DeliveryId, InstanceId
+from bridge.core.states import DeliveryStatus
 from bridge.errors import StoreError, Unavailable
 from bridge.store import deliveries, events, merchants, orders, payments
 from bridge.store.database import Database, IntegrityError, Tx, open_database
@@ -171,8 +173,8 @@ async def test_a_delivery_is_claimed_by_one_process_until_its_lease_runs_out(
 
     await first.write(insert)
 
-    async def claim(db: Database, by: str, now: int, some: list[str]) -> dict[str, int]:
-        return await db.write(lambda tx: deliveries.claim(tx, some, by=by, now=now, until=now + 1000))
+    async def claim(db: Database, by: str, now: int, some: list[str]) -> dict[DeliveryId, int]:
+        return await db.write(lambda tx: deliveries.claim(tx, some, by=InstanceId(by), now=now, until=now + 1000))
 
     got = await asyncio.gather(
         *(claim((first, second)[n % 2], "AB"[n % 2], 10, ids[(n * 7) % 40 :] + ids[: (n * 7) % 40]) for n in range(8))
@@ -188,22 +190,22 @@ async def test_a_delivery_is_claimed_by_one_process_until_its_lease_runs_out(
     kept = ids[0]
     holder = holders[kept][0]
     other = "B" if holder == "A" else "A"
-    assert await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=other, until=5000)) == 0  # not its
-    assert await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=holder, until=5000)) == 1
+    assert await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=InstanceId(other), until=5000)) == 0  # not its
+    assert await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=InstanceId(holder), until=5000)) == 1
     # At 2000 the unrenewed leases (to 1010) have run out: the other one takes them over, not the renewed one.
     everything = [*ids, "fresh"]
     taken = await claim(db_of[other], other, 2000, everything)
     assert set(taken) == set(everything) - {kept}
-    assert await db_of[holder].write(lambda tx: deliveries.release(tx, [kept], by=holder)) == 1
+    assert await db_of[holder].write(lambda tx: deliveries.release(tx, [kept], by=InstanceId(holder))) == 1
     assert set(await claim(db_of[other], other, 2000, [kept])) == {kept}  # released: free at once
 
     def record(tx: Tx) -> None:
         deliveries.record_attempt(
             tx,
             kept,
-            attempt=1,
+            attempts=1,
             now=2100,
-            status="pending",
+            status=DeliveryStatus.PENDING,
             status_code=500,
             error="HTTP 500",
             duration_ms=1,
@@ -213,7 +215,7 @@ async def test_a_delivery_is_claimed_by_one_process_until_its_lease_runs_out(
     await db_of[other].write(record)
     assert await claim(db_of[holder], holder, 2200, [kept]) == {kept: 1}  # the outcome cleared the claim
     # The other one stops: it gives back all it holds (everything but `kept`).
-    assert await first.write(lambda tx: deliveries.release(tx, None, by=other)) == len(everything) - 1
+    assert await first.write(lambda tx: deliveries.release(tx, None, by=InstanceId(other))) == len(everything) - 1
 
 
 async def test_a_taken_slot_is_refused_by_the_database(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
