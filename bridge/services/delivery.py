@@ -12,8 +12,9 @@ Each turn of `DeliveryWorker._loop`:
 2. **Send.** Every claimed delivery gets a task that waits for a slot on its host
    (`settings.webhook_per_host`) and a global one (`settings.webhook_concurrency`), signs and sends,
    and puts the attempt in `_finished`. A slow or dead endpoint only ever holds its own slots.
-3. **Record.** The attempts finished by then are written in one transaction: the outcome, the
-   attempt log, the retry's time (or the end), and the claim cleared.
+3. **Record.** The attempts finished by then are written in one transaction (the outcome, the
+   attempt log, the retry's time or the end, the claim cleared), one transaction at a time; the
+   loop does not wait for it, so a fresh delivery never waits for a write.
 4. **Renew.** Every third of `settings.webhook_lease` the leases of what is still claimed here
    (`_in_flight`: claimed and not yet recorded) are extended.
 
@@ -222,11 +223,17 @@ class DeliveryWorker:
                 self._look = False
                 next_poll = await self._claim_due(now)
             # 2. Send: each claimed delivery has a task of its own (`_deliver`), already under way.
-            # 3. Record what finished; a retry due before the next poll moves the poll up.
-            if self._finished:
-                soonest = await self._record_finished()
+            # 3. Record: what finished goes to the database in one transaction, one at a time, while
+            #    the loop goes on (a fresh delivery never waits for a write); a retry due before the
+            #    next poll moves the poll up.
+            if self._recording is not None and self._recording.done():
+                soonest, self._recording = self._recording.result(), None
                 if soonest is not None:
                     next_poll = min(next_poll, soonest)
+            if self._finished and self._recording is None:
+                batch, self._finished = self._finished, []
+                self._recording = asyncio.create_task(self._record(batch), name="webhook-record")
+                self._recording.add_done_callback(lambda _: self._wake.set())
             # 4. Renew the leases of what is still claimed here.
             now = clock.now_ms()
             if now >= next_renewal:
@@ -356,16 +363,11 @@ class DeliveryWorker:
         self.ctx.metrics.webhook_seconds.observe(result.elapsed_ms / 1000)
         return result
 
-    async def _record_finished(self) -> int | None:
-        """Record the attempts finished so far (shielded: a stop waits for it rather than losing it);
-        return when the soonest retry among them is due (Unix ms), if any."""
-        batch, self._finished = self._finished, []
-        self._recording = asyncio.create_task(self._record(batch), name="webhook-record")
-        return await asyncio.shield(self._recording)
-
     async def _record(self, batch: list[_Attempt]) -> int | None:
         """One transaction for the batch (one per attempt if that fails, so one bad row cannot lose
-        the others); an attempt whose recording fails stays pending and is sent again."""
+        the others); an attempt whose recording fails stays pending and is sent again. Returns when
+        the soonest retry among them is due (Unix ms), if any. Never raises: it runs on its own,
+        and a stop waits for it rather than cancelling it."""
         recorded: list[_Attempt] = []
         try:
             await self.ctx.db.write(functools.partial(_apply, batch))
@@ -405,9 +407,8 @@ class DeliveryWorker:
     async def _wind_down(self) -> None:
         """After the loop: record what finished (an interrupted recording completes first), then give
         back every claim still held: those deliveries are due again for any instance."""
-        if self._recording is not None and not self._recording.done():
-            with contextlib.suppress(Exception):
-                await self._recording
+        if self._recording is not None:
+            await self._recording
         if self._finished:
             batch, self._finished = self._finished, []
             await self._record(batch)
