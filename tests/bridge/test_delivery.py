@@ -132,6 +132,7 @@ POLICY = RetryPolicy(schedule=(0, 5, 300), jitter=0.0)
         (ok(503, retry_after=60), 1, Outcome(DeliveryStatus.PENDING, "http_error", 60.0)),
         (failed(SendFailure.TIMEOUT), 1, Outcome(DeliveryStatus.PENDING, "timeout", 5.0)),
         (failed(SendFailure.NETWORK, "refused"), 1, Outcome(DeliveryStatus.PENDING, "network_error", 5.0)),
+        (failed(SendFailure.INTERNAL, "KeyError"), 1, Outcome(DeliveryStatus.PENDING, "network_error", 5.0)),
         (ok(500), 3, Outcome(DeliveryStatus.FAILED, "http_error", None)),
         (failed(SendFailure.TIMEOUT), 3, Outcome(DeliveryStatus.FAILED, "timeout", None)),
     ],
@@ -154,6 +155,24 @@ async def test_every_due_delivery_is_sent_once_signed_and_recorded(tmp_path: Pat
         for _, headers, body in transport.calls:
             Webhook(m["webhook_secret"]).verify(body, headers)
         assert attempts_metric(ctx, "success") == 30
+
+
+async def test_a_fresh_delivery_goes_out_from_memory_already_claimed(tmp_path: Path) -> None:
+    """A delivery committed while the worker runs is sent without being claimed or read back: the only
+    write after its commit is the recorded outcome, which also clears the claim it was committed with."""
+    async with context(tmp_path) as ctx:
+        m = await create_merchant(ctx, "shop")
+        transport = FakeTransport()
+        worker = DeliveryWorker(ctx, transport)
+        async with running(worker):
+            await eventually(lambda: asyncio.sleep(0, ctx.bus.claimant), lambda c: c is not None)
+            [event_id] = await events_to(ctx, m["id"], ["http://h.example/"])
+            before = ctx.db.writes
+            [d] = await all_have(ctx, m["id"], "succeeded", 1)
+            assert ctx.db.writes - before == 1
+        assert [h["webhook-id"] for _, h, _ in transport.calls] == [event_id]
+        full = await get_delivery(ctx, m["id"], d["id"])
+        assert (full.delivery.claimed_by, full.delivery.lease_until) == (None, None)
 
 
 async def test_a_delivery_is_never_sent_twice_concurrently(tmp_path: Path) -> None:

@@ -362,7 +362,7 @@ async def test_a_claim_takes_due_deliveries_once_per_lease_and_caps_each_target(
     d = await db.read(lambda tx: deliveries.get_delivery(tx, "m1", "dlv1"))
     assert d is not None and (d.claimed_by, d.lease_until, d.next_attempt_at) == (None, None, 1100)
     assert await db.read(lambda tx: deliveries.next_due_after(tx, 100)) == 1100
-    assert await db.read(lambda tx: deliveries.due(tx, now=1100, limit=10, per_target=10)) == ["dlv2", "dlv1"]
+    assert await db.read(lambda tx: deliveries.due(tx, now=1100, limit=10, per_target=10)) == ["dlv2", "dlv3", "dlv1"]
 
 
 async def test_a_taken_slot_is_refused_by_the_database(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
