@@ -20,7 +20,7 @@ DAY_MS = 86_400_000
 
 
 def parse_day(value: str, name: str) -> int:
-    """ "YYYY-MM-DD" (UTC) -> Unix ms at its start."""
+    """"YYYY-MM-DD" (UTC) -> Unix ms at its start."""
     try:
         day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:

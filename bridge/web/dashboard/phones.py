@@ -127,7 +127,9 @@ async def live(view: View) -> web.StreamResponse:
     ctx = view.ctx
     key = view.session.merchant_id or ALL
     wake = ctx.bus.subscribe(key)
-    resp = web.StreamResponse(headers={**NO_STORE, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
+    resp = web.StreamResponse(
+        headers={**NO_STORE, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+    )
     try:
         await resp.prepare(view.request)
         await resp.write(b"retry: 2000\n\n")
