@@ -176,7 +176,8 @@ class DeliveryWorker:
         self.per_target = per_target or ctx.settings.webhook_per_host
         self.instance = InstanceId(new_id("inst"))  # who holds this worker's claims (a restart is a new one)
         self.lease_ms = int(ctx.settings.webhook_lease * 1000)
-        self._in_flight: set[DeliveryId] = set()  # claimed here, outcome not yet recorded
+        # Claimed here, outcome not yet recorded: id -> its attempt count when claimed (one round).
+        self._in_flight: dict[DeliveryId, int] = {}
         self._finished: list[_Attempt] = []  # attempts done, recorded at the next turn
         self._gone: set[EndpointId] = set()  # endpoints that answered 410 Gone
         self._wake = asyncio.Event()  # something to do: fresh deliveries, a finished attempt, a wake-up
@@ -300,11 +301,13 @@ class DeliveryWorker:
         return poll if next_due is None else min(poll, next_due)
 
     def _start(self, delivery: Outgoing) -> None:
-        """Send a claimed delivery, unless it is in flight here already (a poll may claim one whose
-        lease ran out while it waited here: this worker holds it again, and it is sent once)."""
-        if delivery.id in self._in_flight:
+        """Send a claimed delivery, unless this round of it is in flight here already (a poll may claim
+        one whose lease ran out while it waited here: this worker holds it again, and it is sent once).
+        A claim with another attempt count is the next round: its outcome was just recorded, and the
+        recorder had not yet said so."""
+        if self._in_flight.get(delivery.id) == delivery.attempts:
             return
-        self._in_flight.add(delivery.id)
+        self._in_flight[delivery.id] = delivery.attempts
         task = asyncio.create_task(self._deliver(delivery), name=f"webhook-delivery-{delivery.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -319,7 +322,7 @@ class DeliveryWorker:
             async with target.slots, self._global:  # the host's slot first: waiting for it holds no global slot
                 if delivery.endpoint_id is not None and delivery.endpoint_id in self._gone:
                     # It answered 410 while this one waited: recording that disables this delivery too.
-                    self._in_flight.discard(delivery.id)
+                    self._settle(delivery)
                     return
                 result = await self._send(delivery)
             if delivery.compat is None:
@@ -334,12 +337,17 @@ class DeliveryWorker:
             self._finished.append(_Attempt(delivery, result, outcome, self.ctx.clock.now_ms()))
             self._wake.set()
         except BaseException:
-            self._in_flight.discard(delivery.id)  # not sent (or sent without an answer): due again
+            self._settle(delivery)  # not sent (or sent without an answer): due again
             raise
         finally:
             target.users -= 1
             if target.users == 0:
                 del self._targets[host]
+
+    def _settle(self, delivery: Outgoing) -> None:
+        """This round of the delivery is over here (recorded, or not sent at all)."""
+        if self._in_flight.get(delivery.id) == delivery.attempts:
+            del self._in_flight[delivery.id]
 
     async def _send(self, delivery: Outgoing) -> TransportResult:
         now = self.ctx.clock.now_ms()
@@ -381,7 +389,7 @@ class DeliveryWorker:
                 except Exception as e2:
                     log.error("webhook.record_failed", delivery_id=a.delivery.id, error=repr(e2))
         for a in batch:
-            self._in_flight.discard(a.delivery.id)
+            self._settle(a.delivery)
         for a in recorded:
             self._report(a)
         retries = [a.next_attempt_at for a in recorded if a.next_attempt_at is not None]

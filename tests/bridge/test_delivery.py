@@ -22,7 +22,7 @@ from bridge.errors import SendFailure
 from bridge.services.admin import create_merchant
 from bridge.services.context import Context
 from bridge.services.delivery import DeliveryWorker, Outcome, classify
-from bridge.services.endpoints import create_endpoint, get_delivery, get_endpoint, list_deliveries
+from bridge.services.endpoints import create_endpoint, get_delivery, get_endpoint, list_deliveries, send_test_event
 from bridge.services.events import emit
 from bridge.store.database import Tx, open_database
 from bridge.transport import TransportResult
@@ -173,6 +173,23 @@ async def test_a_fresh_delivery_goes_out_from_memory_already_claimed(tmp_path: P
         assert [h["webhook-id"] for _, h, _ in transport.calls] == [event_id]
         full = await get_delivery(ctx, m["id"], d["id"])
         assert (full.delivery.claimed_by, full.delivery.lease_until) == (None, None)
+
+
+async def test_a_test_event_is_signed_with_the_endpoints_secret(tmp_path: Path) -> None:
+    """A dashboard test event, handed over in memory at commit, verifies with the endpoint's secret
+    (the one shown at creation), not with its sealed form."""
+    async with context(tmp_path) as ctx:
+        m = await create_merchant(ctx, "shop")
+        created = await create_endpoint(ctx, m["id"], "http://hook.example/", [])
+        transport = FakeTransport()
+        async with running(DeliveryWorker(ctx, transport)):
+            await eventually(lambda: asyncio.sleep(0, ctx.bus.claimant), lambda c: c is not None)
+            sent = await send_test_event(ctx, m["id"], created.endpoint.id)
+            [d] = await all_have(ctx, m["id"], "succeeded", 1)
+        assert d["attempts"] == 1  # the first attempt went out signed
+        [(_, headers, body)] = transport.calls
+        assert headers["webhook-id"] == sent.event_id
+        Webhook(created.secret).verify(body, headers)
 
 
 async def test_a_delivery_is_never_sent_twice_concurrently(tmp_path: Path) -> None:
