@@ -17,7 +17,7 @@ BridgeError                      base of everything we raise on purpose
 A webhook attempt that got no usable HTTP answer is not raised: the transport returns it as a
 `SendFailure` in `TransportResult.failure`, and the delivery worker branches on that value:
 
-SendFailure                      why an attempt got no HTTP answer (a StrEnum; its value is the metric)
+SendFailure                      why an attempt got no HTTP answer (a StrEnum: `.retryable`, `.metric`)
 ├── TIMEOUT                      no answer within webhook_timeout: retried on schedule
 ├── NETWORK                      refused, reset, DNS, the sender child exited: retried on schedule
 ├── INTERNAL                     a bug or a broken secret while signing or sending: retried on schedule

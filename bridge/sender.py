@@ -18,7 +18,8 @@ Request head: `{"p": 2, "i": id, "u": url, "h": headers, "t": timeout}` (plus `"
 compat notify); the body is the webhook payload. Reply head: `{"p": 2, "i": id, "s": status,
 "r": retry_after, "f": failure, "d": detail, "m": elapsed_ms}`, where `f` is a `SendFailure` value
 or null; the body is empty for a webhook and the response body (at most 64 KiB) for a GET, whose
-ack is in it. `encode_reply` / `decode_reply` are the two ends of the reply, typed both ways.
+ack is in it. `SendRequest` with `encode_request` / `decode_request`, and `TransportResult` with
+`encode_reply` / `decode_reply`, are the two ends of each direction, typed on both.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import struct
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -44,11 +46,14 @@ from bridge.transport import AiohttpTransport, TransportResult
 __all__ = [
     "EXITED",
     "PROTOCOL",
+    "SendRequest",
     "SenderProcess",
     "decode_head",
     "decode_reply",
+    "decode_request",
     "encode_frame",
     "encode_reply",
+    "encode_request",
     "main",
     "read_frame",
 ]
@@ -75,6 +80,38 @@ def decode_head(raw: bytes) -> dict[str, Any]:
     if head.get("p") != PROTOCOL:
         raise ValueError(f"frame of protocol {head.get('p')!r}, expected {PROTOCOL}")
     return head
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One send the parent asks of the child."""
+
+    id: int
+    url: str
+    headers: dict[str, str]
+    timeout: float
+    method: str = "POST"  # or GET: a compat notify, whose response body comes back
+    body: bytes = b""
+
+
+def encode_request(request: SendRequest) -> bytes:
+    head: dict[str, Any] = {"i": request.id, "u": request.url, "h": request.headers, "t": request.timeout}
+    if request.method != "POST":
+        head["v"] = request.method
+    return encode_frame(head, request.body)
+
+
+def decode_request(head: dict[str, Any], body: bytes) -> SendRequest:
+    """A request from a frame; ValueError if malformed."""
+    try:
+        headers, method = head["h"], str(head.get("v") or "POST")
+        if not isinstance(headers, dict) or method not in ("POST", "GET"):
+            raise ValueError("bad headers or method")
+        return SendRequest(
+            int(head["i"]), str(head["u"]), {str(k): str(v) for k, v in headers.items()}, float(head["t"]), method, body
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"malformed request: {e!r}") from None
 
 
 def encode_reply(request_id: int, result: TransportResult, *, with_body: bool) -> bytes:
@@ -211,10 +248,7 @@ class SenderProcess:
         fut: asyncio.Future[TransportResult] = asyncio.get_running_loop().create_future()
         child.pending[request_id] = fut
         try:
-            head: dict[str, Any] = {"i": request_id, "u": url, "h": headers, "t": timeout}
-            if method != "POST":
-                head["v"] = method
-            child.proc.stdin.write(encode_frame(head, body))
+            child.proc.stdin.write(encode_request(SendRequest(request_id, url, headers, timeout, method, body)))
             await child.proc.stdin.drain()
             async with asyncio.timeout(timeout + GRACE_S):
                 return await fut
@@ -254,20 +288,21 @@ async def _serve(allow_private: bool) -> None:
     transport = AiohttpTransport(allow_private=allow_private)
     tasks: set[asyncio.Task[None]] = set()
 
-    async def one(head: dict[str, Any], body: bytes) -> None:
-        method = str(head.get("v") or "POST")
+    async def one(request: SendRequest) -> None:
         try:
-            result = await transport.send(str(head["u"]), dict(head["h"]), body, float(head["t"]), method=method)
+            result = await transport.send(
+                request.url, request.headers, request.body, request.timeout, method=request.method
+            )
         except Exception as e:  # never leave the parent waiting on a request id
             result = TransportResult.failed(SendFailure.INTERNAL, 0.0, type(e).__name__)
-        writer.write(encode_reply(int(head["i"]), result, with_body=method != "POST"))
+        writer.write(encode_reply(request.id, result, with_body=request.method != "POST"))
 
     try:
         while True:
             frame = await read_frame(reader)
             if frame is None:
                 break
-            task = asyncio.create_task(one(*frame))
+            task = asyncio.create_task(one(decode_request(*frame)))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)

@@ -11,7 +11,18 @@ import pytest
 from aiohttp import web
 
 from bridge.errors import SendFailure
-from bridge.sender import EXITED, PROTOCOL, SenderProcess, decode_reply, encode_frame, encode_reply, read_frame
+from bridge.sender import (
+    EXITED,
+    PROTOCOL,
+    SenderProcess,
+    SendRequest,
+    decode_reply,
+    decode_request,
+    encode_frame,
+    encode_reply,
+    encode_request,
+    read_frame,
+)
 from bridge.transport import TransportResult
 from tests.harness import running_handler, running_receiver
 
@@ -171,6 +182,20 @@ async def test_a_reply_crosses_the_pipe_typed(result: TransportResult) -> None:
     assert decode_reply(head, body) == (9, result)
     head, body = await read_frame(_reader(encode_reply(9, result, with_body=False))) or ({}, b"")
     assert decode_reply(head, body)[1].body == b""
+
+
+async def test_a_request_crosses_the_pipe_typed() -> None:
+    """A request reads back as sent, a GET included; one without a URL or with another method is refused."""
+    for request in (
+        SendRequest(4, "http://x/ü", {"webhook-id": "evt_1"}, 10.0, "POST", b"\x00{}"),
+        SendRequest(5, "http://shop/notify?a=1", {}, 2.5, "GET"),
+    ):
+        frame = await read_frame(_reader(encode_request(request)))
+        assert frame is not None and decode_request(*frame) == request
+    with pytest.raises(ValueError, match="malformed"):
+        decode_request({"p": PROTOCOL, "i": 1, "h": {}, "t": 1.0}, b"")
+    with pytest.raises(ValueError, match="malformed"):
+        decode_request({"p": PROTOCOL, "i": 1, "u": "http://x/", "h": {}, "t": 1.0, "v": "DELETE"}, b"")
 
 
 async def test_an_unknown_failure_in_a_reply_is_a_protocol_error() -> None:
