@@ -281,16 +281,11 @@ class DeliveryWorker:
         def find(tx: Tx) -> tuple[list[DeliveryId], int | None]:
             return store.due(tx, now=now, limit=BATCH, per_target=QUEUED_PER_TARGET), store.next_due_after(tx, now)
 
+        claim = functools.partial(store.claim_outgoing, by=self.instance, now=now, until=now + self.lease_ms)
         try:
             # A read first: most polls find nothing due (fresh deliveries came claimed) and write nothing.
             ids, next_due = await self.ctx.db.read(find)
-            claimed = (
-                await self.ctx.db.write(
-                    lambda tx: store.claim_outgoing(tx, ids, by=self.instance, now=now, until=now + self.lease_ms)
-                )
-                if ids
-                else []
-            )
+            claimed = await self.ctx.db.write(lambda tx: claim(tx, ids)) if ids else []
         except Exception as e:  # the database may be busy: the next poll tries again
             log.warning("webhook.claim_failed", error=repr(e))
             return poll
