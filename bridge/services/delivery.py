@@ -13,10 +13,13 @@ Each turn of `DeliveryWorker._loop`:
    (`settings.webhook_per_host`) and a global one (`settings.webhook_concurrency`), signs and sends,
    and puts the attempt in `_finished`. A slow or dead endpoint only ever holds its own slots.
 3. **Record.** The attempts finished by then are written in one transaction (the outcome, the
-   attempt log, the retry's time or the end, the claim cleared), one transaction at a time; the
-   loop does not wait for it, so a fresh delivery never waits for a write.
+   attempt log, the retry's time or the end, the claim cleared).
 4. **Renew.** Every third of `settings.webhook_lease` the leases of what is still claimed here
    (`_in_flight`: claimed and not yet recorded) are extended.
+
+The loop never waits for the database: the claim, the recording and the renewal each run as one
+job at a time beside it, and a later turn takes the job's result. So a fresh delivery starts at
+the next turn, whatever the database is doing.
 
 A delivery is in `_in_flight` from its claim to its recorded outcome; the database claim keeps
 every other instance (and this one's own poll) away from it meanwhile. An endpoint that answered
@@ -40,8 +43,9 @@ import asyncio
 import contextlib
 import functools
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import structlog
@@ -69,6 +73,8 @@ FRESH_PER_TARGET = 256  # fresh deliveries that may wait in memory per host (the
 BATCH = 500  # deliveries claimed per poll
 POLL_S = 1.0  # the longest the loop goes without looking in the database
 RENEW_CHUNK = 500  # ids per lease renewal statement
+
+J = TypeVar("J")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +186,16 @@ class DeliveryWorker:
         self._in_flight: dict[DeliveryId, int] = {}
         self._finished: list[_Attempt] = []  # attempts done, recorded at the next turn
         self._gone: set[EndpointId] = set()  # endpoints that answered 410 Gone
-        self._wake = asyncio.Event()  # something to do: fresh deliveries, a finished attempt, a wake-up
+        self._wake = asyncio.Event()  # something to do (the bus's `fresh_ready` once running)
         self._look = True  # claim from the database at the next turn, whatever the time
         self._targets: dict[str, _Target] = {}
         self._global = asyncio.Semaphore(ctx.settings.webhook_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._give_back: list[DeliveryId] = []  # fresh ones that did not fit: their claims go back
+        # The database jobs beside the loop, at most one of each kind at a time.
+        self._claiming: asyncio.Task[tuple[list[Outgoing], int]] | None = None
         self._recording: asyncio.Task[int | None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> frozenset[DeliveryId]:
@@ -196,10 +206,11 @@ class DeliveryWorker:
         """Deliver until cancelled; then stop sending, record what already finished, give back the rest."""
         bus = self.ctx.bus
         bus.claimant = (self.instance, self.lease_ms)
-        relays = [
-            asyncio.create_task(self._relay(bus.fresh_ready, look=False), name="webhook-fresh-relay"),
-            asyncio.create_task(self._relay(bus.deliveries, look=True), name="webhook-wake-relay"),
-        ]
+        # The loop sleeps on the bus's `fresh_ready`: set at commit when fresh deliveries arrive, and
+        # by the worker itself when a send or a job ends. A wake-up on `bus.deliveries` also means
+        # "claim from the database now".
+        self._wake = bus.fresh_ready
+        relays = [asyncio.create_task(self._relay(bus.deliveries), name="webhook-wake-relay")]
         try:
             await self._loop()
         finally:
@@ -211,6 +222,9 @@ class DeliveryWorker:
             await asyncio.shield(self._wind_down())
 
     async def _loop(self) -> None:
+        """Claim, send, record, renew, until cancelled. The loop itself never waits for the database:
+        each of claim, record and renew runs as one job at a time beside it (`_job`), and the turn
+        after a job ends takes its result, so fresh deliveries always start at the next turn."""
         clock = self.ctx.clock
         renew_every = max(1, self.lease_ms // 3)
         next_poll = 0  # Unix ms: claim from the database when this passes (or on a wake-up)
@@ -219,27 +233,35 @@ class DeliveryWorker:
             self._wake.clear()
             now = clock.now_ms()
             # 1. Claim: fresh deliveries come claimed; due ones are claimed from the database.
-            await self._take_fresh(now)
-            if self._look or now >= next_poll:
+            self._take_fresh(now)
+            if self._claiming is not None and self._claiming.done():
+                claimed, next_poll = self._claiming.result()
+                self._claiming = None
+                for delivery in claimed:
+                    self._start(delivery)
+            if self._claiming is None and (self._look or now >= next_poll):
                 self._look = False
-                next_poll = await self._claim_due(now)
+                self._claiming = self._job(self._claim_due(now))
             # 2. Send: each claimed delivery has a task of its own (`_deliver`), already under way.
-            # 3. Record: what finished goes to the database in one transaction, one at a time, while
-            #    the loop goes on (a fresh delivery never waits for a write); a retry due before the
-            #    next poll moves the poll up.
+            # 3. Record what finished, in one transaction; a retry due before the next poll moves it up.
             if self._recording is not None and self._recording.done():
                 soonest, self._recording = self._recording.result(), None
                 if soonest is not None:
                     next_poll = min(next_poll, soonest)
             if self._finished and self._recording is None:
                 batch, self._finished = self._finished, []
-                self._recording = asyncio.create_task(self._record(batch), name="webhook-record")
-                self._recording.add_done_callback(lambda _: self._wake.set())
-            # 4. Renew the leases of what is still claimed here.
-            now = clock.now_ms()
-            if now >= next_renewal:
-                await self._renew(now)
-                next_renewal = now + renew_every
+                self._recording = self._job(self._record(batch))
+            # 4. Renew the leases of what is still claimed here (and give back what did not fit).
+            if self._renewing is not None and self._renewing.done():
+                self._renewing = None
+            if self._renewing is None and (now >= next_renewal or self._give_back):
+                if now >= next_renewal:
+                    next_renewal = now + renew_every
+                    ids = sorted(self._in_flight)
+                else:
+                    ids = []
+                give_back, self._give_back = self._give_back, []
+                self._renewing = self._job(self._renew_and_release(now, ids, give_back))
             wait_s = max(0.0, (min(next_poll, next_renewal) - clock.now_ms()) / 1000)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
             # arrives as the event is set, and the worker would never stop.
@@ -247,35 +269,38 @@ class DeliveryWorker:
                 async with asyncio.timeout(wait_s):
                     await self._wake.wait()
 
-    async def _relay(self, event: asyncio.Event, *, look: bool) -> None:
-        """Turn one of the bus's signals into a turn of the loop (`look`: one that claims from the database)."""
+    def _job(self, work: Coroutine[Any, Any, J]) -> asyncio.Task[J]:
+        """Run a database step beside the loop; its end wakes the loop. Jobs are not cancelled on stop:
+        `_wind_down` waits for them (a claim's rows are then given back, a recording completes)."""
+        task = asyncio.create_task(work, name="webhook-job")
+        task.add_done_callback(lambda _: self._wake.set())
+        return task
+
+    async def _relay(self, event: asyncio.Event) -> None:
+        """Turn a wake-up ("look in the database now") into a turn of the loop that claims."""
         while True:
             await event.wait()
             event.clear()
-            if look:
-                self._look = True
+            self._look = True
             self._wake.set()
 
-    async def _take_fresh(self, now: int) -> None:
+    def _take_fresh(self, now: int) -> None:
         """Start the deliveries handed over at commit. One whose claim is not this worker's live one
-        (committed unclaimed, or it ran out while waiting), or whose host already has FRESH_PER_TARGET
-        waiting, is the database poll's."""
+        (committed unclaimed, or it ran out while waiting) is the database poll's; so is one whose
+        host already has FRESH_PER_TARGET waiting (its claim is given back at step 4)."""
         fresh = self.ctx.bus.fresh
-        left: list[DeliveryId] = []
         while fresh:
             delivery = _fresh(fresh.popleft())
             if delivery.lease_until is None or delivery.lease_until <= now:
                 continue
             target = self._targets.get(_host(delivery.url))
             if target is not None and target.users >= FRESH_PER_TARGET:
-                left.append(delivery.id)
+                self._give_back.append(delivery.id)
                 continue
             self._start(delivery)
-        if left:  # committed claimed by this worker: give them back so any poll can take them
-            await self._release(left)
 
-    async def _claim_due(self, now: int) -> int:
-        """Claim due deliveries nobody holds and start them; return when to look again (Unix ms)."""
+    async def _claim_due(self, now: int) -> tuple[list[Outgoing], int]:
+        """Claim due deliveries nobody holds; return them and when to look again (Unix ms)."""
         poll = now + int(POLL_S * 1000)
 
         def find(tx: Tx) -> tuple[list[DeliveryId], int | None]:
@@ -288,12 +313,10 @@ class DeliveryWorker:
             claimed = await self.ctx.db.write(lambda tx: claim(tx, ids)) if ids else []
         except Exception as e:  # the database may be busy: the next poll tries again
             log.warning("webhook.claim_failed", error=repr(e))
-            return poll
-        for delivery in claimed:
-            self._start(delivery)
+            return [], poll
         if len(ids) >= BATCH:
-            return now  # more may be due: claim the next batch at the next turn
-        return poll if next_due is None else min(poll, next_due)
+            return claimed, now  # more may be due: claim the next batch at the next turn
+        return claimed, poll if next_due is None else min(poll, next_due)
 
     def _start(self, delivery: Outgoing) -> None:
         """Send a claimed delivery, unless this round of it is in flight here already (a poll may claim
@@ -390,15 +413,17 @@ class DeliveryWorker:
         retries = [a.next_attempt_at for a in recorded if a.next_attempt_at is not None]
         return min(retries) if retries else None
 
-    async def _renew(self, now: int) -> None:
-        """Keep the leases of the deliveries claimed here from running out while they wait or run."""
-        ids = sorted(self._in_flight)
+    async def _renew_and_release(self, now: int, ids: list[DeliveryId], give_back: list[DeliveryId]) -> None:
+        """Keep the leases of the deliveries claimed here from running out while they wait or run, and
+        give back the claims of fresh deliveries that did not fit (due again for any poll)."""
         for i in range(0, len(ids), RENEW_CHUNK):
             renew = functools.partial(_renew, ids[i : i + RENEW_CHUNK], self.instance, now + self.lease_ms)
             try:
                 await self.ctx.db.write(renew)
             except Exception as e:  # a lease that runs out only means a possible second send
                 log.warning("webhook.renew_failed", error=repr(e))
+        if give_back:
+            await self._release(give_back)
 
     async def _release(self, ids: list[DeliveryId] | None) -> None:
         """Give up claims (None: every one this worker holds); a failure only leaves them to run out."""
@@ -408,10 +433,11 @@ class DeliveryWorker:
             log.warning("webhook.release_failed", error=repr(e))
 
     async def _wind_down(self) -> None:
-        """After the loop: record what finished (an interrupted recording completes first), then give
-        back every claim still held: those deliveries are due again for any instance."""
-        if self._recording is not None:
-            await self._recording
+        """After the loop: let the jobs under way end (a recording completes; what a claim took is not
+        sent), record what finished, then give back every claim still held: due again for any instance."""
+        for job in (self._claiming, self._recording, self._renewing):
+            if job is not None:
+                await asyncio.gather(job, return_exceptions=True)
         if self._finished:
             batch, self._finished = self._finished, []
             await self._record(batch)
