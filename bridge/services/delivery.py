@@ -24,7 +24,8 @@ the next turn, whatever the database is doing.
 A delivery is in `_in_flight` from its claim to its recorded outcome; the database claim keeps
 every other instance (and this one's own poll) away from it meanwhile. An endpoint that answered
 410 is remembered in `_gone`, so its deliveries still waiting for a slot are not sent (recording
-the 410 disables them). That is all the state there is.
+the 410 disables them). Besides the work handed from one step to the next (`_finished`,
+`_give_back`) and the jobs under way, that is all the state there is.
 
 Shop gateway notifies (易支付 / V免签, `Outgoing.compat`) ride the same outbox: a GET of the
 shop's notify URL with a query signed at each attempt, done when the body acknowledges it
