@@ -10,10 +10,10 @@ the body; V免签: the whole body); after that the order is never notified again
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from bridge.core import codec, epay, vmq
 from bridge.core.models.compat import CompatOrder
+from bridge.core.models.delivery import CompatNotify
 from bridge.core.models.order import Order
 from bridge.core.states import OrderStatus
 from bridge.ids import new_id
@@ -21,7 +21,7 @@ from bridge.services.context import Context
 from bridge.store import compat as store
 from bridge.store import orders as orders_store
 from bridge.store import payments as payments_store
-from bridge.store.database import Row, Tx
+from bridge.store.database import Tx
 
 __all__ = ["PROTOCOLS", "compat_return_url", "enqueue_on_paid", "is_ack", "notify_url_for", "signed_query"]
 
@@ -100,17 +100,11 @@ def enqueue_on_paid(ctx: Context, tx: Tx, order: Order, *, event_id: str, paid_c
     tx.after_commit.append(ctx.bus.deliveries.set)  # the worker's next load finds it
 
 
-def notify_url_for(row: Row | Mapping[str, Any], now_ms: int) -> str:
-    """The URL to GET for a compat delivery row (from the delivery worker's load), signed now."""
-    fields = {str(k): str(v) for k, v in codec.loads(str(row["compat_fields"])).items()}
-    query = signed_query(
-        str(row["compat_protocol"]),
-        fields,
-        key=str(row["compat_key"]),
-        private_key=str(row["compat_private_key"]),
-        now_ms=now_ms,
-    )
-    return epay.with_query(str(row["url"]), query)
+def notify_url_for(url: str, notify: CompatNotify, now_ms: int) -> str:
+    """The URL to GET for a compat notify to `url` (a delivery the worker claimed), signed now."""
+    fields = {str(k): str(v) for k, v in codec.loads(notify.fields).items()}
+    query = signed_query(notify.protocol, fields, key=notify.key, private_key=notify.private_key, now_ms=now_ms)
+    return epay.with_query(url, query)
 
 
 def is_ack(protocol: str, body: bytes) -> bool:

@@ -7,6 +7,7 @@ each has its own connections and writer thread, exactly as a second `paybridge s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import sys
 import time
@@ -18,13 +19,15 @@ import pytest
 
 from bridge.core.models.account import Account
 from bridge.core.models.compat import CompatOrder, Shop
-from bridge.core.models.ids import AccountId, DeviceId, MerchantId, PaymentId
+from bridge.core.models.delivery import Delivery, DeliveryAttempt, Outgoing
+from bridge.core.models.endpoint import Endpoint
+from bridge.core.models.ids import AccountId, DeliveryId, DeviceId, EndpointId, InstanceId, MerchantId, PaymentId
 from bridge.core.models.merchant import Merchant, MerchantUsage
 from bridge.core.models.order import Order
 from bridge.core.models.payment import Payment
-from bridge.core.states import OrderStatus, PaymentStatus
+from bridge.core.states import DeliveryStatus, OrderStatus, PaymentStatus
 from bridge.errors import StoreError, Unavailable
-from bridge.store import compat, deliveries, events, merchants, orders, payments
+from bridge.store import compat, deliveries, endpoints, events, merchants, orders, payments
 from bridge.store.database import Database, IntegrityError, Tx, open_database
 from bridge.store.migrations import MIGRATIONS, statements_for
 from tests import pg
@@ -178,8 +181,8 @@ async def test_a_delivery_is_claimed_by_one_process_until_its_lease_runs_out(
 
     await first.write(insert)
 
-    async def claim(db: Database, by: str, now: int, some: list[str]) -> dict[str, int]:
-        return await db.write(lambda tx: deliveries.claim(tx, some, by=by, now=now, until=now + 1000))
+    async def claim(db: Database, by: str, now: int, some: list[str]) -> dict[DeliveryId, int]:
+        return await db.write(lambda tx: deliveries.claim(tx, some, by=InstanceId(by), now=now, until=now + 1000))
 
     got = await asyncio.gather(
         *(claim((first, second)[n % 2], "AB"[n % 2], 10, ids[(n * 7) % 40 :] + ids[: (n * 7) % 40]) for n in range(8))
@@ -195,22 +198,23 @@ async def test_a_delivery_is_claimed_by_one_process_until_its_lease_runs_out(
     kept = ids[0]
     holder = holders[kept][0]
     other = "B" if holder == "A" else "A"
-    assert await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=other, until=5000)) == 0  # not its
-    assert await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=holder, until=5000)) == 1
+    not_its = await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=InstanceId(other), until=5000))
+    assert not_its == 0
+    assert await db_of[holder].write(lambda tx: deliveries.renew(tx, [kept], by=InstanceId(holder), until=5000)) == 1
     # At 2000 the unrenewed leases (to 1010) have run out: the other one takes them over, not the renewed one.
     everything = [*ids, "fresh"]
     taken = await claim(db_of[other], other, 2000, everything)
     assert set(taken) == set(everything) - {kept}
-    assert await db_of[holder].write(lambda tx: deliveries.release(tx, [kept], by=holder)) == 1
+    assert await db_of[holder].write(lambda tx: deliveries.release(tx, [kept], by=InstanceId(holder))) == 1
     assert set(await claim(db_of[other], other, 2000, [kept])) == {kept}  # released: free at once
 
     def record(tx: Tx) -> None:
         deliveries.record_attempt(
             tx,
             kept,
-            attempt=1,
+            attempts=1,
             now=2100,
-            status="pending",
+            status=DeliveryStatus.PENDING,
             status_code=500,
             error="HTTP 500",
             duration_ms=1,
@@ -220,7 +224,150 @@ async def test_a_delivery_is_claimed_by_one_process_until_its_lease_runs_out(
     await db_of[other].write(record)
     assert await claim(db_of[holder], holder, 2200, [kept]) == {kept: 1}  # the outcome cleared the claim
     # The other one stops: it gives back all it holds (everything but `kept`).
-    assert await first.write(lambda tx: deliveries.release(tx, None, by=other)) == len(everything) - 1
+    assert await first.write(lambda tx: deliveries.release(tx, None, by=InstanceId(other))) == len(everything) - 1
+
+
+async def _outbox(db: Database) -> None:
+    """Merchant m1 with endpoint whe1 (secret "whsec_1"), and event e1 delivered to whe1 (dlv1, dlv2 for
+    a second URL of the same endpoint's merchant) and to an order's notify_url (dlv3)."""
+    await _merchant(db)
+
+    def op(tx: Tx) -> None:
+        endpoints.insert_endpoint(
+            tx,
+            id="whe1",
+            merchant_id="m1",
+            url="http://127.0.0.1/a",
+            event_types=["order.paid"],
+            secret="whsec_1",
+            now=5,
+        )
+        targets: list[tuple[str, str | None, str]] = [
+            ("dlv1", "whe1", "http://127.0.0.1/a"),
+            ("dlv2", "whe1", "http://127.0.0.1/a"),
+            ("dlv3", None, "http://127.0.0.1/notify"),
+        ]
+        events.insert_event(tx, event_id="e1", merchant_id="m1", type="order.paid", body="{}", now=10, targets=targets)
+
+    await db.write(op)
+
+
+def _record(delivery_id: str, status: DeliveryStatus, *, now: int = 20) -> Callable[[Tx], bool]:
+    def op(tx: Tx) -> bool:
+        return deliveries.record_attempt(
+            tx,
+            delivery_id,
+            now=now,
+            status=status,
+            attempts=1,
+            status_code=200 if status is DeliveryStatus.SUCCEEDED else 500,
+            error=None if status is DeliveryStatus.SUCCEEDED else "HTTP 500",
+            duration_ms=3,
+            next_attempt_at=now + 1000 if status is DeliveryStatus.PENDING else None,
+        )
+
+    return op
+
+
+async def test_the_outbox_stores_hand_back_typed_records(
+    url: str, opened: Callable[[str], Awaitable[Database]]
+) -> None:
+    """Deliveries, attempts, endpoints and claimed outgoing deliveries come back as frozen records with
+    StrEnum statuses, typed ids and opened secrets (an endpoint record carries none)."""
+    db = await opened(url)
+    await _outbox(db)
+    assert await db.write(_record("dlv1", DeliveryStatus.SUCCEEDED))
+
+    d = await db.read(lambda tx: deliveries.get_delivery(tx, "m1", "dlv1"))
+    assert isinstance(d, Delivery) and d.status is DeliveryStatus.SUCCEEDED
+    assert (d.id, d.event_id, d.event_type, d.endpoint_id, d.attempts) == ("dlv1", "e1", "order.paid", "whe1", 1)
+    assert (d.succeeded_at, d.last_status_code, d.claimed_by, d.lease_until) == (20, 200, None, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.status = DeliveryStatus.PENDING  # type: ignore[misc]
+    assert await db.read(lambda tx: deliveries.get_delivery(tx, "someone_else", "dlv1")) is None
+
+    listed = await db.read(
+        lambda tx: deliveries.list_deliveries(
+            tx, "m1", status=DeliveryStatus.PENDING, event_id=None, before=None, limit=10
+        )
+    )
+    assert sorted(x.id for x in listed) == ["dlv2", "dlv3"] and all(isinstance(x, Delivery) for x in listed)
+    [attempt] = await db.read(lambda tx: deliveries.list_attempts(tx, "dlv1"))
+    assert attempt == DeliveryAttempt(DeliveryId("dlv1"), 1, 20, 200, None, 3)
+
+    endpoint = await db.read(lambda tx: endpoints.get_endpoint(tx, "m1", "whe1"))
+    assert endpoint == Endpoint(
+        EndpointId("whe1"), MerchantId("m1"), "http://127.0.0.1/a", ("order.paid",), 5, None, None, None
+    )
+    [listed_endpoint] = await db.read(lambda tx: endpoints.list_endpoints(tx, "m1"))
+    assert listed_endpoint == endpoint
+    keys = await db.read(lambda tx: endpoints.endpoint_keys(tx, "whe1"))
+    assert keys is not None and keys.secret == "whsec_1" and "whsec_1" not in repr(keys)
+
+    ids = await db.read(lambda tx: deliveries.due(tx, now=10, limit=10, per_target=10))
+    assert ids == ["dlv2", "dlv3"]
+    claimed = await db.write(lambda tx: deliveries.claim_outgoing(tx, ids, by=InstanceId("A"), now=10, until=1000))
+    by_id = {o.id: o for o in claimed}
+    assert all(isinstance(o, Outgoing) for o in claimed) and set(by_id) == {"dlv2", "dlv3"}
+    assert by_id[DeliveryId("dlv2")].secrets(10) == ["whsec_1"]  # the endpoint's secret, opened
+    assert by_id[DeliveryId("dlv3")].secrets(10) == ["s"]  # the merchant's, for a notify_url
+    assert by_id[DeliveryId("dlv3")].lease_until == 1000 and by_id[DeliveryId("dlv3")].compat is None
+    assert "whsec_1" not in repr(by_id[DeliveryId("dlv2")])
+
+
+async def test_guarded_moves_refuse_illegal_transitions(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
+    """A status move changes a row only from a status `states.sources` allows: a finished delivery is not
+    recorded again, a pending one is not reset, disabling an endpoint leaves its finished deliveries alone."""
+    db = await opened(url)
+    await _outbox(db)
+    assert await db.write(_record("dlv1", DeliveryStatus.SUCCEEDED))
+    assert not await db.write(_record("dlv1", DeliveryStatus.FAILED, now=30))  # succeeded -> failed: refused
+    assert not await db.write(_record("dlv1", DeliveryStatus.PENDING, now=30))  # a finished one is not retried
+    d = await db.read(lambda tx: deliveries.get_delivery(tx, "m1", "dlv1"))
+    assert d is not None and (d.status, d.updated_at) == (DeliveryStatus.SUCCEEDED, 20)
+
+    assert not await db.write(lambda tx: deliveries.reset_for_retry(tx, "dlv2", now=40))  # pending -> pending
+    assert await db.write(lambda tx: deliveries.reset_for_retry(tx, "dlv1", now=40))  # succeeded -> pending
+    assert not await db.write(lambda tx: deliveries.reset_for_retry(tx, "dlv1", now=41))  # already pending
+
+    assert await db.write(_record("dlv1", DeliveryStatus.SUCCEEDED, now=50))
+    disabled = await db.write(lambda tx: deliveries.disable_pending(tx, endpoint_id="whe1", now=60, reason="gone"))
+    assert disabled == 1  # dlv2 only: dlv1 had succeeded
+    got = await db.read(
+        lambda tx: {
+            d.id: d.status
+            for d in deliveries.list_deliveries(tx, "m1", status=None, event_id=None, before=None, limit=10)
+        }
+    )
+    assert got == {"dlv1": DeliveryStatus.SUCCEEDED, "dlv2": DeliveryStatus.DISABLED, "dlv3": DeliveryStatus.PENDING}
+    assert not await db.write(_record("dlv2", DeliveryStatus.SUCCEEDED, now=70))  # disabled while it was sent
+    [attempt] = await db.read(lambda tx: deliveries.list_attempts(tx, "dlv2"))  # the attempt is still logged
+    assert attempt.status_code == 200
+
+
+async def test_a_claim_takes_due_deliveries_once_per_lease_and_caps_each_target(
+    url: str, opened: Callable[[str], Awaitable[Database]]
+) -> None:
+    """`due` lists at most `per_target` per endpoint, oldest first, and none under a live lease; a claim
+    holds them until the lease runs out or the outcome is recorded (a retry is due again at its time)."""
+    db = await opened(url)
+    await _outbox(db)
+    assert await db.read(lambda tx: deliveries.due(tx, now=9, limit=10, per_target=10)) == []  # not yet due
+    assert await db.read(lambda tx: deliveries.due(tx, now=10, limit=10, per_target=1)) == ["dlv1", "dlv3"]
+    first = await db.write(
+        lambda tx: deliveries.claim_outgoing(tx, ["dlv1", "dlv3"], by=InstanceId("A"), now=10, until=500)
+    )
+    assert [o.id for o in first] == ["dlv1", "dlv3"]
+    assert (
+        await db.write(lambda tx: deliveries.claim_outgoing(tx, ["dlv1"], by=InstanceId("B"), now=100, until=900)) == []
+    )
+    assert await db.read(lambda tx: deliveries.due(tx, now=100, limit=10, per_target=10)) == ["dlv2"]
+    assert await db.read(lambda tx: deliveries.due(tx, now=500, limit=10, per_target=10)) == ["dlv1", "dlv2", "dlv3"]
+    assert await db.write(_record("dlv1", DeliveryStatus.PENDING, now=100))  # a retry at 1100, claim cleared
+    d = await db.read(lambda tx: deliveries.get_delivery(tx, "m1", "dlv1"))
+    assert d is not None and (d.claimed_by, d.lease_until, d.next_attempt_at) == (None, None, 1100)
+    assert await db.read(lambda tx: deliveries.next_due_after(tx, 100)) == 1100
+    assert await db.read(lambda tx: deliveries.due(tx, now=1100, limit=10, per_target=10)) == ["dlv2", "dlv3", "dlv1"]
 
 
 async def test_a_taken_slot_is_refused_by_the_database(url: str, opened: Callable[[str], Awaitable[Database]]) -> None:
