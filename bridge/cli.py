@@ -52,8 +52,6 @@ def _db_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _db_command(args: argparse.Namespace, settings: Settings) -> int:
     """`move-db` and `backup`: the database tools."""
-    from bridge.store.database import sqlite_path
-
     database = getattr(args, "source", None) or settings.database
     key_file = args.secrets_key_file or settings.secrets_key_path
     if args.command == "move-db":
@@ -65,10 +63,10 @@ def _db_command(args: argparse.Namespace, settings: Settings) -> int:
     if not database.startswith("sqlite:"):
         print("paybridge backup: on PostgreSQL use pg_dump -Fc (docs/deploy.md)", file=sys.stderr)
         return EXIT_CONFIG
-    from bridge.store.sqlite import backup
+    from bridge.store.move import backup
 
-    pages = backup(Path(sqlite_path(database)), args.target)
-    print(f"backed up {sqlite_path(database)} to {args.target} ({pages} pages); keep {key_file} apart from it")
+    pages = backup(database, args.target)
+    print(f"backed up {database} to {args.target} ({pages} pages); keep {key_file} apart from it")
     return 0
 
 

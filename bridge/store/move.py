@@ -1,4 +1,4 @@
-"""Move a bridge's data from SQLite to PostgreSQL (`paybridge move-db`).
+"""Move a bridge's data from SQLite to PostgreSQL (`paybridge move-db`), or copy it (`paybridge backup`).
 
 Both databases are opened through `open_database` with the one secrets key, so each is brought to
 this bridge's schema version first (the source as `serve` would on upgrade, the target from
@@ -35,7 +35,7 @@ from bridge.errors import StoreError
 from bridge.store.database import Database, Tx, open_database, redact_url, sqlite_path
 from bridge.store.sealing import PREFIX
 
-__all__ = ["SEALED", "MoveRefused", "TableCount", "describe", "move"]
+__all__ = ["SEALED", "MoveRefused", "TableCount", "backup", "describe", "move"]
 
 CHUNK = 2000
 # (table, column) -> the kind of secret sealed in it (the first argument of seal_secret/open_secret).
@@ -302,3 +302,13 @@ def describe(counts: Sequence[TableCount], target_url: str) -> str:
         + ("; every table's count matches" if same else "; COUNTS DIFFER")
     )
     return "\n".join(lines)
+
+
+def backup(url: str, target: Path) -> int:
+    """Back up the SQLite database at `url` into the new file `target` while a bridge may be writing
+    (SQLite's online backup, bridge.store.sqlite.backup); return its page count. PostgreSQL: pg_dump."""
+    if not url.startswith("sqlite:"):
+        raise MoveRefused("paybridge backup copies a SQLite database; for PostgreSQL use pg_dump -Fc")
+    from bridge.store.sqlite import backup as sqlite_backup
+
+    return sqlite_backup(Path(sqlite_path(url)), target)
