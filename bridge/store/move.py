@@ -24,6 +24,8 @@ The source should be stopped (a bridge still writing to it would go on after the
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import queue
 import threading
 from collections.abc import Sequence
@@ -155,6 +157,18 @@ def _inserts(t: _Table) -> str:
     return f"INSERT INTO {t.name} ({', '.join(t.columns)}) VALUES ({values})"
 
 
+def _looks_sealed(value: object) -> bool:
+    """Whether a value has the shape of a sealed secret (`pbs1:` and a nonce, ciphertext and tag in
+    base64url), not merely its prefix: a merchant may well name a shop "pbs1:..."."""
+    if not isinstance(value, str) or not value.startswith(PREFIX):
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(value[len(PREFIX) :].encode("ascii"))
+    except (ValueError, binascii.Error):
+        return False
+    return len(raw) >= 12 + 16 + 1
+
+
 def _produce(tx: Tx, tables: list[_Table], pipe: _Pipe) -> dict[str, int]:
     """In the SQLite reader thread, one snapshot: every table in chunks, then None."""
     counts: dict[str, int] = {}
@@ -170,8 +184,7 @@ def _produce(tx: Tx, tables: list[_Table], pipe: _Pipe) -> dict[str, int]:
                 chunk = [tuple(r)[1:] for r in rows]
                 for row in chunk:
                     for i in plain:
-                        v = row[i]
-                        if isinstance(v, str) and v.startswith(PREFIX):
+                        if _looks_sealed(row[i]):
                             raise MoveRefused(
                                 f"{t.name}.{t.columns[i]} holds a sealed value this tool does not know how to"
                                 " move (bridge.store.move.SEALED lacks it)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -18,10 +19,12 @@ import psycopg
 from psycopg import sql
 from standardwebhooks.webhooks import Webhook
 
+from bridge.store.move import SEALED
 from tests import pg
 from tests.harness import RunningBridge, TestDevice, eventually, make_settings, running_bridge, running_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
+SEALING = re.compile(r"seal_secret\('([a-z_.]+)'")
 
 
 async def _cli(*args: str) -> tuple[int, str, str]:
@@ -67,7 +70,7 @@ async def test_a_moved_database_serves_the_same_data_and_signs_with_the_same_sec
     data = tmp_path / "sqlite"
     async with running_receiver() as rec:
         async with running_bridge(make_settings(data, database_url=_sqlite(data))) as a:
-            m = await a.merchant()
+            m = await a.merchant("pbs1:not-a-sealed-secret")  # shaped like one only by its prefix
             key = m["api_key"]
             ep = await a.call("POST", "/v1/webhook-endpoints", token=key, json_body={"url": rec.url})
             assert ep[0] == 201, ep
@@ -140,3 +143,10 @@ async def test_a_wrong_key_or_a_target_with_data_is_refused_and_nothing_is_writt
     code, _, err = await _cli("move-db", "--data-dir", str(data), "--to", target)
     assert code == 3 and "not empty" in err, err
     assert "merchants" in _tables_with_rows(target)
+
+
+def test_move_db_knows_every_kind_of_sealed_secret_the_store_writes() -> None:
+    """Every `seal_secret('<kind>', ...)` in bridge/ names a kind move-db re-seals: a new kind is not missed."""
+    kinds = {k for path in (ROOT / "bridge").rglob("*.py") for k in SEALING.findall(path.read_text(encoding="utf-8"))}
+    assert kinds, "the pattern finds the store's seal_secret calls"
+    assert kinds <= set(SEALED.values()), sorted(kinds - set(SEALED.values()))
