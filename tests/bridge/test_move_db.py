@@ -86,9 +86,18 @@ async def test_a_moved_database_serves_the_same_data_and_signs_with_the_same_sec
             pending = await a.order(key, "45.60")
             await device.close()
             await rec.wait_for(lambda: len(rec.events("order.paid")) == 1)
-            before_events = await _get(a, key, "/v1/events?limit=100")
-            await eventually(lambda: _get(a, key, "/v1/deliveries?status=succeeded"), lambda p: len(p["data"]) >= 2)
-            deliveries = await _get(a, key, "/v1/deliveries?limit=100")
+            # The phone's going offline is recorded after its socket closes: wait for it, and for every
+            # event's delivery to settle, so the snapshot taken here is the one that gets moved.
+            before_events = await eventually(
+                lambda: _get(a, key, "/v1/events?limit=100"),
+                lambda p: "device.offline" in [e["type"] for e in p["data"]],
+            )
+            deliveries = await eventually(
+                lambda: _get(a, key, "/v1/deliveries?limit=100"),
+                lambda p: (
+                    len(p["data"]) == len(before_events["data"]) and all(d["status"] == "succeeded" for d in p["data"])
+                ),
+            )
 
         code, out, err = await _cli("move-db", "--data-dir", str(data), "--to", target)
         assert code == 0, err
