@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 
+from bridge.core.states import DeviceStatus
 from bridge.store.database import Row, Tx
 
 __all__ = [
+    "beat_instance",
+    "connect_device",
     "device_account_ids",
+    "disconnect_device",
+    "drop_instance",
+    "drop_other_instances",
     "get_device",
     "insert_device",
     "link_account",
     "list_devices",
     "merchant_has_online_device",
     "online_account_ids",
+    "orphaned_offline",
     "record_report",
     "revoke_device",
     "status_counts",
@@ -42,8 +49,8 @@ def list_devices(tx: Tx, merchant_id: str | None) -> list[Row]:
 
 def revoke_device(tx: Tx, device_id: str, *, now: int) -> bool:
     n = tx.execute(
-        "UPDATE devices SET revoked_at = ?, status = 'offline', status_reasons = '[\"revoked\"]'"
-        " WHERE id = ? AND revoked_at IS NULL",
+        "UPDATE devices SET revoked_at = ?, status = 'offline', status_reasons = '[\"revoked\"]',"
+        " held_by = NULL, connection_id = NULL WHERE id = ? AND revoked_at IS NULL",
         (now, device_id),
     )
     return n == 1
@@ -89,7 +96,9 @@ def update_status(
     clear_connected: bool = False,
     heartbeat: str | None = None,
     heartbeat_at: int | None = None,
-) -> None:
+    connection_id: str | None = None,
+) -> bool:
+    """Store a status; with `connection_id`, only while that connection is the device's current one."""
     sets = ["status = ?", "status_reasons = ?"]
     params: list[object] = [status, json.dumps(reasons)]
     if last_seen is not None:
@@ -107,7 +116,77 @@ def update_status(
         sets.append("last_heartbeat_at = ?")
         params.append(heartbeat_at)
     params.append(device_id)
-    tx.execute(f"UPDATE devices SET {', '.join(sets)} WHERE id = ?", params)
+    where = "id = ?"
+    if connection_id is not None:  # only while this connection is the device's current one
+        where += " AND connection_id = ?"
+        params.append(connection_id)
+    return tx.execute(f"UPDATE devices SET {', '.join(sets)} WHERE {where}", params) == 1
+
+
+def connect_device(tx: Tx, device_id: str, *, instance: str, connection_id: str, now: int) -> bool:
+    """The device's socket is now `connection_id` on `instance` (the newer connection wins): online.
+    False if the device is revoked."""
+    return (
+        tx.execute(
+            "UPDATE devices SET status = ?, status_reasons = '[]', last_seen = ?, connected_since = ?,"
+            " held_by = ?, connection_id = ? WHERE id = ? AND revoked_at IS NULL",
+            (DeviceStatus.ONLINE.value, now, now, instance, connection_id, device_id),
+        )
+        == 1
+    )
+
+
+def disconnect_device(tx: Tx, device_id: str, *, connection_id: str, reasons: list[str], now: int) -> bool:
+    """Offline, if `connection_id` is still the device's connection (a socket another one replaced,
+    here or on another instance, changes nothing when it closes late)."""
+    return (
+        tx.execute(
+            "UPDATE devices SET status = ?, status_reasons = ?, last_seen = ?, connected_since = NULL,"
+            " held_by = NULL, connection_id = NULL WHERE id = ? AND connection_id = ?",
+            (DeviceStatus.OFFLINE.value, json.dumps(reasons), now, device_id, connection_id),
+        )
+        == 1
+    )
+
+
+# -- instances: who holds device sockets --------------------------------------------------------
+# Several instances may share one database; each renews its row while it runs. A device held by an
+# instance whose row ran out (or is gone) has nobody to talk to: `orphaned_offline` marks it.
+# On PostgreSQL the sweep locks its rows with SKIP LOCKED (rows another sweep or a reconnecting
+# device holds are left to the next sweep), and the conditional UPDATE takes each device once.
+_SKIP_LOCKED = {"sqlite": "", "postgresql": " FOR UPDATE SKIP LOCKED"}
+
+
+def beat_instance(tx: Tx, instance: str, *, now: int, alive_until: int) -> None:
+    tx.execute(
+        "INSERT INTO instances (id, started_at, alive_until) VALUES (?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until",
+        (instance, now, alive_until),
+    )
+
+
+def drop_instance(tx: Tx, instance: str) -> None:
+    tx.execute("DELETE FROM instances WHERE id = ?", (instance,))
+
+
+def drop_other_instances(tx: Tx, instance: str) -> None:
+    """Forget every other instance (a database only one process uses: anything else is a past run)."""
+    tx.execute("DELETE FROM instances WHERE id != ?", (instance,))
+
+
+def orphaned_offline(tx: Tx, *, now: int, limit: int = 500) -> list[str]:
+    """Mark offline the devices that look connected but whose holder is gone; their ids."""
+    connected = [s.value for s in DeviceStatus if s != DeviceStatus.OFFLINE]
+    marks = ", ".join("?" for _ in connected)
+    rows = tx.all(
+        "UPDATE devices SET status = ?, status_reasons = '[\"instance_gone\"]', connected_since = NULL,"
+        " held_by = NULL, connection_id = NULL WHERE id IN (SELECT d.id FROM devices d"
+        f" WHERE d.status IN ({marks}) AND (d.held_by IS NULL OR NOT EXISTS (SELECT 1 FROM instances i"
+        f" WHERE i.id = d.held_by AND i.alive_until >= ?)) LIMIT ?{_SKIP_LOCKED[tx.dialect]})"
+        f" AND status IN ({marks}) RETURNING id",
+        (DeviceStatus.OFFLINE.value, *connected, now, limit, *connected),
+    )
+    return [str(r[0]) for r in rows]
 
 
 def record_report(tx: Tx, device_id: str, *, now: int, day: str, seq: int) -> None:

@@ -9,7 +9,7 @@ from bridge.core.ratelimit import client_network
 from bridge.errors import RateLimited
 from bridge.services import devices as service
 from bridge.web.auth import admin_or_merchant, require_merchant
-from bridge.web.keys import CTX, HUB, PAIR_CODE_LIMITER, PAIR_LIMITER
+from bridge.web.keys import CTX, PAIR_CODE_LIMITER, PAIR_LIMITER
 from bridge.web.validation import Body, read_json
 
 __all__ = ["add_routes", "client_address"]
@@ -67,9 +67,6 @@ async def list_devices(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await admin_or_merchant(request)
     devices = await service.list_devices(ctx, merchant_id)
-    hub = request.app[HUB]
-    for d in devices:
-        d["connected"] = hub.is_connected(d["id"])
     return web.json_response({"data": devices})
 
 
@@ -77,15 +74,13 @@ async def get_device(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await admin_or_merchant(request)
     d = await service.get_device(ctx, merchant_id, request.match_info["id"])
-    d["connected"] = request.app[HUB].is_connected(d["id"])
     return web.json_response(d)
 
 
 async def revoke_device(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await admin_or_merchant(request)
-    d = await service.revoke_device(ctx, merchant_id, request.match_info["id"])
-    await request.app[HUB].kick(d["id"], "device_revoked", "this device was revoked")
+    d = await service.revoke_device(ctx, merchant_id, request.match_info["id"])  # the bus closes its socket
     return web.json_response(d)
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 from aiohttp import web
 
+from bridge.core.models.event import Event, Position
 from bridge.errors import RateLimited, Unavailable
-from bridge.services import endpoints as service
+from bridge.services import events as service
 from bridge.services.context import Context
 from bridge.web.auth import merchant_route
 from bridge.web.validation import query_int
@@ -22,21 +22,25 @@ KEEPALIVE_S = 15.0
 @merchant_route
 async def list_events(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     limit = query_int(request, "limit", 100, minimum=1, maximum=1000)
-    rows, has_more = await service.list_events(ctx, merchant_id, after=request.query.get("after"), limit=limit)
-    body = (
-        '{"data":[' + ",".join(str(r["body"]) for r in rows) + '],"has_more":' + ("true" if has_more else "false") + "}"
+    events, has_more = await service.list_events(
+        ctx.db, merchant_id, after=request.query.get("after") or None, limit=limit
     )
+    body = '{"data":[' + ",".join(e.body for e in events) + '],"has_more":' + ("true" if has_more else "false") + "}"
     return web.Response(text=body, content_type="application/json")
 
 
 @merchant_route
 async def stream_events(request: web.Request, ctx: Context, merchant_id: str) -> web.StreamResponse:
-    """SSE: every event after `Last-Event-ID` (or `?after=`), then live ones as they commit.
+    """SSE: every event after `Last-Event-ID` (or `?after=`), then live ones as they commit, on
+    whichever instance they commit (the bus wakes this stream; it reads them from the database in
+    commit order, so a stream resumed on another instance gets exactly the rest).
 
     Ends when the client goes away or the app shuts down (`ctx.bus.close()` wakes every stream).
     """
-    after = request.headers.get("Last-Event-ID") or request.query.get("after") or None
-    await service.list_events(ctx, merchant_id, after=after, limit=1)  # a bad cursor is a 400, before we start
+    cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None
+    # A bad cursor is a 400, before we start; from here on the stream holds a position.
+    await service.list_events(ctx.db, merchant_id, after=cursor, limit=1)
+    after: Position | str | None = cursor
     # Checked and taken with no await in between, so concurrent requests cannot overshoot the cap.
     if ctx.bus.streams(merchant_id) >= ctx.settings.max_event_streams:
         raise RateLimited(
@@ -52,10 +56,10 @@ async def stream_events(request: web.Request, ctx: Context, merchant_id: str) ->
         await resp.prepare(request)
         while not ctx.bus.closed:
             wake.clear()  # before the query: an event committed during it wakes the next wait
-            rows, has_more = await service.list_events(ctx, merchant_id, after=after, limit=500)
-            if rows:
-                await resp.write(b"".join(_frame(str(r["id"]), str(r["body"])) for r in rows))
-                after = str(rows[-1]["id"])
+            events, has_more = await service.list_events(ctx.db, merchant_id, after=after, limit=500)
+            if events:
+                await resp.write(b"".join(_frame(e) for e in events))
+                after = events[-1].position
             if has_more:
                 continue
             try:
@@ -74,9 +78,8 @@ async def stream_events(request: web.Request, ctx: Context, merchant_id: str) ->
     return resp
 
 
-def _frame(event_id: str, body: str) -> bytes:
-    kind = json.loads(body)["type"]
-    return f"id: {event_id}\nevent: {kind}\ndata: {body}\n\n".encode()
+def _frame(event: Event) -> bytes:
+    return f"id: {event.id}\nevent: {event.type}\ndata: {event.body}\n\n".encode()
 
 
 def add_routes(app: web.Application) -> None:

@@ -22,7 +22,6 @@ from bridge.core.protocol import (
     verify_auth,
 )
 from bridge.core.ratelimit import RateLimiter
-from bridge.core.states import DeviceStatus
 from bridge.core.status import device_status
 from bridge.errors import ApiError
 from bridge.ids import random_bytes
@@ -104,16 +103,14 @@ async def connect(request: web.Request) -> web.StreamResponse:
                 "last_seq": device["last_seq"],
             }
         )
-        await device_service.set_status(ctx, conn.device_id, DeviceStatus.ONLINE, [], connected_since=now)
+        if not await device_service.connect(ctx, conn.device_id, conn.id):  # revoked in the meantime
+            await conn.close("device_revoked", "this device was revoked; pair it again")
+            return ws
         await _serve(request, conn)
     finally:
         if hub.unregister(conn):
             with contextlib.suppress(ApiError, asyncio.CancelledError):
-                await asyncio.shield(
-                    device_service.set_status(
-                        ctx, conn.device_id, DeviceStatus.OFFLINE, ["disconnected"], clear_connected=True
-                    )
-                )
+                await asyncio.shield(device_service.disconnect(ctx, conn.device_id, conn.id, ["disconnected"]))
         log.info("device.disconnected", device_id=conn.device_id, close_code=ws.close_code)
     return ws
 
@@ -225,7 +222,7 @@ async def _heartbeat(request: web.Request, conn: Connection, obj: dict[str, Any]
         now=now,
         rules=ctx.health_rules,
     )
-    await device_service.set_status(ctx, conn.device_id, status, reasons, heartbeat=hb.body)
+    await device_service.set_status(ctx, conn.device_id, status, reasons, heartbeat=hb.body, connection_id=conn.id)
     await conn.send({"type": "heartbeat_ack", "server_time": now})
 
 
