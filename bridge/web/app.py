@@ -11,15 +11,15 @@ from aiohttp import web
 
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings
-from bridge.core.ratelimit import RateLimiter
 from bridge.services import devices as device_service
+from bridge.services import ratelimits
 from bridge.services.admin import ensure_admin_token
 from bridge.services.context import Context
 from bridge.services.orders import expire_orders
 from bridge.store.database import open_database
 from bridge.web import admin, checkout, compat, dashboard, devices, events, openapi, orders, vmq, webhooks, ws
 from bridge.web.hub import DeviceHub
-from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_CODE_LIMITER, PAIR_LIMITER
+from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE
 from bridge.web.middleware import error_middleware
 from bridge.web.tasks import spawn, stop
 
@@ -54,6 +54,7 @@ async def _instance(app: web.Application) -> AsyncIterator[None]:
             try:
                 await device_service.beat(ctx, ttl_ms=int(ttl * 1000))
                 await device_service.sweep_orphans(ctx)
+                await ratelimits.prune(ctx)
             except Exception as e:  # the database may be busy or away; try again next beat
                 log.warning("instance.beat_failed", error=repr(e))
 
@@ -109,12 +110,6 @@ def create_app(
     app[CTX] = ctx
     app[ADMIN_HASH] = admin_hash or ensure_admin_token(settings.data_dir, settings.admin_token)[0]
     app[KEY_CACHE] = {}
-    app[PAIR_LIMITER] = RateLimiter(
-        rate=settings.pairing_attempts_per_minute, per=60.0, burst=settings.pairing_attempts_per_minute
-    )
-    app[PAIR_CODE_LIMITER] = RateLimiter(
-        rate=settings.pairing_codes_per_minute, per=60.0, burst=settings.pairing_codes_per_minute
-    )
     app[HUB] = DeviceHub(ctx)
     for module in (admin, orders, devices, ws, webhooks, events, openapi, checkout, compat, dashboard, vmq):
         module.add_routes(app)
