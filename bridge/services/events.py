@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.clock import rfc3339
@@ -16,7 +17,7 @@ from bridge.services.bus import EVENTS, Broadcast, Message
 from bridge.store import events as store
 from bridge.store.database import Database, Tx
 
-__all__ = ["ALL", "EVENT_TYPES", "EventBus", "emit", "list_events"]
+__all__ = ["ALL", "EVENT_TYPES", "EventBus", "Page", "emit", "list_events"]
 
 EVENT_TYPES = (
     "order.paid",
@@ -167,14 +168,19 @@ def emit(
     return event_id
 
 
-async def list_events(
-    db: Database, merchant_id: str, *, after: str | Position | None, limit: int
-) -> tuple[list[Event], bool]:
-    """(the merchant's events after `after` in commit order, has_more). `after` is an event id (a
-    client's cursor, `Last-Event-ID`: BadRequest if it is not one of this merchant's events) or a
-    position already looked up."""
+@dataclass(frozen=True, slots=True)
+class Page:
+    events: list[Event]
+    has_more: bool  # more settled events follow: ask again at once
+    unsettled: bool = False  # committed events follow that an older transaction holds back: ask again soon
 
-    def op(tx: Tx) -> tuple[list[Event], bool]:
+
+async def list_events(db: Database, merchant_id: str, *, after: str | Position | None, limit: int) -> Page:
+    """The merchant's events after `after` in commit order. `after` is an event id (a client's
+    cursor, `Last-Event-ID`: BadRequest if it is not one of this merchant's events) or a position
+    already looked up."""
+
+    def op(tx: Tx) -> Page:
         position: Position = (0, 0)
         if isinstance(after, str):
             found = store.event_position(tx, merchant_id, after)
@@ -184,6 +190,9 @@ async def list_events(
         elif after is not None:
             position = after
         events = store.events_after(tx, merchant_id, after=position, limit=limit + 1)
-        return events[:limit], len(events) > limit
+        if len(events) > limit:
+            return Page(events[:limit], True)
+        last = events[-1].position if events else position
+        return Page(events, False, store.events_unsettled(tx, merchant_id, after=last))
 
     return await db.read(op)

@@ -15,6 +15,7 @@ __all__ = [
     "event_seq",
     "event_types_of",
     "events_after",
+    "events_unsettled",
     "insert_event",
     "list_events",
     "order_events",
@@ -129,6 +130,19 @@ def events_after(tx: Tx, merchant_id: str, *, after: Position = (0, 0), limit: i
         )
         for r in rows
     ]
+
+
+def events_unsettled(tx: Tx, merchant_id: str, *, after: Position) -> bool:
+    """Whether committed events after `after` are held back because an older transaction still runs
+    (they will be listed once it ends: look again soon)."""
+    if tx.dialect != "postgresql":
+        return False
+    row = tx.one(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE merchant_id = ? AND (tx, seq) > (?, ?)"
+        " AND tx >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint)",
+        (merchant_id, after[0], after[1]),
+    )
+    return row is not None and bool(row[0])
 
 
 def event_types_of(row: Row) -> list[str]:

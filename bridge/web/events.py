@@ -17,15 +17,16 @@ from bridge.web.validation import query_int
 __all__ = ["add_routes"]
 
 KEEPALIVE_S = 15.0
+UNSETTLED_S = 0.02  # first look again at events an older transaction holds back; doubling up to
+UNSETTLED_MAX_S = 1.0
 
 
 @merchant_route
 async def list_events(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     limit = query_int(request, "limit", 100, minimum=1, maximum=1000)
-    events, has_more = await service.list_events(
-        ctx.db, merchant_id, after=request.query.get("after") or None, limit=limit
-    )
-    body = '{"data":[' + ",".join(e.body for e in events) + '],"has_more":' + ("true" if has_more else "false") + "}"
+    page = await service.list_events(ctx.db, merchant_id, after=request.query.get("after") or None, limit=limit)
+    more = "true" if page.has_more else "false"
+    body = '{"data":[' + ",".join(e.body for e in page.events) + '],"has_more":' + more + "}"
     return web.Response(text=body, content_type="application/json")
 
 
@@ -54,19 +55,24 @@ async def stream_events(request: web.Request, ctx: Context, merchant_id: str) ->
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
         await resp.prepare(request)
+        held = 0  # looks in a row that found events held back
         while not ctx.bus.closed:
             wake.clear()  # before the query: an event committed during it wakes the next wait
-            events, has_more = await service.list_events(ctx.db, merchant_id, after=after, limit=500)
-            if events:
-                await resp.write(b"".join(_frame(e) for e in events))
-                after = events[-1].position
-            if has_more:
+            page = await service.list_events(ctx.db, merchant_id, after=after, limit=500)
+            if page.events:
+                await resp.write(b"".join(_frame(e) for e in page.events))
+                after = page.events[-1].position
+            if page.has_more:
                 continue
+            # Events held back behind an older transaction get no second wake-up: look again soon.
+            held = held + 1 if page.unsettled else 0
+            wait = min(UNSETTLED_MAX_S, UNSETTLED_S * 2 ** min(held, 10)) if held else KEEPALIVE_S
             try:
-                async with asyncio.timeout(KEEPALIVE_S):  # not wait_for: it can swallow a cancellation on 3.11
+                async with asyncio.timeout(wait):  # not wait_for: it can swallow a cancellation on 3.11
                     await wake.wait()
             except TimeoutError:
-                await resp.write(b": keep-alive\n\n")
+                if not held:
+                    await resp.write(b": keep-alive\n\n")
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()
     except ConnectionResetError:  # the client went away
