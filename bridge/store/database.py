@@ -166,11 +166,14 @@ class Database:
         """Run `fn(tx)` against a consistent snapshot (a read transaction) in a reader thread."""
         raise NotImplementedError
 
-    async def listen(self, on_message: Callable[[str], None], on_gap: Callable[[], None]) -> None:
+    async def listen(
+        self, on_message: Callable[[str], None], on_gap: Callable[[], None], name: str = "paybridge-listen"
+    ) -> None:
         """Hear other instances' `Tx.notify` payloads: `on_message(payload)` on the event loop, in
         commit order per sender; `on_gap()` whenever the listening connection was (re)made, since
         payloads sent while it was down are lost (listeners then re-read what they care about).
-        SQLite: one process, nothing to hear. Stopped by `unlisten` (and `close`)."""
+        `name` tells the listening connection apart (PostgreSQL's application_name). SQLite: one
+        process, nothing to hear. Stopped by `unlisten` (and `close`)."""
 
     async def unlisten(self) -> None:
         """Stop what `listen` started."""

@@ -351,9 +351,11 @@ class PostgresDatabase(Database):
                 " (every instance on one database needs the same key)"
             ) from None
 
-    async def listen(self, on_message: Callable[[str], None], on_gap: Callable[[], None]) -> None:
+    async def listen(
+        self, on_message: Callable[[str], None], on_gap: Callable[[], None], name: str = "paybridge-listen"
+    ) -> None:
         await self.unlisten()
-        self._listener = _Listener(self.url, asyncio.get_running_loop(), on_message, on_gap)
+        self._listener = _Listener(self.url, asyncio.get_running_loop(), on_message, on_gap, name)
         await self._listener.start()
 
     async def unlisten(self) -> None:
@@ -491,8 +493,10 @@ class _Listener:
         loop: asyncio.AbstractEventLoop,
         on_message: Callable[[str], None],
         on_gap: Callable[[], None],
+        name: str,
     ) -> None:
         self._url = url
+        self._name = name[:63]  # the connection's application_name: which instance listens
         self._loop = loop
         self._on_message = on_message
         self._on_gap = on_gap
@@ -519,7 +523,7 @@ class _Listener:
             conn: psycopg.Connection[Any] | None = None
             try:
                 extra: dict[str, Any] = {} if "connect_timeout" in self._url else {"connect_timeout": CONNECT_TIMEOUT_S}
-                conn = psycopg.connect(self._url, autocommit=True, **extra)
+                conn = psycopg.connect(self._url, autocommit=True, application_name=self._name, **extra)
                 row = conn.execute(f"SELECT {_CHANNEL}").fetchone()
                 channel = str(row[0]) if row is not None else "paybridge."
                 conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))

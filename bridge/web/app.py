@@ -33,7 +33,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await ctx.db.open()
     app[HUB].listen()
     # Other instances on this database tell us of their commits (SQLite: nobody else).
-    await ctx.db.listen(ctx.bus.broadcast.receive, ctx.bus.broadcast.gap)
+    await ctx.db.listen(ctx.bus.broadcast.receive, ctx.bus.broadcast.gap, f"paybridge-listen {ctx.bus.instance}")
     yield
     await app[HUB].close_all()
     await ctx.db.close()

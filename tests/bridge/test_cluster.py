@@ -336,3 +336,58 @@ async def test_the_pairing_attempt_limit_is_one_budget_across_instances(tmp_path
         key = (await a.merchant())["api_key"]
         codes = [(await (a, b)[i % 2].call("POST", "/v1/pairing-codes", token=key))[0] for i in range(5)]
         assert codes == [201] * 3 + [429] * 2
+
+
+def _listeners(url: str, instance: str) -> list[int]:
+    """Backend pids of an instance's listening connection(s)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (f"paybridge-listen {instance}",)
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _terminate(url: str, pid: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+async def test_an_instance_whose_listening_connection_is_cut_catches_up_and_hears_again(tmp_path: Path) -> None:
+    """B's listening connection is terminated by the server and a phone on B is revoked through A at
+    that moment: B's socket of it is closed all the same (heard, or re-checked after the gap when B
+    listens again on a new connection), and a stream on B carries A's later events live again."""
+    url = pg.fresh_database()
+    async with (
+        running_bridge(_settings(tmp_path, "a", url)) as a,
+        running_bridge(_settings(tmp_path, "b", url)) as b,
+        aiohttp.ClientSession() as s,
+    ):
+        key = (await a.merchant())["api_key"]
+        phone = await a.pair(key)
+        phone.ws_url = b.ws_url
+        await phone.connect()
+        [before] = await asyncio.to_thread(_listeners, url, b.ctx.bus.instance)
+        await asyncio.to_thread(_terminate, url, before)
+        status, _ = await a.call("DELETE", f"/v1/devices/{phone.device_id}", token=key)
+        assert status == 200
+        code = await eventually(lambda: _closed_with(phone), lambda c: c is not None, timeout=LIVE_S + 5)
+        assert code == CLOSE_CODES["device_revoked"]
+        after = await eventually(
+            lambda: asyncio.to_thread(_listeners, url, b.ctx.bus.instance), lambda pids: len(pids) == 1
+        )
+        assert after != [before]
+        async with _stream(s, b, key) as resp:
+            frames = _sse(resp)
+            await _close_orders(a, key, 1, base=50)
+
+            async def closed() -> dict[str, str]:
+                async for f in frames:  # the device events before it, then the order's
+                    if f["event"] == "order.closed":
+                        return f
+                raise AssertionError("the stream ended")
+
+            await asyncio.wait_for(closed(), LIVE_S)
