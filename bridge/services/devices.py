@@ -11,7 +11,7 @@ from bridge.core.states import DeviceStatus
 from bridge.core.tokens import hash_secret, normalise_pairing_code, pairing_code_from_bytes
 from bridge.errors import BadRequest, NotFound
 from bridge.ids import new_id, random_bytes
-from bridge.services.bus import REVOKED, TAKEN, Message
+from bridge.services.bus import EVENTS, REVOKED, TAKEN, Message
 from bridge.services.context import Context
 from bridge.services.events import emit
 from bridge.services.views import device_json, utc_day
@@ -96,6 +96,7 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
         )
         found = merchant_id
         tx.after_commit.append(lambda: ctx.bus.announce(found, []))  # wakes the dashboard's pairing page
+        ctx.bus.broadcast.publish(tx, Message(EVENTS, found), local=False)  # ... on every instance
         return {
             "device_id": device_id,
             "merchant_id": merchant_id,
