@@ -6,6 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from bridge.core.models.device import Device
 from bridge.core.protocol import decode_public_key
 from bridge.core.states import DeviceStatus
 from bridge.core.tokens import hash_secret, normalise_pairing_code, pairing_code_from_bytes
@@ -16,7 +17,6 @@ from bridge.services.context import Context
 from bridge.services.events import emit
 from bridge.services.views import device_json, utc_day
 from bridge.store import devices as store
-from bridge.store import merchants as merchants_store
 from bridge.store.database import Tx
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "connect",
     "create_pairing_code",
     "disconnect",
+    "find",
     "get_device",
     "leave",
     "list_devices",
@@ -45,7 +46,7 @@ async def create_pairing_code(ctx: Context, merchant_id: str) -> tuple[str, int]
 
     def op(tx: Tx) -> int:
         now = ctx.clock.now_ms()
-        merchants_store.insert_pairing_code(
+        store.insert_pairing_code(
             tx, code_hash=hash_secret(code), merchant_id=merchant_id, now=now, expires_at=now + PAIRING_TTL_MS
         )
         return now + PAIRING_TTL_MS
@@ -62,10 +63,10 @@ async def pairing_outcome(ctx: Context, merchant_id: str, code: str) -> dict[str
     """The device this merchant's pairing code paired, or None while it is unused."""
 
     def op(tx: Tx) -> dict[str, Any] | None:
-        row = merchants_store.get_pairing_code(tx, hash_secret(code))
-        if row is None or row["merchant_id"] != merchant_id or row["device_id"] is None:
+        pairing = store.get_pairing_code(tx, hash_secret(code))
+        if pairing is None or pairing.merchant_id != merchant_id or pairing.device_id is None:
             return None
-        device = store.get_device(tx, row["device_id"])
+        device = store.get_device(tx, pairing.device_id)
         return None if device is None else device_json(device)
 
     return await ctx.db.read(op)
@@ -85,7 +86,7 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
     def op(tx: Tx) -> dict[str, Any]:
         now = ctx.clock.now_ms()
         merchant_id = (
-            merchants_store.consume_pairing_code(tx, code_hash=hash_secret(normalised), now=now, device_id=device_id)
+            store.consume_pairing_code(tx, code_hash=hash_secret(normalised), now=now, device_id=device_id)
             if normalised
             else None
         )
@@ -106,13 +107,22 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
     return await ctx.db.write(op)
 
 
+async def find(ctx: Context, device_id: str) -> Device | None:
+    """The device, whatever its merchant (the websocket's authentication looks it up by id)."""
+
+    def op(tx: Tx) -> Device | None:
+        return store.get_device(tx, device_id)
+
+    return await ctx.db.read(op)
+
+
 async def list_devices(ctx: Context, merchant_id: str | None) -> list[dict[str, Any]]:
     def op(tx: Tx) -> list[dict[str, Any]]:
         out = []
         for row in store.list_devices(tx, merchant_id):
             d = device_json(row, utc_day(ctx.clock.now_ms()))
-            d["account_ids"] = store.device_account_ids(tx, row["id"])
-            d["connected"] = row["held_by"] is not None  # to this instance or another
+            d["account_ids"] = store.device_account_ids(tx, row.id)
+            d["connected"] = row.held_by is not None  # to this instance or another
             out.append(d)
         return out
 
@@ -122,11 +132,11 @@ async def list_devices(ctx: Context, merchant_id: str | None) -> list[dict[str, 
 async def get_device(ctx: Context, merchant_id: str | None, device_id: str) -> dict[str, Any]:
     def op(tx: Tx) -> dict[str, Any]:
         row = store.get_device(tx, device_id)
-        if row is None or (merchant_id is not None and row["merchant_id"] != merchant_id):
+        if row is None or (merchant_id is not None and row.merchant_id != merchant_id):
             raise NotFound("no such device")
         d = device_json(row, utc_day(ctx.clock.now_ms()))
         d["account_ids"] = store.device_account_ids(tx, device_id)
-        d["connected"] = row["held_by"] is not None  # to this instance or another
+        d["connected"] = row.held_by is not None  # to this instance or another
         return d
 
     return await ctx.db.read(op)
@@ -135,9 +145,9 @@ async def get_device(ctx: Context, merchant_id: str | None, device_id: str) -> d
 async def revoke_device(ctx: Context, merchant_id: str | None, device_id: str) -> dict[str, Any]:
     def op(tx: Tx) -> dict[str, Any]:
         row = store.get_device(tx, device_id)
-        if row is None or (merchant_id is not None and row["merchant_id"] != merchant_id):
+        if row is None or (merchant_id is not None and row.merchant_id != merchant_id):
             raise NotFound("no such device")
-        was = row["status"]
+        was = row.status
         if store.revoke_device(tx, device_id, now=ctx.clock.now_ms()):
             # Whichever instance holds its socket closes it (this one too, after the commit).
             ctx.bus.broadcast.publish(tx, Message(REVOKED, device_id))
@@ -147,7 +157,7 @@ async def revoke_device(ctx: Context, merchant_id: str | None, device_id: str) -
             emit(
                 tx,
                 ctx.bus,
-                merchant_id=row["merchant_id"],
+                merchant_id=row.merchant_id,
                 type="device.offline",
                 data={"device": device_json(row)},
                 now=ctx.clock.now_ms(),
@@ -188,7 +198,7 @@ async def set_status(
             heartbeat_at=None if heartbeat is None else now,
             connection_id=connection_id,
         )
-        if changed and row["status"] != status:
+        if changed and row.status != status:
             _status_event(ctx, tx, device_id, now)
 
     await ctx.db.write(op)
@@ -197,13 +207,13 @@ async def set_status(
 def _status_event(ctx: Context, tx: Tx, device_id: str, now: int) -> None:
     """Raise `device.<status>` for the device as it stands now in `tx` (nothing for a revoked one)."""
     fresh = store.get_device(tx, device_id)
-    if fresh is None or fresh["revoked_at"] is not None:
+    if fresh is None or fresh.revoked_at is not None:
         return
     emit(
         tx,
         ctx.bus,
-        merchant_id=fresh["merchant_id"],
-        type=f"device.{fresh['status']}",
+        merchant_id=fresh.merchant_id,
+        type=f"device.{fresh.status.value}",
         data={"device": device_json(fresh)},
         now=now,
     )
@@ -222,7 +232,7 @@ async def connect(ctx: Context, device_id: str, connection_id: str) -> bool:
             return False
         # Other instances close their socket of it; this one's hub already replaced its own.
         ctx.bus.broadcast.publish(tx, Message(TAKEN, device_id, connection_id), local=False)
-        if row["status"] != DeviceStatus.ONLINE:
+        if row.status != DeviceStatus.ONLINE:
             _status_event(ctx, tx, device_id, now)
         return True
 
@@ -239,7 +249,7 @@ async def disconnect(ctx: Context, device_id: str, connection_id: str, reasons: 
             tx, device_id, connection_id=connection_id, reasons=reasons, now=now
         ):
             return
-        if row["status"] != DeviceStatus.OFFLINE:
+        if row.status != DeviceStatus.OFFLINE:
             _status_event(ctx, tx, device_id, now)
 
     await ctx.db.write(op)
@@ -253,9 +263,9 @@ async def recheck(ctx: Context, held: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
         for device_id, connection_id in held.items():
             row = store.get_device(tx, device_id)
-            if row is None or row["revoked_at"] is not None:
+            if row is None or row.revoked_at is not None:
                 out[device_id] = "device_revoked"
-            elif row["connection_id"] is not None and row["connection_id"] != connection_id:
+            elif row.connection_id is not None and row.connection_id != connection_id:
                 out[device_id] = "replaced"
         return out
 

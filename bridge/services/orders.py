@@ -293,7 +293,7 @@ async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> dict[
             if p is not None:
                 payment = payment_json(p)
                 device = devices_store.get_device(tx, p["device_id"])
-                payment["device_name"] = None if device is None else device["name"]
+                payment["device_name"] = None if device is None else device.name
         events = []
         for e in events_store.order_events(tx, merchant_id, order_id, since=row["created_at"]):
             body = json.loads(e["body"])

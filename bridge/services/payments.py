@@ -52,7 +52,7 @@ async def unmatched_queue(ctx: Context, merchant_id: str, *, limit: int = 50) ->
         for row in store.list_payments(tx, merchant_id, status=PaymentStatus.UNMATCHED, before=None, limit=limit):
             p = payment_json(row)
             device = devices_store.get_device(tx, row["device_id"])
-            p["device_name"] = None if device is None else device["name"]
+            p["device_name"] = None if device is None else device.name
             fits = []
             if row["amount_cents"] is not None:
                 fits = orders_store.fitting_orders(
@@ -132,7 +132,7 @@ async def create_account(
     def op(tx: Tx) -> dict[str, Any]:
         for device_id in device_ids:
             d = devices_store.get_device(tx, device_id)
-            if d is None or d["merchant_id"] != merchant_id:
+            if d is None or d.merchant_id != merchant_id:
                 raise NotFound(f"no such device: {device_id}")
         merchants_store.insert_account(
             tx,
@@ -175,7 +175,7 @@ async def link_device(ctx: Context, merchant_id: str, account_id: str, device_id
         if merchants_store.get_account(tx, merchant_id, account_id) is None:
             raise NotFound("no such account")
         d = devices_store.get_device(tx, device_id)
-        if d is None or d["merchant_id"] != merchant_id:
+        if d is None or d.merchant_id != merchant_id:
             raise NotFound("no such device")
         devices_store.link_account(tx, device_id, account_id)
         return {"account_id": account_id, "device_id": device_id}

@@ -10,6 +10,7 @@ from typing import Any
 from bridge.clock import rfc3339
 from bridge.core import codec
 from bridge.core.amounts import format_fen
+from bridge.core.models.device import Device
 from bridge.store.database import Row
 
 __all__ = ["account_json", "device_json", "order_json", "payment_json", "utc_day"]
@@ -79,24 +80,24 @@ def payment_json(row: Row | Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def device_json(row: Row, today: str | None = None) -> dict[str, Any]:
+def device_json(device: Device, today: str | None = None) -> dict[str, Any]:
     """A device; `today` (YYYY-MM-DD, UTC) makes `reports_today` 0 when the last report was another day."""
-    heartbeat = codec.loads(row["last_heartbeat"]) if row["last_heartbeat"] else None
+    heartbeat = codec.loads(device.last_heartbeat) if device.last_heartbeat else None
     return {
-        "id": row["id"],
-        "merchant_id": row["merchant_id"],
-        "name": row["name"],
-        "channels": codec.loads(row["channels"]),
-        "status": row["status"],
-        "status_reasons": codec.loads(row["status_reasons"]),
-        "revoked": row["revoked_at"] is not None,
-        "revoked_at": rfc3339(row["revoked_at"]),
-        "created_at": rfc3339(row["created_at"]),
-        "last_seen": rfc3339(row["last_seen"]),
-        "connected_since": rfc3339(row["connected_since"]),
+        "id": device.id,
+        "merchant_id": device.merchant_id,
+        "name": device.name,
+        "channels": list(device.channels),
+        "status": device.status.value,
+        "status_reasons": list(device.status_reasons),
+        "revoked": device.revoked,
+        "revoked_at": rfc3339(device.revoked_at),
+        "created_at": rfc3339(device.created_at),
+        "last_seen": rfc3339(device.last_seen),
+        "connected_since": rfc3339(device.connected_since),
         "last_heartbeat": heartbeat,
-        "last_heartbeat_at": rfc3339(row["last_heartbeat_at"]),
-        "last_report_at": rfc3339(row["last_report_at"]),
-        "reports_today": row["reports_today"] if today is None or row["reports_day"] == today else 0,
-        "last_seq": row["last_seq"],
+        "last_heartbeat_at": rfc3339(device.last_heartbeat_at),
+        "last_report_at": rfc3339(device.last_report_at),
+        "reports_today": device.reports_today if today is None or device.reports_day == today else 0,
+        "last_seq": device.last_seq,
     }

@@ -1,21 +1,27 @@
-"""Relay devices: identity, links to receiving accounts, live status."""
+"""Relay devices: identity, pairing codes, links to receiving accounts, live status."""
 
 from __future__ import annotations
 
 import json
 
+from bridge.core import codec
+from bridge.core.models.device import Device, PairingCode
+from bridge.core.models.ids import DeviceId, InstanceId, MerchantId
 from bridge.core.states import DeviceStatus
 from bridge.store.database import Row, Tx
 
 __all__ = [
     "beat_instance",
     "connect_device",
+    "consume_pairing_code",
     "device_account_ids",
     "disconnect_device",
     "drop_instance",
     "drop_other_instances",
     "get_device",
+    "get_pairing_code",
     "insert_device",
+    "insert_pairing_code",
     "link_account",
     "list_devices",
     "merchant_has_online_device",
@@ -37,14 +43,77 @@ def insert_device(
     )
 
 
-def get_device(tx: Tx, device_id: str) -> Row | None:
-    return tx.one("SELECT * FROM devices WHERE id = ?", (device_id,))
+def _device(r: Row) -> Device:
+    return Device(
+        id=DeviceId(str(r["id"])),
+        merchant_id=MerchantId(str(r["merchant_id"])),
+        name=str(r["name"]),
+        public_key=str(r["public_key"]),
+        channels=tuple(str(c) for c in codec.loads(r["channels"])),
+        created_at=int(r["created_at"]),
+        revoked_at=None if r["revoked_at"] is None else int(r["revoked_at"]),
+        status=DeviceStatus(r["status"]),
+        status_reasons=tuple(str(x) for x in codec.loads(r["status_reasons"])),
+        connected_since=None if r["connected_since"] is None else int(r["connected_since"]),
+        last_seen=None if r["last_seen"] is None else int(r["last_seen"]),
+        last_heartbeat=None if r["last_heartbeat"] is None else str(r["last_heartbeat"]),
+        last_heartbeat_at=None if r["last_heartbeat_at"] is None else int(r["last_heartbeat_at"]),
+        last_report_at=None if r["last_report_at"] is None else int(r["last_report_at"]),
+        reports_day=None if r["reports_day"] is None else str(r["reports_day"]),
+        reports_today=int(r["reports_today"]),
+        last_seq=int(r["last_seq"]),
+        held_by=None if r["held_by"] is None else InstanceId(str(r["held_by"])),
+        connection_id=None if r["connection_id"] is None else str(r["connection_id"]),
+    )
 
 
-def list_devices(tx: Tx, merchant_id: str | None) -> list[Row]:
+def get_device(tx: Tx, device_id: str) -> Device | None:
+    row = tx.one("SELECT * FROM devices WHERE id = ?", (device_id,))
+    return None if row is None else _device(row)
+
+
+def list_devices(tx: Tx, merchant_id: str | None) -> list[Device]:
     if merchant_id is None:
-        return tx.all("SELECT * FROM devices ORDER BY created_at, id")
-    return tx.all("SELECT * FROM devices WHERE merchant_id = ? ORDER BY created_at, id", (merchant_id,))
+        rows = tx.all("SELECT * FROM devices ORDER BY created_at, id")
+    else:
+        rows = tx.all("SELECT * FROM devices WHERE merchant_id = ? ORDER BY created_at, id", (merchant_id,))
+    return [_device(r) for r in rows]
+
+
+def insert_pairing_code(tx: Tx, *, code_hash: str, merchant_id: str, now: int, expires_at: int) -> None:
+    tx.execute(
+        "INSERT INTO pairing_codes (code_hash, merchant_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        (code_hash, merchant_id, now, expires_at),
+    )
+
+
+def get_pairing_code(tx: Tx, code_hash: str) -> PairingCode | None:
+    r = tx.one(
+        "SELECT code_hash, merchant_id, created_at, expires_at, used_at, device_id FROM pairing_codes"
+        " WHERE code_hash = ?",
+        (code_hash,),
+    )
+    if r is None:
+        return None
+    return PairingCode(
+        code_hash=str(r["code_hash"]),
+        merchant_id=MerchantId(str(r["merchant_id"])),
+        created_at=int(r["created_at"]),
+        expires_at=int(r["expires_at"]),
+        used_at=None if r["used_at"] is None else int(r["used_at"]),
+        device_id=None if r["device_id"] is None else DeviceId(str(r["device_id"])),
+    )
+
+
+def consume_pairing_code(tx: Tx, *, code_hash: str, now: int, device_id: str) -> MerchantId | None:
+    """Use a live code for `device_id`: its merchant, or None if unknown, used or expired. One
+    conditional UPDATE: of two instances redeeming one code at once, the second finds it used."""
+    row = tx.one(
+        "UPDATE pairing_codes SET used_at = ?, device_id = ? WHERE code_hash = ? AND used_at IS NULL"
+        " AND expires_at > ? RETURNING merchant_id",
+        (now, device_id, code_hash, now),
+    )
+    return None if row is None else MerchantId(str(row[0]))
 
 
 def revoke_device(tx: Tx, device_id: str, *, now: int) -> bool:
