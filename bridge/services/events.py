@@ -19,6 +19,8 @@ from bridge.store.database import Database, Tx
 
 __all__ = ["ALL", "EVENT_TYPES", "EventBus", "Page", "emit", "list_events"]
 
+SETTLE_FIRST_S = 0.005  # the first look again at held-back events (then doubling, at most 0.2 s)
+
 EVENT_TYPES = (
     "order.paid",
     "order.expired",
@@ -175,10 +177,16 @@ class Page:
     unsettled: bool = False  # committed events follow that an older transaction holds back: ask again soon
 
 
-async def list_events(db: Database, merchant_id: str, *, after: str | Position | None, limit: int) -> Page:
+async def list_events(
+    db: Database, merchant_id: str, *, after: str | Position | None, limit: int, settle_s: float = 0.0
+) -> Page:
     """The merchant's events after `after` in commit order. `after` is an event id (a client's
     cursor, `Last-Event-ID`: BadRequest if it is not one of this merchant's events) or a position
-    already looked up."""
+    already looked up.
+
+    Committed events that an older transaction still holds back (`Page.unsettled`) are waited for
+    up to `settle_s` (normally they settle within milliseconds), so that a client listing the feed
+    right after a change sees its event; after that the page says `unsettled`."""
 
     def op(tx: Tx) -> Page:
         position: Position = (0, 0)
@@ -195,4 +203,10 @@ async def list_events(db: Database, merchant_id: str, *, after: str | Position |
         last = events[-1].position if events else position
         return Page(events, False, store.events_unsettled(tx, merchant_id, after=last))
 
-    return await db.read(op)
+    page = await db.read(op)
+    waited, pause = 0.0, SETTLE_FIRST_S
+    while page.unsettled and waited < settle_s:
+        await asyncio.sleep(pause)
+        waited, pause = waited + pause, min(pause * 2, 0.2)
+        page = await db.read(op)
+    return page

@@ -19,12 +19,15 @@ __all__ = ["add_routes"]
 KEEPALIVE_S = 15.0
 UNSETTLED_S = 0.02  # first look again at events an older transaction holds back; doubling up to
 UNSETTLED_MAX_S = 1.0
+SETTLE_S = 1.0  # GET /v1/events waits this long at most for events an older transaction holds back
 
 
 @merchant_route
 async def list_events(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     limit = query_int(request, "limit", 100, minimum=1, maximum=1000)
-    page = await service.list_events(ctx.db, merchant_id, after=request.query.get("after") or None, limit=limit)
+    page = await service.list_events(
+        ctx.db, merchant_id, after=request.query.get("after") or None, limit=limit, settle_s=SETTLE_S
+    )
     more = "true" if page.has_more else "false"
     body = '{"data":[' + ",".join(e.body for e in page.events) + '],"has_more":' + more + "}"
     return web.Response(text=body, content_type="application/json")
