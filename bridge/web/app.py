@@ -14,9 +14,8 @@ from bridge.config import Settings
 from bridge.services import devices as device_service
 from bridge.services import ratelimits
 from bridge.services.admin import ensure_admin_token
-from bridge.services.context import Context
+from bridge.services.context import open_context
 from bridge.services.orders import expire_orders
-from bridge.store.database import open_database
 from bridge.web import admin, checkout, compat, dashboard, devices, events, openapi, orders, vmq, webhooks, ws
 from bridge.web.hub import DeviceHub
 from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE
@@ -96,16 +95,7 @@ def create_app(
     admin_hash: str | None = None,
     extra_contexts: list[Callable[[web.Application], AsyncIterator[None]]] | None = None,
 ) -> web.Application:
-    ctx = Context(
-        settings=settings,
-        db=open_database(
-            settings.database,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_ms=settings.sqlite_busy_timeout,
-            key_file=settings.secrets_key_path,
-        ),
-        clock=clock or SystemClock(),
-    )
+    ctx = open_context(settings, clock or SystemClock())
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
     app[CTX] = ctx
     app[ADMIN_HASH] = admin_hash or ensure_admin_token(settings.data_dir, settings.admin_token)[0]
