@@ -197,6 +197,7 @@ async def set_status(
             heartbeat=None if heartbeat is None else json.dumps(heartbeat, ensure_ascii=False),
             heartbeat_at=None if heartbeat is None else now,
             connection_id=connection_id,
+            instance=None if connection_id is None else ctx.bus.instance,
         )
         if changed and row.status != status:
             _status_event(ctx, tx, device_id, now)

@@ -166,8 +166,11 @@ def update_status(
     heartbeat: str | None = None,
     heartbeat_at: int | None = None,
     connection_id: str | None = None,
+    instance: str | None = None,
 ) -> bool:
-    """Store a status; with `connection_id`, only while that connection is the device's current one."""
+    """Store a status; with `connection_id` (and the `instance` holding it), only while that connection
+    is the device's current one, or if nobody holds the device (a sweep took it from an instance
+    thought dead that is still alive: its live connection takes it back); False if not stored."""
     sets = ["status = ?", "status_reasons = ?"]
     params: list[object] = [status, json.dumps(reasons)]
     if last_seen is not None:
@@ -184,11 +187,16 @@ def update_status(
     if heartbeat_at is not None:
         sets.append("last_heartbeat_at = ?")
         params.append(heartbeat_at)
-    params.append(device_id)
     where = "id = ?"
-    if connection_id is not None:  # only while this connection is the device's current one
-        where += " AND connection_id = ?"
-        params.append(connection_id)
+    guard: list[object] = []
+    if connection_id is not None:
+        assert instance is not None, "a connection's status names its instance"
+        sets += ["held_by = ?", "connection_id = ?"]
+        params += [instance, connection_id]
+        where += " AND (connection_id = ? OR (connection_id IS NULL AND revoked_at IS NULL))"
+        guard.append(connection_id)
+    params.append(device_id)
+    params += guard
     return tx.execute(f"UPDATE devices SET {', '.join(sets)} WHERE {where}", params) == 1
 
 

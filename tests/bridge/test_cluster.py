@@ -16,12 +16,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import websockets
 
+from bridge.clock import SystemClock
 from bridge.config import Settings
 from bridge.core.protocol import CLOSE_CODES
 from tests import pg
@@ -391,3 +393,55 @@ async def test_an_instance_whose_listening_connection_is_cut_catches_up_and_hear
                 raise AssertionError("the stream ended")
 
             await asyncio.wait_for(closed(), LIVE_S)
+
+
+@dataclass
+class SteppedClock:
+    """The system clock plus an offset a test changes: an instance whose clock (or heartbeat) lags."""
+
+    offset_ms: int = 0
+    _system: SystemClock = field(default_factory=SystemClock)
+
+    def now_ms(self) -> int:
+        return self._system.now_ms() + self.offset_ms
+
+
+def _alive_until(url: str, instance: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT alive_until FROM instances WHERE id = %s", (instance,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+async def test_a_live_instance_thought_dead_takes_its_phone_back_at_the_next_heartbeat(tmp_path: Path) -> None:
+    """A's heartbeat row runs out while A lives (here A's clock falls behind by more than the TTL):
+    B's sweep marks A's phone offline; once A's row is current again, the phone's next heartbeat on A
+    makes it online again, held by A, and later sweeps leave it alone."""
+    url = pg.fresh_database()
+    ttl = 1.5
+    clock = SteppedClock()
+    async with (
+        running_bridge(_settings(tmp_path, "a", url, instance_ttl=ttl), clock=clock) as a,
+        running_bridge(_settings(tmp_path, "b", url, instance_ttl=ttl)) as b,
+    ):
+        key = (await a.merchant())["api_key"]
+        phone = await a.pair(key)
+        await phone.connect()
+        await phone.heartbeat()
+        clock.offset_ms = -5000
+        d = await eventually(lambda: _device(b, key, phone.device_id), lambda d: d["status"] == "offline", timeout=10)
+        assert d["status_reasons"] == ["instance_gone"]
+        clock.offset_ms = 0
+        now = SystemClock().now_ms()
+        await eventually(lambda: asyncio.to_thread(_alive_until, url, a.ctx.bus.instance), lambda t: t > now + 1000)
+        await phone.heartbeat()
+        d = await _device(b, key, phone.device_id)
+        assert d["status"] == "online" and d["connected"] is True
+        await eventually(
+            lambda: _device_events(b, key, phone.device_id),
+            lambda evs: evs == ["device.online", "device.offline", "device.online"],
+        )
+        await phone.heartbeat()
+        assert (await _device(b, key, phone.device_id))["status"] == "online"
+        await phone.close()
