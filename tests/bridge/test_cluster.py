@@ -26,6 +26,7 @@ import websockets
 from bridge.clock import SystemClock
 from bridge.config import Settings
 from bridge.core.protocol import CLOSE_CODES
+from bridge.store.database import Tx, open_database
 from tests import pg
 from tests.harness import ADMIN_TOKEN, RunningBridge, TestDevice, eventually, make_settings, running_bridge
 
@@ -445,3 +446,39 @@ async def test_a_live_instance_thought_dead_takes_its_phone_back_at_the_next_hea
         await phone.heartbeat()
         assert (await _device(b, key, phone.device_id))["status"] == "online"
         await phone.close()
+
+
+async def test_a_notification_is_heard_only_if_its_transaction_commits(tmp_path: Path) -> None:
+    """Store level, two databases on one schema: what a committed job sends is heard by the other's
+    listener, in order; what a failing job of the same batch sent (its savepoint undone) is not; a
+    listener on another schema of the same database hears nothing."""
+    url, elsewhere = pg.fresh_database(), pg.fresh_database()
+    key = tmp_path / "secrets.key"
+    sender, listener, stranger = (open_database(u, key_file=key) for u in (url, url, elsewhere))
+    heard: list[str] = []
+    strange: list[str] = []
+    for db in (sender, listener, stranger):
+        await db.open()
+    try:
+        await listener.listen(heard.append, lambda: None)
+        await stranger.listen(strange.append, lambda: None)
+
+        def ok(tx: Tx) -> None:
+            tx.notify("kept")
+
+        def fails(tx: Tx) -> None:
+            tx.notify("undone")
+            raise ValueError("this job fails: its notification goes with it")
+
+        results = await asyncio.gather(sender.write(ok), sender.write(fails), return_exceptions=True)
+        assert results[0] is None and isinstance(results[1], ValueError)
+        await sender.write(lambda tx: tx.notify("last"))
+        await eventually(lambda: _now(list(heard)), lambda h: "last" in h)
+        assert heard == ["kept", "last"] and strange == []
+    finally:
+        for db in (sender, listener, stranger):
+            await db.close()
+
+
+async def _now(value: Any) -> Any:
+    return value
