@@ -40,6 +40,7 @@ class Connection:
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closing: bool = False
     id: str = field(default_factory=lambda: new_id("conn"))  # the device row's connection_id while current
+    held: bool = False  # its connection is committed to the device row (DeviceHub.held)
 
     async def send(self, obj: dict[str, object]) -> None:
         async with self.send_lock:
@@ -83,21 +84,27 @@ class DeviceHub:
             self._spawn(self.kick(msg.key, "device_revoked", "this device was revoked"), "device-revoke")
 
     def _on_taken(self, msg: Message) -> None:
+        # The database decides which connection is newer (a message may arrive after this instance
+        # took the device back); one not committed yet is left alone: its commit comes later and wins.
         conn = self._conns.get(msg.key)
-        if conn is not None and conn.id != msg.extra:
-            log.info("device.taken_over", device_id=msg.key)
-            self._spawn(conn.close("replaced", "this device connected again elsewhere"), "device-replaced")
+        if conn is not None and conn.held and conn.id != msg.extra:
+            self._spawn(self._recheck({conn.device_id: conn.id}), "device-taken")
 
     def _on_gap(self) -> None:
-        if self._conns:
-            self._spawn(self._recheck(), "device-recheck")
+        held = {c.device_id: c.id for c in self._conns.values() if c.held}
+        if held:
+            self._spawn(self._recheck(held), "device-recheck")
 
-    async def _recheck(self) -> None:
-        """After a bus gap: close what was revoked or taken over meanwhile."""
-        held = {c.device_id: c.id for c in self._conns.values()}
+    def held(self, conn: Connection) -> None:
+        """`conn` is committed as its device's connection (from now on a take-over may close it)."""
+        conn.held = True
+
+    async def _recheck(self, held: dict[str, str]) -> None:
+        """Close the sockets (device id -> connection id) whose device was revoked or taken over."""
         for device_id, why in (await device_service.recheck(self.ctx, held)).items():
             conn = self._conns.get(device_id)
             if conn is not None and conn.id == held[device_id]:
+                log.info("device.taken_over" if why == "replaced" else "device.revoked_elsewhere", device_id=device_id)
                 message = "this device was revoked" if why == "device_revoked" else "connected again elsewhere"
                 await conn.close(why, message)
 

@@ -94,6 +94,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
         if not await device_service.connect(ctx, conn.device_id, conn.id):  # revoked in the meantime
             await conn.close("device_revoked", "this device was revoked; pair it again")
             return ws
+        hub.held(conn)
         await _serve(request, conn)
     finally:
         if hub.unregister(conn):
