@@ -192,10 +192,15 @@ class PgTx(Tx):
         self.after_commit = []
 
     def _control(self, sql: str) -> None:
+        if sql.startswith("ROLLBACK"):
+            self.__dict__.pop("_notified", None)  # what notify() sent may be undone: send it again
         self._conn.execute(sql, prepare=False)
 
     def notify(self, payload: str) -> None:  # cross-instance notifications: see _Listener below
-        self._conn.execute(translate(_NOTIFY), (payload,))
+        sent: set[str] = self.__dict__.setdefault("_notified", set())
+        if payload not in sent:  # PostgreSQL folds repeats anyway; this saves the round trips
+            self._conn.execute(translate(_NOTIFY), (payload,))
+            sent.add(payload)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:

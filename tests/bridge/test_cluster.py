@@ -482,3 +482,35 @@ async def test_a_notification_is_heard_only_if_its_transaction_commits(tmp_path:
 
 async def _now(value: Any) -> Any:
     return value
+
+
+async def test_a_notification_undone_with_a_savepoint_block_is_sent_again_after_it(tmp_path: Path) -> None:
+    """Within one job, a payload sent in a savepoint block that is undone and sent again afterwards
+    is heard once; one sent twice in a committed job is heard once too."""
+    url = pg.fresh_database()
+    key = tmp_path / "secrets.key"
+    sender, listener = (open_database(url, key_file=key) for _ in range(2))
+    heard: list[str] = []
+    for db in (sender, listener):
+        await db.open()
+    try:
+        await listener.listen(heard.append, lambda: None)
+
+        def job(tx: Tx) -> None:
+            try:
+                with tx.savepoint():
+                    tx.notify("again")
+                    raise ValueError("undo this block")
+            except ValueError:
+                pass
+            tx.notify("again")
+            tx.notify("twice")
+            tx.notify("twice")
+            tx.notify("end")
+
+        await sender.write(job)
+        await eventually(lambda: _now(list(heard)), lambda h: "end" in h)
+        assert heard == ["again", "twice", "end"]
+    finally:
+        for db in (sender, listener):
+            await db.close()
