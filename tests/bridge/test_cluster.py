@@ -248,39 +248,48 @@ def _serve(tmp_path: Path, url: str, instance_ttl: float) -> tuple[subprocess.Po
 
 
 async def test_the_phones_of_a_killed_instance_go_offline_and_those_of_live_ones_stay_online(tmp_path: Path) -> None:
-    """Phone 1 is connected to A (a real process), phone 2 to B. After SIGKILL of A, B marks phone 1
-    offline (reason instance_gone, one device.offline) once A's heartbeat runs out, and never phone 2;
-    phone 1 then connects to B and is online again."""
+    """Three phones are connected to A (a real process), one to B; C runs too. After SIGKILL of A, the
+    sweeps of B and C mark A's phones offline once A's heartbeat runs out: each with reason
+    instance_gone and exactly one device.offline (two sweepers, no double work), and never B's phone;
+    a phone of A's then connects to B and is online again."""
     url = pg.fresh_database()
     ttl = 2.0
-    async with running_bridge(_settings(tmp_path, "b", url, instance_ttl=ttl)) as b:
+    async with (
+        running_bridge(_settings(tmp_path, "b", url, instance_ttl=ttl)) as b,
+        running_bridge(_settings(tmp_path, "c", url, instance_ttl=ttl)),
+    ):
         proc, a_url = await asyncio.to_thread(_serve, tmp_path, url, ttl)
         try:
             key = (await b.merchant())["api_key"]
-            phone1, phone2 = await b.pair(key, "one"), await b.pair(key, "two")
-            phone1.ws_url = a_url.replace("http://", "ws://") + "/v1/devices/connect"
-            await phone1.connect()
-            await phone2.connect()
-            for phone in (phone1, phone2):
+            on_a = [await b.pair(key, f"a{i}") for i in range(3)]
+            on_b = await b.pair(key, "b")
+            for phone in on_a:
+                phone.ws_url = a_url.replace("http://", "ws://") + "/v1/devices/connect"
+            for phone in [*on_a, on_b]:
+                await phone.connect()
                 await eventually(lambda p=phone: _device(b, key, p.device_id), lambda d: d["status"] == "online")
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
-            d1 = await eventually(
-                lambda: _device(b, key, phone1.device_id), lambda d: d["status"] == "offline", timeout=ttl + 10
-            )
-            assert d1["status_reasons"] == ["instance_gone"] and d1["connected"] is False
-            d2 = await _device(b, key, phone2.device_id)
-            assert d2["status"] == "online" and d2["connected"] is True
-            await eventually(
-                lambda: _device_events(b, key, phone1.device_id),
-                lambda evs: evs == ["device.online", "device.offline"],
-            )
-            phone1.ws_url = b.ws_url
-            await phone1.connect()
-            await eventually(lambda: _device(b, key, phone1.device_id), lambda d: d["status"] == "online")
-            assert (await _device(b, key, phone2.device_id))["status"] == "online"
-            for phone in (phone1, phone2):
+            for phone in on_a:
+                d = await eventually(
+                    lambda p=phone: _device(b, key, p.device_id), lambda d: d["status"] == "offline", timeout=ttl + 10
+                )
+                assert d["status_reasons"] == ["instance_gone"] and d["connected"] is False
+                await eventually(
+                    lambda p=phone: _device_events(b, key, p.device_id),
+                    lambda evs: evs == ["device.online", "device.offline"],
+                )
+            d = await _device(b, key, on_b.device_id)
+            assert d["status"] == "online" and d["connected"] is True
+            assert await _device_events(b, key, on_b.device_id) == ["device.online"]
+            back = on_a[0]
+            back.ws_url = b.ws_url
+            await back.connect()
+            await eventually(lambda: _device(b, key, back.device_id), lambda d: d["status"] == "online")
+            for phone in (back, on_b):
                 await phone.close()
+            for phone in on_a[1:]:  # several sweeps of both instances later: still one offline each
+                assert await _device_events(b, key, phone.device_id) == ["device.online", "device.offline"]
         finally:
             if proc.poll() is None:
                 proc.kill()
