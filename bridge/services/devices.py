@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 PAIRING_TTL_MS = 10 * 60 * 1000
+DEAD_INSTANCE_KEEP_MS = 3_600_000
 
 
 async def create_pairing_code(ctx: Context, merchant_id: str) -> tuple[str, int]:
@@ -281,6 +282,8 @@ async def beat(ctx: Context, *, ttl_ms: int, sole: bool = False) -> None:
         now = ctx.clock.now_ms()
         if sole:
             store.drop_other_instances(tx, ctx.bus.instance)
+        else:  # rows of instances that died (a clean stop deletes its own) are kept an hour, for a look
+            store.drop_dead_instances(tx, before=now - DEAD_INSTANCE_KEEP_MS)
         store.beat_instance(tx, ctx.bus.instance, now=now, alive_until=now + ttl_ms)
 
     await ctx.db.write(op)

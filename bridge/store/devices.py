@@ -16,6 +16,7 @@ __all__ = [
     "consume_pairing_code",
     "device_account_ids",
     "disconnect_device",
+    "drop_dead_instances",
     "drop_instance",
     "drop_other_instances",
     "get_device",
@@ -244,6 +245,12 @@ def beat_instance(tx: Tx, instance: str, *, now: int, alive_until: int) -> None:
 
 def drop_instance(tx: Tx, instance: str) -> None:
     tx.execute("DELETE FROM instances WHERE id = ?", (instance,))
+
+
+def drop_dead_instances(tx: Tx, *, before: int) -> int:
+    """Forget instances whose row ran out before `before` (their devices are swept whether or not
+    the row is there: a device counts as held only by an instance with a live row)."""
+    return tx.execute("DELETE FROM instances WHERE alive_until < ?", (before,))
 
 
 def drop_other_instances(tx: Tx, instance: str) -> None:
