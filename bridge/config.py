@@ -56,6 +56,9 @@ class Settings:
     # s an instance's claim on a delivery it sends holds without renewal (renewed while it runs):
     # after an instance dies, another one sends its deliveries once their leases have run out.
     webhook_lease: float = 60.0
+    # s an instance's heartbeat row holds without renewal (renewed every third of it): once it runs
+    # out, another instance marks the devices whose sockets that instance held offline.
+    instance_ttl: float = 15.0
     # Devices
     heartbeat_interval: int = 30
     heartbeat_timeout: int = 90
@@ -100,6 +103,8 @@ class Settings:
             raise ConfigError("webhook_per_host and webhook_concurrency must be at least 1")
         if not (1.0 <= self.webhook_lease <= 3600.0):
             raise ConfigError("webhook_lease must be 1..3600 seconds (PAYBRIDGE_WEBHOOK_LEASE)")
+        if not (1.0 <= self.instance_ttl <= 3600.0):
+            raise ConfigError("instance_ttl must be 1..3600 seconds (PAYBRIDGE_INSTANCE_TTL)")
         if self.webhook_sender not in ("process", "inline"):
             raise ConfigError("webhook_sender must be 'process' or 'inline' (PAYBRIDGE_WEBHOOK_SENDER)")
         for name in (
