@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bridge.core.forwarding import parse_networks
 from bridge.errors import ConfigError
 
 __all__ = ["Settings", "load_settings"]
@@ -84,6 +85,10 @@ class Settings:
     dashboard_idle_timeout: int = 1800  # s without a request before a dashboard session ends
     dashboard_session_max: int = 43_200  # s a dashboard session lasts at most
     dashboard_sign_ins_per_minute: int = 5  # failed sign-ins per client address
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated addresses or networks, e.g.
+    # "127.0.0.1, ::1" for nginx on the same box). Empty: the header is ignored and the TCP peer is
+    # the client. Behind a proxy, set it, or every client shares the proxy's rate limits.
+    trusted_proxies: str = ""
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -115,6 +120,10 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (PAYBRIDGE_{name.upper()})")
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as e:
+            raise ConfigError(f"trusted_proxies: {e} (PAYBRIDGE_TRUSTED_PROXIES)") from None
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError("log_format must be auto, json or console (PAYBRIDGE_LOG_FORMAT)")
         if self.admin_token and len(self.admin_token) < 22:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 
 from bridge.clock import rfc3339
+from bridge.core import forwarding
+from bridge.core.forwarding import Network, parse_networks
 from bridge.core.ratelimit import client_network
 from bridge.errors import RateLimited
 from bridge.services import devices as service
@@ -18,8 +22,16 @@ __all__ = ["add_routes", "client_address"]
 DEVICE_CHANNELS = ("alipay", "wechat", "unionpay", "cashbar", "bank")
 
 
+@functools.lru_cache(maxsize=8)
+def _proxies(text: str) -> tuple[Network, ...]:
+    return parse_networks(text)
+
+
 def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The client's address for rate limits and logs: the TCP peer, or behind a trusted proxy the
+    address that proxy put in X-Forwarded-For (bridge.core.forwarding)."""
+    trusted = _proxies(request.app[CTX].settings.trusted_proxies)
+    return forwarding.client_address(request.remote, request.headers.getall("X-Forwarded-For", []), trusted)
 
 
 async def create_pairing_code(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from bridge.errors import ApiError
 from bridge.ids import random_bytes
 from bridge.services import devices as device_service
 from bridge.services.ingest import ingest_report
+from bridge.web.devices import client_address
 from bridge.web.hub import Connection
 from bridge.web.keys import CTX, HUB
 
@@ -74,7 +75,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
         await anon.close("auth_timeout", "authenticate within 10 seconds")
         return ws
     except ProtocolError as e:
-        log.info("device.auth_failed", code=e.code, reason=e.message, remote=request.remote)
+        log.info("device.auth_failed", code=e.code, reason=e.message, remote=client_address(request))
         await anon.close(e.code, e.message)
         return ws
     now = ctx.clock.now_ms()
