@@ -26,6 +26,7 @@ import websockets
 from bridge.clock import SystemClock
 from bridge.config import Settings
 from bridge.core.protocol import CLOSE_CODES
+from bridge.services import endpoints as endpoints_service
 from bridge.store.database import Tx, open_database
 from tests import pg
 from tests.harness import ADMIN_TOKEN, RunningBridge, TestDevice, eventually, make_settings, running_bridge
@@ -109,6 +110,29 @@ async def test_a_stream_on_one_instance_carries_events_committed_on_another_at_o
                 assert frame["event"] == "order.closed"
                 seen.append(frame["id"])
         assert seen == await _event_ids(a, key)
+
+
+async def test_a_webhook_test_event_sent_on_one_instance_reaches_a_stream_on_another_at_once(tmp_path: Path) -> None:
+    """The dashboard's "send a test event" (the service it calls, on A) wakes a stream open on B too,
+    not only at B's 15 s look-again."""
+    url = pg.fresh_database()
+    async with (
+        running_bridge(_settings(tmp_path, "a", url, allow_private_webhooks=True)) as a,
+        running_bridge(_settings(tmp_path, "b", url)) as b,
+        aiohttp.ClientSession() as s,
+    ):
+        merchant = await a.merchant()
+        key = merchant["api_key"]
+        status, ep = await a.call(
+            "POST", "/v1/webhook-endpoints", token=key, json_body={"url": "http://127.0.0.1:9/hook"}
+        )
+        assert status == 201, ep
+        async with _stream(s, b, key) as resp:
+            assert resp.status == 200
+            frames = _sse(resp)
+            sent = await endpoints_service.send_test_event(a.ctx, merchant["id"], ep["id"])
+            [frame] = await asyncio.wait_for(_take(frames, 1), LIVE_S)
+        assert frame["event"] == "webhook.test" and frame["id"] == sent.event_id
 
 
 async def test_a_stream_resumed_on_another_instance_gets_exactly_the_rest(tmp_path: Path) -> None:
