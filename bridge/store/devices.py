@@ -282,7 +282,7 @@ def record_report(tx: Tx, device_id: str, *, now: int, day: str, seq: int) -> No
     )
 
 
-def status_counts(tx: Tx) -> dict[str, int]:
+def status_counts(tx: Tx) -> dict[DeviceStatus, int]:
     """Devices not revoked, by status."""
     rows = tx.all("SELECT status, COUNT(*) FROM devices WHERE revoked_at IS NULL GROUP BY status")
-    return {str(r[0]): int(r[1]) for r in rows}
+    return {DeviceStatus(r[0]): int(r[1]) for r in rows}

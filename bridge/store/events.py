@@ -12,12 +12,10 @@ from bridge.store.database import Row, Tx
 __all__ = [
     "Subscribers",
     "event_position",
-    "event_seq",
     "event_types_of",
     "events_after",
     "events_unsettled",
     "insert_event",
-    "list_events",
     "order_events",
     "subscribers",
 ]
@@ -73,29 +71,16 @@ def insert_event(
         )
 
 
-def order_events(tx: Tx, merchant_id: str, order_id: str, *, since: int) -> list[Row]:
+def order_events(tx: Tx, merchant_id: str, order_id: str, *, since: int) -> list[Event]:
     """The `order.*` events raised for one order (created at or after `since`, its creation), oldest first.
 
     Events carry the order in their body only; LIKE narrows, the caller checks the parsed id."""
-    return tx.all(
-        "SELECT id, type, created_at, body FROM events WHERE merchant_id = ? AND created_at >= ?"
+    rows = tx.all(
+        "SELECT id, type, created_at, body, tx, seq FROM events WHERE merchant_id = ? AND created_at >= ?"
         " AND type LIKE 'order.%' AND body LIKE ? ORDER BY seq",
         (merchant_id, since, f"%{order_id}%"),
     )
-
-
-def event_seq(tx: Tx, merchant_id: str, event_id: str) -> int | None:
-    """Superseded by `event_position` (seq order is not commit order with several writers)."""
-    row = tx.one("SELECT seq FROM events WHERE id = ? AND merchant_id = ?", (event_id, merchant_id))
-    return None if row is None else int(row[0])
-
-
-def list_events(tx: Tx, merchant_id: str, *, after_seq: int, limit: int) -> list[Row]:
-    """Superseded by `events_after`, the feed in commit order (kept for old callers)."""
-    return tx.all(
-        "SELECT seq, id, body FROM events WHERE merchant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        (merchant_id, after_seq, limit),
-    )
+    return [_event(r, merchant_id) for r in rows]
 
 
 # The writing transaction, for the feed's commit order: on PostgreSQL its xid8 (64 bits, never
@@ -119,17 +104,18 @@ def events_after(tx: Tx, merchant_id: str, *, after: Position = (0, 0), limit: i
         " AND (tx, seq) > (?, ?)" + _SETTLED[tx.dialect] + " ORDER BY tx, seq LIMIT ?",
         (merchant_id, after[0], after[1], limit),
     )
-    return [
-        Event(
-            id=EventId(str(r["id"])),
-            merchant_id=MerchantId(merchant_id),
-            type=str(r["type"]),
-            created_at=int(r["created_at"]),
-            body=str(r["body"]),
-            position=(int(r["tx"]), int(r["seq"])),
-        )
-        for r in rows
-    ]
+    return [_event(r, merchant_id) for r in rows]
+
+
+def _event(r: Row, merchant_id: str) -> Event:
+    return Event(
+        id=EventId(str(r["id"])),
+        merchant_id=MerchantId(merchant_id),
+        type=str(r["type"]),
+        created_at=int(r["created_at"]),
+        body=str(r["body"]),
+        position=(int(r["tx"]), int(r["seq"])),
+    )
 
 
 def events_unsettled(tx: Tx, merchant_id: str, *, after: Position) -> bool:
