@@ -14,7 +14,7 @@ from bridge.core.amounts import format_fen
 from bridge.core.models.account import Account, LinkedAccount
 from bridge.core.models.compat import Shop
 from bridge.core.models.delivery import Delivery, DeliveryAttempt, DeliveryDetail
-from bridge.core.models.device import Device
+from bridge.core.models.device import Device, DeviceDetail, Paired
 from bridge.core.models.health import Health
 from bridge.core.models.merchant import Merchant, MerchantUsage, NewMerchant
 from bridge.core.models.order import Order, OrderDetail, OrderTimeline, TimelineEvent
@@ -32,6 +32,7 @@ __all__ = [
     "credentials_json",
     "delivery_detail_json",
     "delivery_json",
+    "device_detail_json",
     "device_json",
     "health_json",
     "linked_account_json",
@@ -41,6 +42,7 @@ __all__ = [
     "order_json",
     "order_out",
     "page_json",
+    "paired_json",
     "payment_json",
     "timeline_json",
     "unmatched_json",
@@ -264,3 +266,13 @@ def device_json(device: Device, today: str | None = None) -> dict[str, Any]:
         "reports_today": device.reports_today if today is None or device.reports_day == today else 0,
         "last_seq": device.last_seq,
     }
+
+
+def device_detail_json(d: DeviceDetail, today: str) -> dict[str, Any]:
+    """A device as `GET /v1/devices` lists it: with its linked accounts and whether its socket is held."""
+    return {**device_json(d.device, today), "account_ids": list(d.account_ids), "connected": d.connected}
+
+
+def paired_json(p: Paired) -> dict[str, Any]:
+    """`POST /v1/devices/pair`: what the agent keeps."""
+    return {"device_id": p.device_id, "merchant_id": p.merchant_id, "heartbeat_interval": p.heartbeat_interval}

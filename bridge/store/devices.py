@@ -6,7 +6,7 @@ import json
 
 from bridge.core import codec
 from bridge.core.models.device import Device, PairingCode
-from bridge.core.models.ids import DeviceId, InstanceId, MerchantId
+from bridge.core.models.ids import AccountId, DeviceId, InstanceId, MerchantId
 from bridge.core.states import DeviceStatus
 from bridge.store.database import Row, Tx
 
@@ -133,9 +133,9 @@ def link_account(tx: Tx, device_id: str, account_id: str) -> None:
     )
 
 
-def device_account_ids(tx: Tx, device_id: str) -> list[str]:
+def device_account_ids(tx: Tx, device_id: str) -> list[AccountId]:
     rows = tx.all("SELECT account_id FROM device_accounts WHERE device_id = ? ORDER BY account_id", (device_id,))
-    return [str(r[0]) for r in rows]
+    return [AccountId(str(r[0])) for r in rows]
 
 
 def online_account_ids(tx: Tx, merchant_id: str) -> set[str]:
