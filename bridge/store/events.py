@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bridge.core import codec
+from bridge.core.models.endpoint import EndpointKeys, Subscriber, Subscribers
 from bridge.core.models.event import Event, Position
-from bridge.core.models.ids import EventId, MerchantId
+from bridge.core.models.ids import EndpointId, EventId, MerchantId
 from bridge.store.database import Row, Tx
 
 __all__ = [
-    "Subscribers",
     "event_position",
-    "event_types_of",
     "events_after",
     "events_unsettled",
     "insert_event",
     "order_events",
     "subscribers",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribers:
-    """Who hears a merchant's events: its live endpoints, and the secret that signs notify_url calls."""
-
-    endpoints: list[Row]
-    webhook_secret: str
 
 
 def subscribers(tx: Tx, merchant_id: str) -> Subscribers:
@@ -39,7 +28,21 @@ def subscribers(tx: Tx, merchant_id: str) -> Subscribers:
         (merchant_id,),
     )
     secret = str(rows[0]["webhook_secret"]) if rows else ""
-    return Subscribers([r for r in rows if r["id"] is not None], secret)
+    return Subscribers(tuple(_subscriber(r) for r in rows if r["id"] is not None), secret)
+
+
+def _subscriber(r: Row) -> Subscriber:
+    expires = r["old_secret_expires_at"]
+    return Subscriber(
+        id=EndpointId(str(r["id"])),
+        url=str(r["url"]),
+        event_types=tuple(str(t) for t in codec.loads(r["event_types"])),
+        keys=EndpointKeys(
+            secret=str(r["secret"]),
+            old_secret=None if r["old_secret"] is None else str(r["old_secret"]),
+            old_secret_expires_at=None if expires is None else int(expires),
+        ),
+    )
 
 
 def insert_event(
@@ -129,8 +132,3 @@ def events_unsettled(tx: Tx, merchant_id: str, *, after: Position) -> bool:
         (merchant_id, after[0], after[1]),
     )
     return row is not None and bool(row[0])
-
-
-def event_types_of(row: Row) -> list[str]:
-    value = codec.loads(row["event_types"])
-    return [str(v) for v in value]
