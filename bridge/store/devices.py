@@ -119,9 +119,9 @@ def consume_pairing_code(tx: Tx, *, code_hash: str, now: int, device_id: str) ->
 
 def revoke_device(tx: Tx, device_id: str, *, now: int) -> bool:
     n = tx.execute(
-        "UPDATE devices SET revoked_at = ?, status = 'offline', status_reasons = '[\"revoked\"]',"
+        "UPDATE devices SET revoked_at = ?, status = ?, status_reasons = '[\"revoked\"]',"
         " held_by = NULL, connection_id = NULL WHERE id = ? AND revoked_at IS NULL",
-        (now, device_id),
+        (now, DeviceStatus.OFFLINE.value, device_id),
     )
     return n == 1
 
@@ -141,16 +141,16 @@ def device_account_ids(tx: Tx, device_id: str) -> list[AccountId]:
 def online_account_ids(tx: Tx, merchant_id: str) -> set[str]:
     rows = tx.all(
         "SELECT DISTINCT da.account_id FROM device_accounts da JOIN devices d ON d.id = da.device_id"
-        " WHERE d.merchant_id = ? AND d.status != 'offline' AND d.revoked_at IS NULL",
-        (merchant_id,),
+        " WHERE d.merchant_id = ? AND d.status != ? AND d.revoked_at IS NULL",
+        (merchant_id, DeviceStatus.OFFLINE.value),
     )
     return {str(r[0]) for r in rows}
 
 
 def merchant_has_online_device(tx: Tx, merchant_id: str) -> bool:
     row = tx.one(
-        "SELECT 1 FROM devices WHERE merchant_id = ? AND status != 'offline' AND revoked_at IS NULL LIMIT 1",
-        (merchant_id,),
+        "SELECT 1 FROM devices WHERE merchant_id = ? AND status != ? AND revoked_at IS NULL LIMIT 1",
+        (merchant_id, DeviceStatus.OFFLINE.value),
     )
     return row is not None
 

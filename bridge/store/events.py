@@ -6,6 +6,7 @@ from bridge.core import codec
 from bridge.core.models.endpoint import EndpointKeys, Subscriber, Subscribers
 from bridge.core.models.event import Event, Position
 from bridge.core.models.ids import EndpointId, EventId, MerchantId
+from bridge.core.states import DeliveryStatus
 from bridge.store.database import Row, Tx
 
 __all__ = [
@@ -69,8 +70,11 @@ def insert_event(
         tx.executemany(
             "INSERT INTO deliveries (id, event_id, merchant_id, endpoint_id, url, status, attempts,"
             " next_attempt_at, created_at, updated_at, claimed_by, lease_until)"
-            " VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
-            [(d, event_id, merchant_id, ep, url, now, now, now, by, until) for d, ep, url in targets],
+            " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            [
+                (d, event_id, merchant_id, ep, url, DeliveryStatus.PENDING.value, now, now, now, by, until)
+                for d, ep, url in targets
+            ],
         )
 
 
