@@ -18,8 +18,9 @@ from standardwebhooks.webhooks import Webhook
 from bridge.clock import SystemClock
 from bridge.core.backoff import RetryPolicy
 from bridge.core.states import DeliveryStatus
+from bridge.core.tokens import hash_secret
 from bridge.errors import SendFailure
-from bridge.services.admin import create_merchant
+from bridge.services.admin import create_merchant, merchant_for_key
 from bridge.services.context import Context
 from bridge.services.delivery import DeliveryWorker, Outcome, classify
 from bridge.services.endpoints import create_endpoint, get_delivery, get_endpoint, list_deliveries, send_test_event
@@ -155,6 +156,16 @@ async def test_every_due_delivery_is_sent_once_signed_and_recorded(tmp_path: Pat
         for _, headers, body in transport.calls:
             Webhook(m.webhook_secret).verify(body, headers)
         assert attempts_metric(ctx, "success") == 30
+
+
+async def test_a_new_merchants_secrets_stay_out_of_its_repr(tmp_path: Path) -> None:
+    """The record create_merchant returns carries the API key and webhook secret, and its repr (a log
+    line, a traceback) shows neither; the key it carries is the one whose hash was stored."""
+    async with context(tmp_path) as ctx:
+        m = await create_merchant(ctx, "shop")
+        assert m.api_key.startswith("pbk") and m.webhook_secret
+        assert m.api_key not in repr(m) and m.webhook_secret not in repr(m) and m.merchant.id in repr(m)
+        assert await merchant_for_key(ctx, hash_secret(m.api_key)) == m.merchant.id
 
 
 async def test_a_fresh_delivery_goes_out_from_memory_already_claimed(tmp_path: Path) -> None:
