@@ -28,13 +28,14 @@ from aiohttp import web
 from bridge.config import Settings
 from bridge.core import epay
 from bridge.core.signing import verify
+from bridge.core.states import OrderStatus, PaymentStatus
 from bridge.logs import configure_logging
 from bridge.web.app import create_app, make_runner
 from device_agent.agent import Agent
 from device_agent.config import AgentSettings, StatePaths
 from device_agent.core.backoff import BackoffPolicy
 from device_agent.core.notifications import Notification, fingerprint
-from device_agent.core.parsers import ParseResult, parse
+from device_agent.core.parsers import ParseKind, ParseResult, parse
 from device_agent.identity import load_key
 from device_agent.outbox import Outbox
 from device_agent.pairing import pair_device, resolve_pair_input
@@ -217,7 +218,7 @@ def _telling_parser(story: Story, who: str) -> Callable[[Notification], ParseRes
             if result.amount_cents is not None
             else f"{result.kind.value} ({result.reason})"
         )
-        action = "ignored, not sent" if result.kind.value == "ignored" else "queued in the outbox and sent"
+        action = "ignored, not sent" if result.kind is ParseKind.IGNORED else "queued in the outbox and sent"
         story.say(who, f"notification seen: {n.title} / {n.text} -> {verdict}; {action}")
         return result
 
@@ -475,13 +476,13 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
         payments = (await call("GET", "/v1/payments?limit=100", key))["data"]
         paid_ids = {e["data"]["order"]["id"] for e in shop.of_type("order.paid")}
         expect = [
-            (final["A1001"]["status"] == "paid", "order A1001 (alipay 5.00) is paid"),
-            (final["A1002"]["status"] == "paid", "order A1002 (wechat 12.70) is paid"),
+            (final["A1001"]["status"] == OrderStatus.PAID, "order A1001 (alipay 5.00) is paid"),
+            (final["A1002"]["status"] == OrderStatus.PAID, "order A1002 (wechat 12.70) is paid"),
             (
-                final["A1003"]["status"] == "pending",
+                final["A1003"]["status"] == OrderStatus.PENDING,
                 "order A1003 (30.00) stays pending: the outgoing payment is ignored",
             ),
-            (epay_final["status"] == "paid", "易支付 order DJ1001 (9.9) is paid"),
+            (epay_final["status"] == OrderStatus.PAID, "易支付 order DJ1001 (9.9) is paid"),
             (
                 paid_ids == {orders["A1001"]["id"], orders["A1002"]["id"], epay_final["id"]},
                 "exactly one order.paid per paid order",
@@ -489,7 +490,7 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
             (len(shop.of_type("order.paid")) == 3, "no order.paid delivered twice"),
             (len(epay_shop.notifies) == 1 and epay_shop.bad == 0, "one 易支付 notify, its sign verified"),
             (len(payments) == 4, f"the bridge holds 4 payments (it holds {len(payments)})"),
-            (sum(1 for p in payments if p["status"] == "unmatched") == 1, "one payment is unmatched"),
+            (sum(1 for p in payments if p["status"] == PaymentStatus.UNMATCHED) == 1, "one payment is unmatched"),
             (not any(p["amount"] == "30.00" for p in payments), "no payment of 30.00 was recorded"),
             (acked["accepted"] == 4, f"the phone sent 4 reports ({acked['accepted']} accepted)"),
             (dup == 1, "the backup phone's copy was acked as a duplicate"),
@@ -497,12 +498,13 @@ async def _run(tmp: Path, out: TextIO, keep_running: bool) -> int:
         ]
         failures = [what for ok, what in expect if not ok]
         dropped = 1 + dup  # re-read on the phone + the backup phone's copy
+        paid = sum(1 for o in [*final.values(), epay_final] if o["status"] == OrderStatus.PAID)
         out.write(
             "\nSummary\n"
-            f"  orders paid:          {sum(1 for o in [*final.values(), epay_final] if o['status'] == 'paid')}"
+            f"  orders paid:          {paid}"
             " of 3 expected\n"
             f"  duplicates dropped:   {dropped} (1 re-read on the phone, {dup} from the backup phone at the bridge)\n"
-            f"  unmatched payments:   {sum(1 for p in payments if p['status'] == 'unmatched')}\n"
+            f"  unmatched payments:   {sum(1 for p in payments if p['status'] == PaymentStatus.UNMATCHED)}\n"
             "  ignored:              1 (outgoing payment 已支付¥30.00, never sent)\n"
             f"  webhooks verified:    {len(shop.events)} (bad signatures: {shop.bad})\n"
             f"  易支付 notifies:      {len(epay_shop.notifies)} (bad signs: {epay_shop.bad})\n"

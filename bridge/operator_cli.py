@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bridge.apiclient import ApiCallError, ApiClient, Unreachable
+from bridge.core.states import OrderStatus
 from bridge.services.shop_setup import setup_text
 
 __all__ = ["EXIT_API", "EXIT_NETWORK", "EXIT_OK", "EXIT_USAGE", "add_parsers", "run"]
@@ -58,7 +59,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     _connection(devices, api_key=True)
 
     orders = sub.add_parser("orders", help="list orders (merchant API key)")
-    orders.add_argument("--status", choices=["pending", "paid", "expired", "closed"], help="only this status")
+    orders.add_argument("--status", choices=[s.value for s in OrderStatus], help="only this status")
     orders.add_argument("--limit", type=int, default=50, help="at most this many (1..500, default 50)")
     _connection(orders, api_key=True)
 
@@ -253,7 +254,9 @@ def _orders(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> in
             o["amount"],
             o["pay_amount"],
             _short_time(o.get("created_at")),
-            _short_time(o.get("expires_at") if o["status"] == "pending" else o.get("paid_at") or o.get("closed_at")),
+            _short_time(
+                o.get("expires_at") if o["status"] == OrderStatus.PENDING else o.get("paid_at") or o.get("closed_at")
+            ),
         ]
         for o in orders
     ]

@@ -26,8 +26,13 @@ CHROMIUM_ARGS = [
 ]
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 # A Chinese-speaking payer by default (locale sets Accept-Language).
-PHONE: dict[str, Any] = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True,
-                         "has_touch": True, "locale": "zh-CN"}
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 360, "height": 740},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+    "locale": "zh-CN",
+}
 DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 860}, "locale": "zh-CN"}
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
-from bridge.clock import rfc3339
+from bridge.core.models.delivery import SenderBacklog
+from bridge.core.models.health import Health
 from bridge.core.models.ids import MerchantId
-from bridge.core.models.merchant import Merchant, MerchantUsage
+from bridge.core.models.merchant import Merchant, MerchantUsage, NewMerchant
 from bridge.core.signing import new_secret
+from bridge.core.states import DeviceStatus
 from bridge.core.tokens import api_key_from_bytes, hash_secret
 from bridge.ids import new_id, random_bytes
 from bridge.services.context import Context
@@ -78,26 +79,22 @@ async def database_ok(ctx: Context) -> None:
     await ctx.db.read(store.ping)
 
 
-async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:
+async def create_merchant(ctx: Context, name: str) -> NewMerchant:
+    """A new merchant with its API key and webhook secret (in the clear this once; stored hashed / sealed)."""
     api_key = api_key_from_bytes("pbk", random_bytes(24))
     webhook_secret = new_secret(random_bytes(24))
-    merchant_id = new_id("mch")
+    merchant_id = MerchantId(new_id("mch"))
+    key_hash = hash_secret(api_key)
 
     def op(tx: Tx) -> int:
         now = ctx.clock.now_ms()
         store.insert_merchant(
-            tx, id=merchant_id, name=name, api_key_hash=hash_secret(api_key), webhook_secret=webhook_secret, now=now
+            tx, id=merchant_id, name=name, api_key_hash=key_hash, webhook_secret=webhook_secret, now=now
         )
         return now
 
     now = await ctx.db.write(op)
-    return {
-        "id": merchant_id,
-        "name": name,
-        "api_key": api_key,
-        "webhook_secret": webhook_secret,
-        "created_at": rfc3339(now),
-    }
+    return NewMerchant(Merchant(merchant_id, name, key_hash, now), api_key, webhook_secret)
 
 
 async def list_merchants(ctx: Context) -> list[MerchantUsage]:
@@ -108,25 +105,15 @@ async def list_merchants(ctx: Context) -> list[MerchantUsage]:
 SENDER_LATE_MS = 60_000  # a delivery due longer ago than this means the sender is behind
 
 
-async def health(ctx: Context) -> dict[str, Any]:
+async def health(ctx: Context) -> Health:
     """The system at a glance: the database answering (and how fast), devices by status, the webhook
     sender's backlog. Connected sockets are the web layer's to add."""
     started = time.perf_counter()
 
-    def op(tx: Tx) -> dict[str, Any]:
-        now = ctx.clock.now_ms()
-        backlog = deliveries_store.sender_backlog(tx, now=now, late_after_ms=SENDER_LATE_MS)
-        return {
-            "devices": devices_store.status_counts(tx),
-            "deliveries": {
-                "pending": backlog["pending"],
-                "overdue": backlog["overdue"],
-                "failed": backlog["failed"],
-                "last_success_at": rfc3339(backlog["last_success_at"]),
-            },
-        }
+    def op(tx: Tx) -> tuple[dict[DeviceStatus, int], SenderBacklog]:
+        backlog = deliveries_store.sender_backlog(tx, now=ctx.clock.now_ms(), late_after_ms=SENDER_LATE_MS)
+        return devices_store.status_counts(tx), backlog
 
-    out = await ctx.db.read(op)
-    out["database"] = {"ok": True, "read_ms": round((time.perf_counter() - started) * 1000, 1)}
-    out["sender"] = {"mode": ctx.settings.webhook_sender, "ok": out["deliveries"]["overdue"] == 0}
-    return out
+    devices, backlog = await ctx.db.read(op)
+    read_ms = round((time.perf_counter() - started) * 1000, 1)
+    return Health(read_ms=read_ms, devices=devices, deliveries=backlog, sender_mode=ctx.settings.webhook_sender)

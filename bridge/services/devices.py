@@ -6,7 +6,8 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from bridge.core.models.device import Device
+from bridge.core.models.device import Device, DeviceDetail, Paired
+from bridge.core.models.ids import DeviceId
 from bridge.core.protocol import decode_public_key
 from bridge.core.states import DeviceStatus
 from bridge.core.tokens import hash_secret, normalise_pairing_code, pairing_code_from_bytes
@@ -15,7 +16,7 @@ from bridge.ids import new_id, random_bytes
 from bridge.services.bus import EVENTS, REVOKED, TAKEN, Message
 from bridge.services.context import Context
 from bridge.services.events import emit
-from bridge.services.views import device_json, utc_day
+from bridge.services.views import device_json
 from bridge.store import devices as store
 from bridge.store.database import Tx
 
@@ -60,20 +61,19 @@ def pair_url(server: str, code: str) -> str:
     return f"paybridge://pair?server={quote(server, safe='')}&code={code}"
 
 
-async def pairing_outcome(ctx: Context, merchant_id: str, code: str) -> dict[str, Any] | None:
+async def pairing_outcome(ctx: Context, merchant_id: str, code: str) -> Device | None:
     """The device this merchant's pairing code paired, or None while it is unused."""
 
-    def op(tx: Tx) -> dict[str, Any] | None:
+    def op(tx: Tx) -> Device | None:
         pairing = store.get_pairing_code(tx, hash_secret(code))
         if pairing is None or pairing.merchant_id != merchant_id or pairing.device_id is None:
             return None
-        device = store.get_device(tx, pairing.device_id)
-        return None if device is None else device_json(device)
+        return store.get_device(tx, pairing.device_id)
 
     return await ctx.db.read(op)
 
 
-async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, channels: list[str]) -> dict[str, Any]:
+async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, channels: list[str]) -> Paired:
     try:
         decode_public_key(public_key)
     except ValueError as e:
@@ -82,9 +82,9 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
         normalised = normalise_pairing_code(code)
     except ValueError:
         normalised = ""
-    device_id = new_id("dev")
+    device_id = DeviceId(new_id("dev"))
 
-    def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> Paired:
         now = ctx.clock.now_ms()
         merchant_id = (
             store.consume_pairing_code(tx, code_hash=hash_secret(normalised), now=now, device_id=device_id)
@@ -99,11 +99,7 @@ async def pair_device(ctx: Context, *, code: str, public_key: str, name: str, ch
         found = merchant_id
         tx.after_commit.append(lambda: ctx.bus.announce(found, []))  # wakes the dashboard's pairing page
         ctx.bus.broadcast.publish(tx, Message(EVENTS, found), local=False)  # ... on every instance
-        return {
-            "device_id": device_id,
-            "merchant_id": merchant_id,
-            "heartbeat_interval": ctx.settings.heartbeat_interval,
-        }
+        return Paired(device_id, merchant_id, ctx.settings.heartbeat_interval)
 
     return await ctx.db.write(op)
 
@@ -117,34 +113,29 @@ async def find(ctx: Context, device_id: str) -> Device | None:
     return await ctx.db.read(op)
 
 
-async def list_devices(ctx: Context, merchant_id: str | None) -> list[dict[str, Any]]:
-    def op(tx: Tx) -> list[dict[str, Any]]:
-        out = []
-        for row in store.list_devices(tx, merchant_id):
-            d = device_json(row, utc_day(ctx.clock.now_ms()))
-            d["account_ids"] = store.device_account_ids(tx, row.id)
-            d["connected"] = row.held_by is not None  # to this instance or another
-            out.append(d)
-        return out
+async def list_devices(ctx: Context, merchant_id: str | None) -> list[DeviceDetail]:
+    """The merchant's devices (every merchant's for the admin: None), revoked ones too."""
+
+    def op(tx: Tx) -> list[DeviceDetail]:
+        return [DeviceDetail(d, tuple(store.device_account_ids(tx, d.id))) for d in store.list_devices(tx, merchant_id)]
 
     return await ctx.db.read(op)
 
 
-async def get_device(ctx: Context, merchant_id: str | None, device_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
+async def get_device(ctx: Context, merchant_id: str | None, device_id: str) -> DeviceDetail:
+    def op(tx: Tx) -> DeviceDetail:
         row = store.get_device(tx, device_id)
         if row is None or (merchant_id is not None and row.merchant_id != merchant_id):
             raise NotFound("no such device")
-        d = device_json(row, utc_day(ctx.clock.now_ms()))
-        d["account_ids"] = store.device_account_ids(tx, device_id)
-        d["connected"] = row.held_by is not None  # to this instance or another
-        return d
+        return DeviceDetail(row, tuple(store.device_account_ids(tx, device_id)))
 
     return await ctx.db.read(op)
 
 
-async def revoke_device(ctx: Context, merchant_id: str | None, device_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
+async def revoke_device(ctx: Context, merchant_id: str | None, device_id: str) -> Device:
+    """Revoke the device (its socket is closed on whichever instance holds it); the device as it is now."""
+
+    def op(tx: Tx) -> Device:
         row = store.get_device(tx, device_id)
         if row is None or (merchant_id is not None and row.merchant_id != merchant_id):
             raise NotFound("no such device")
@@ -163,7 +154,7 @@ async def revoke_device(ctx: Context, merchant_id: str | None, device_id: str) -
                 data={"device": device_json(row)},
                 now=ctx.clock.now_ms(),
             )
-        return device_json(row)
+        return row
 
     return await ctx.db.write(op)
 

@@ -7,16 +7,15 @@ renders them as JSON.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bridge.clock import rfc3339
 from bridge.core import codec
-from bridge.core.models.delivery import Delivery, DeliveryAttempt
+from bridge.core.models.delivery import Delivery, DeliveryDetail
 from bridge.core.models.endpoint import Endpoint
 from bridge.core.models.ids import DeliveryId, EndpointId, EventId
 from bridge.core.signing import new_secret
 from bridge.core.states import DeliveryStatus
-from bridge.errors import BadRequest, Conflict, NotFound
+from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id, random_bytes
 from bridge.services.bus import EVENTS, Message
 from bridge.services.context import Context
@@ -24,7 +23,7 @@ from bridge.store import compat as compat_store
 from bridge.store import deliveries as deliveries_store
 from bridge.store import endpoints as store
 from bridge.store import events as events_store
-from bridge.store.database import Row, Tx
+from bridge.store.database import Tx
 
 __all__ = [
     "ROTATION_OVERLAP_MS",
@@ -40,7 +39,6 @@ __all__ = [
     "get_endpoint",
     "list_deliveries",
     "list_endpoints",
-    "list_events",
     "retry_delivery",
     "rotate_secret",
     "send_test_event",
@@ -68,12 +66,6 @@ class RotatedSecret:
 class DeliveryPage:
     data: list[Delivery]
     has_more: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryDetail:
-    delivery: Delivery
-    attempts: list[DeliveryAttempt]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,46 +162,14 @@ def _detail(tx: Tx, merchant_id: str, delivery_id: str) -> DeliveryDetail:
     delivery = deliveries_store.get_delivery(tx, merchant_id, delivery_id)
     if delivery is None:
         raise NotFound("no such delivery")
-    return DeliveryDetail(delivery, deliveries_store.list_attempts(tx, delivery_id))
+    return DeliveryDetail(delivery, tuple(deliveries_store.list_attempts(tx, delivery_id)))
 
 
-def deliveries_of_event(tx: Tx, merchant_id: str, event_id: str) -> list[dict[str, Any]]:
-    """Every delivery of one event, each with its attempt log (for an order's timeline, inside the
-    caller's read), in the JSON shape of `GET /v1/deliveries/{id}`.
-
-    The one place a service still shapes JSON: the order timeline (bridge.services.orders) embeds
-    it as it is; it moves to bridge.web when that timeline is rendered there."""
+def deliveries_of_event(tx: Tx, merchant_id: str, event_id: str) -> tuple[DeliveryDetail, ...]:
+    """Every delivery of one event, oldest first, each with its attempt log (for an order's timeline,
+    inside the caller's read)."""
     rows = deliveries_store.list_deliveries(tx, merchant_id, status=None, event_id=event_id, before=None, limit=100)
-    return [_timeline_json(_detail(tx, merchant_id, d.id)) for d in reversed(rows)]
-
-
-def _timeline_json(detail: DeliveryDetail) -> dict[str, Any]:
-    d = detail.delivery
-    return {
-        "id": d.id,
-        "event_id": d.event_id,
-        "event_type": d.event_type,
-        "endpoint_id": d.endpoint_id,
-        "url": d.url,
-        "status": d.status.value,
-        "attempts": d.attempts,
-        "next_attempt_at": rfc3339(d.next_attempt_at) if d.status is DeliveryStatus.PENDING else None,
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "created_at": rfc3339(d.created_at),
-        "updated_at": rfc3339(d.updated_at),
-        "succeeded_at": rfc3339(d.succeeded_at),
-        "attempt_log": [
-            {
-                "attempt": a.attempt,
-                "at": rfc3339(a.at),
-                "status_code": a.status_code,
-                "error": a.error,
-                "duration_ms": a.duration_ms,
-            }
-            for a in detail.attempts
-        ],
-    }
+    return tuple(_detail(tx, merchant_id, d.id) for d in reversed(rows))
 
 
 async def get_delivery(ctx: Context, merchant_id: str, delivery_id: str) -> DeliveryDetail:
@@ -238,22 +198,6 @@ async def retry_delivery(ctx: Context, merchant_id: str, delivery_id: str) -> De
         return _detail(tx, merchant_id, delivery_id)
 
     return await ctx.db.write(op)
-
-
-async def list_events(ctx: Context, merchant_id: str, *, after: str | None, limit: int) -> tuple[list[Row], bool]:
-    """(rows of seq, id, body after the given event id, has_more)."""
-
-    def op(tx: Tx) -> tuple[list[Row], bool]:
-        after_seq = 0
-        if after:
-            seq = events_store.event_seq(tx, merchant_id, after)
-            if seq is None:
-                raise BadRequest(f"unknown event id in after / Last-Event-ID: {after[:64]}", "unknown_event")
-            after_seq = seq
-        rows = events_store.list_events(tx, merchant_id, after_seq=after_seq, limit=limit + 1)
-        return rows[:limit], len(rows) > limit
-
-    return await ctx.db.read(op)
 
 
 async def send_test_event(ctx: Context, merchant_id: str, endpoint_id: str) -> TestSent:

@@ -10,6 +10,7 @@ from typing import Any
 
 from bridge.clock import rfc3339
 from bridge.core import codec
+from bridge.core.models.endpoint import Subscribers
 from bridge.core.models.event import Event, Position
 from bridge.errors import BadRequest
 from bridge.ids import new_id
@@ -110,7 +111,7 @@ def emit(
     data: dict[str, Any],
     now: int,
     notify_url: str | None = None,
-    subscribers: store.Subscribers | None = None,
+    subscribers: Subscribers | None = None,
 ) -> str:
     """Store an event and a delivery for each subscribed endpoint (and the order's notify_url).
 
@@ -124,14 +125,13 @@ def emit(
     if subscribers is None:
         subscribers = store.subscribers(tx, merchant_id)
     for ep in subscribers.endpoints:
-        types = store.event_types_of(ep)
-        if not types or type in types:
-            targets.append((new_id("dlv"), str(ep["id"]), str(ep["url"])))
+        if ep.wants(type):
+            targets.append((new_id("dlv"), ep.id, ep.url))
             sendable.append(
                 {
-                    "secret": ep["secret"],
-                    "old_secret": ep["old_secret"],
-                    "old_secret_expires_at": ep["old_secret_expires_at"],
+                    "secret": ep.keys.secret,
+                    "old_secret": ep.keys.old_secret,
+                    "old_secret_expires_at": ep.keys.old_secret_expires_at,
                     "webhook_secret": None,
                 }
             )

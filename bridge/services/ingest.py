@@ -8,6 +8,7 @@ from typing import Any
 from bridge.core import codec
 from bridge.core.dedupe import notification_fingerprint
 from bridge.core.matching import Candidate, choose, device_may_report
+from bridge.core.models.endpoint import Subscribers
 from bridge.core.models.ids import DeviceId, MerchantId, OrderId, PaymentId
 from bridge.core.models.order import Order
 from bridge.core.models.payment import Payment
@@ -197,7 +198,7 @@ def mark_paid(
     late: bool,
     manual: bool,
     payment: dict[str, Any] | None = None,
-    subscribers: events_store.Subscribers | None = None,
+    subscribers: Subscribers | None = None,
 ) -> Order:
     """Order -> paid and its `order.paid` event, inside the caller's transaction; the paid order.
     `payment`: the payment's JSON as the caller already rendered it (matched to this order), else read here."""

@@ -12,7 +12,7 @@ import structlog
 from bridge.core.amounts import candidate_amounts
 from bridge.core.models.account import Account
 from bridge.core.models.ids import AccountId
-from bridge.core.models.order import Order, OrderDetail, OrderTimeline
+from bridge.core.models.order import Order, OrderDetail, OrderTimeline, TimelineEvent
 from bridge.core.models.page import Page
 from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id
@@ -314,19 +314,11 @@ async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> Order
             if payment is not None:
                 device = devices_store.get_device(tx, payment.device_id)
                 device_name = None if device is None else device.name
-        events = []
-        for e in events_store.order_events(tx, merchant_id, order_id, since=order.created_at):
-            body = json.loads(e["body"])
-            if body.get("data", {}).get("order", {}).get("id") != order_id:
-                continue
-            events.append(
-                {
-                    "id": e["id"],
-                    "type": e["type"],
-                    "created_at": body["timestamp"],
-                    "deliveries": deliveries_of_event(tx, merchant_id, e["id"]),
-                }
-            )
+        events = [
+            TimelineEvent(e, deliveries_of_event(tx, merchant_id, e.id))
+            for e in events_store.order_events(tx, merchant_id, order_id, since=order.created_at)
+            if json.loads(e.body).get("data", {}).get("order", {}).get("id") == order_id
+        ]
         return OrderTimeline(detail(tx, order), payment, device_name, tuple(events))
 
     return await ctx.db.read(op)

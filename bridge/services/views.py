@@ -1,4 +1,5 @@
-"""JSON shapes of our objects (the API contract). Records (devices: rows) in, dicts out."""
+"""JSON shapes of our objects (the API contract): records in, dicts out. Services return records; the
+handlers in bridge.web call these."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from bridge.core import codec
 from bridge.core.amounts import format_fen
 from bridge.core.models.account import Account, LinkedAccount
 from bridge.core.models.compat import Shop
-from bridge.core.models.device import Device
-from bridge.core.models.merchant import Merchant, MerchantUsage
-from bridge.core.models.order import Order, OrderDetail, OrderTimeline
+from bridge.core.models.delivery import Delivery, DeliveryAttempt, DeliveryDetail
+from bridge.core.models.device import Device, DeviceDetail, Paired
+from bridge.core.models.health import Health
+from bridge.core.models.merchant import Merchant, MerchantUsage, NewMerchant
+from bridge.core.models.order import Order, OrderDetail, OrderTimeline, TimelineEvent
 from bridge.core.models.page import Page
 from bridge.core.models.payment import Payment, UnmatchedPayment
+from bridge.core.states import DeliveryStatus
 from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
 
@@ -24,14 +28,21 @@ T = TypeVar("T")
 
 __all__ = [
     "account_json",
+    "attempt_json",
     "credentials_json",
+    "delivery_detail_json",
+    "delivery_json",
+    "device_detail_json",
     "device_json",
+    "health_json",
     "linked_account_json",
     "merchant_json",
     "merchant_usage_json",
+    "new_merchant_json",
     "order_json",
     "order_out",
     "page_json",
+    "paired_json",
     "payment_json",
     "timeline_json",
     "unmatched_json",
@@ -114,7 +125,48 @@ def timeline_json(ctx: Context, t: OrderTimeline) -> dict[str, Any]:
     if t.payment is not None:
         payment = payment_json(t.payment)
         payment["device_name"] = t.payment_device_name
-    return {"order": order_out(ctx, t.detail), "payment": payment, "events": list(t.events)}
+    return {"order": order_out(ctx, t.detail), "payment": payment, "events": [_timeline_event(e) for e in t.events]}
+
+
+def _timeline_event(e: TimelineEvent) -> dict[str, Any]:
+    return {
+        "id": e.event.id,
+        "type": e.event.type,
+        "created_at": codec.loads(e.event.body)["timestamp"],  # as delivered
+        "deliveries": [delivery_detail_json(d) for d in e.deliveries],
+    }
+
+
+def delivery_json(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "endpoint_id": d.endpoint_id,
+        "url": d.url,
+        "status": d.status.value,
+        "attempts": d.attempts,
+        "next_attempt_at": rfc3339(d.next_attempt_at) if d.status is DeliveryStatus.PENDING else None,
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "created_at": rfc3339(d.created_at),
+        "updated_at": rfc3339(d.updated_at),
+        "succeeded_at": rfc3339(d.succeeded_at),
+    }
+
+
+def attempt_json(a: DeliveryAttempt) -> dict[str, Any]:
+    return {
+        "attempt": a.attempt,
+        "at": rfc3339(a.at),
+        "status_code": a.status_code,
+        "error": a.error,
+        "duration_ms": a.duration_ms,
+    }
+
+
+def delivery_detail_json(detail: DeliveryDetail) -> dict[str, Any]:
+    return {**delivery_json(detail.delivery), "attempt_log": [attempt_json(a) for a in detail.attempts]}
 
 
 def unmatched_json(ctx: Context, u: UnmatchedPayment) -> dict[str, Any]:
@@ -149,6 +201,34 @@ def credentials_json(ctx: Context, shop: Shop) -> dict[str, Any]:
 
 def merchant_json(m: Merchant) -> dict[str, Any]:
     return {"id": m.id, "name": m.name, "created_at": rfc3339(m.created_at)}
+
+
+def new_merchant_json(n: NewMerchant) -> dict[str, Any]:
+    """`POST /v1/merchants`: the merchant with its API key and webhook secret (shown this once)."""
+    m = n.merchant
+    return {
+        "id": m.id,
+        "name": m.name,
+        "api_key": n.api_key,
+        "webhook_secret": n.webhook_secret,
+        "created_at": rfc3339(m.created_at),
+    }
+
+
+def health_json(h: Health) -> dict[str, Any]:
+    """The admin page's health panel (the web layer adds `connected`, the sockets it holds)."""
+    b = h.deliveries
+    return {
+        "devices": {s.value: n for s, n in h.devices.items()},
+        "deliveries": {
+            "pending": b.pending,
+            "overdue": b.overdue,
+            "failed": b.failed,
+            "last_success_at": rfc3339(b.last_success_at),
+        },
+        "database": {"ok": True, "read_ms": h.read_ms},
+        "sender": {"mode": h.sender_mode, "ok": h.sender_ok},
+    }
 
 
 def merchant_usage_json(m: MerchantUsage) -> dict[str, Any]:
@@ -186,3 +266,13 @@ def device_json(device: Device, today: str | None = None) -> dict[str, Any]:
         "reports_today": device.reports_today if today is None or device.reports_day == today else 0,
         "last_seq": device.last_seq,
     }
+
+
+def device_detail_json(d: DeviceDetail, today: str) -> dict[str, Any]:
+    """A device as `GET /v1/devices` lists it: with its linked accounts and whether its socket is held."""
+    return {**device_json(d.device, today), "account_ids": list(d.account_ids), "connected": d.connected}
+
+
+def paired_json(p: Paired) -> dict[str, Any]:
+    """`POST /v1/devices/pair`: what the agent keeps."""
+    return {"device_id": p.device_id, "merchant_id": p.merchant_id, "heartbeat_interval": p.heartbeat_interval}

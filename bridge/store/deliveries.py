@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from bridge.core.models.delivery import CompatNotify, Delivery, DeliveryAttempt, Outgoing
+from bridge.core.models.delivery import CompatNotify, Delivery, DeliveryAttempt, Outgoing, SenderBacklog
 from bridge.core.models.ids import DeliveryId, EndpointId, EventId, InstanceId, MerchantId
 from bridge.core.states import DeliveryStatus, sources
 from bridge.store.database import Row, Tx
@@ -300,7 +300,7 @@ def disable_pending(tx: Tx, *, endpoint_id: str, now: int, reason: str) -> int:
     )
 
 
-def sender_backlog(tx: Tx, *, now: int, late_after_ms: int) -> Row:
+def sender_backlog(tx: Tx, *, now: int, late_after_ms: int) -> SenderBacklog:
     """pending, overdue (due more than `late_after_ms` ago: the sender is behind or stuck), failed,
     and the time of the latest success."""
     row = tx.one(
@@ -312,4 +312,10 @@ def sender_backlog(tx: Tx, *, now: int, late_after_ms: int) -> Row:
         (PENDING, PENDING, now - late_after_ms, DeliveryStatus.FAILED, DeliveryStatus.SUCCEEDED),
     )
     assert row is not None
-    return row
+    last = row["last_success_at"]
+    return SenderBacklog(
+        pending=int(row["pending"]),
+        overdue=int(row["overdue"]),
+        failed=int(row["failed"]),
+        last_success_at=None if last is None else int(last),
+    )

@@ -6,7 +6,7 @@ import json
 
 from bridge.core import codec
 from bridge.core.models.device import Device, PairingCode
-from bridge.core.models.ids import DeviceId, InstanceId, MerchantId
+from bridge.core.models.ids import AccountId, DeviceId, InstanceId, MerchantId
 from bridge.core.states import DeviceStatus
 from bridge.store.database import Row, Tx
 
@@ -119,9 +119,9 @@ def consume_pairing_code(tx: Tx, *, code_hash: str, now: int, device_id: str) ->
 
 def revoke_device(tx: Tx, device_id: str, *, now: int) -> bool:
     n = tx.execute(
-        "UPDATE devices SET revoked_at = ?, status = 'offline', status_reasons = '[\"revoked\"]',"
+        "UPDATE devices SET revoked_at = ?, status = ?, status_reasons = '[\"revoked\"]',"
         " held_by = NULL, connection_id = NULL WHERE id = ? AND revoked_at IS NULL",
-        (now, device_id),
+        (now, DeviceStatus.OFFLINE.value, device_id),
     )
     return n == 1
 
@@ -133,24 +133,24 @@ def link_account(tx: Tx, device_id: str, account_id: str) -> None:
     )
 
 
-def device_account_ids(tx: Tx, device_id: str) -> list[str]:
+def device_account_ids(tx: Tx, device_id: str) -> list[AccountId]:
     rows = tx.all("SELECT account_id FROM device_accounts WHERE device_id = ? ORDER BY account_id", (device_id,))
-    return [str(r[0]) for r in rows]
+    return [AccountId(str(r[0])) for r in rows]
 
 
 def online_account_ids(tx: Tx, merchant_id: str) -> set[str]:
     rows = tx.all(
         "SELECT DISTINCT da.account_id FROM device_accounts da JOIN devices d ON d.id = da.device_id"
-        " WHERE d.merchant_id = ? AND d.status != 'offline' AND d.revoked_at IS NULL",
-        (merchant_id,),
+        " WHERE d.merchant_id = ? AND d.status != ? AND d.revoked_at IS NULL",
+        (merchant_id, DeviceStatus.OFFLINE.value),
     )
     return {str(r[0]) for r in rows}
 
 
 def merchant_has_online_device(tx: Tx, merchant_id: str) -> bool:
     row = tx.one(
-        "SELECT 1 FROM devices WHERE merchant_id = ? AND status != 'offline' AND revoked_at IS NULL LIMIT 1",
-        (merchant_id,),
+        "SELECT 1 FROM devices WHERE merchant_id = ? AND status != ? AND revoked_at IS NULL LIMIT 1",
+        (merchant_id, DeviceStatus.OFFLINE.value),
     )
     return row is not None
 
@@ -282,7 +282,7 @@ def record_report(tx: Tx, device_id: str, *, now: int, day: str, seq: int) -> No
     )
 
 
-def status_counts(tx: Tx) -> dict[str, int]:
+def status_counts(tx: Tx) -> dict[DeviceStatus, int]:
     """Devices not revoked, by status."""
     rows = tx.all("SELECT status, COUNT(*) FROM devices WHERE revoked_at IS NULL GROUP BY status")
-    return {str(r[0]): int(r[1]) for r in rows}
+    return {DeviceStatus(r[0]): int(r[1]) for r in rows}

@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bridge.core import codec
+from bridge.core.models.endpoint import EndpointKeys, Subscriber, Subscribers
 from bridge.core.models.event import Event, Position
-from bridge.core.models.ids import EventId, MerchantId
+from bridge.core.models.ids import EndpointId, EventId, MerchantId
+from bridge.core.states import DeliveryStatus
 from bridge.store.database import Row, Tx
 
 __all__ = [
-    "Subscribers",
     "event_position",
-    "event_seq",
-    "event_types_of",
     "events_after",
     "events_unsettled",
     "insert_event",
-    "list_events",
     "order_events",
     "subscribers",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribers:
-    """Who hears a merchant's events: its live endpoints, and the secret that signs notify_url calls."""
-
-    endpoints: list[Row]
-    webhook_secret: str
 
 
 def subscribers(tx: Tx, merchant_id: str) -> Subscribers:
@@ -41,7 +29,21 @@ def subscribers(tx: Tx, merchant_id: str) -> Subscribers:
         (merchant_id,),
     )
     secret = str(rows[0]["webhook_secret"]) if rows else ""
-    return Subscribers([r for r in rows if r["id"] is not None], secret)
+    return Subscribers(tuple(_subscriber(r) for r in rows if r["id"] is not None), secret)
+
+
+def _subscriber(r: Row) -> Subscriber:
+    expires = r["old_secret_expires_at"]
+    return Subscriber(
+        id=EndpointId(str(r["id"])),
+        url=str(r["url"]),
+        event_types=tuple(str(t) for t in codec.loads(r["event_types"])),
+        keys=EndpointKeys(
+            secret=str(r["secret"]),
+            old_secret=None if r["old_secret"] is None else str(r["old_secret"]),
+            old_secret_expires_at=None if expires is None else int(expires),
+        ),
+    )
 
 
 def insert_event(
@@ -68,34 +70,24 @@ def insert_event(
         tx.executemany(
             "INSERT INTO deliveries (id, event_id, merchant_id, endpoint_id, url, status, attempts,"
             " next_attempt_at, created_at, updated_at, claimed_by, lease_until)"
-            " VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
-            [(d, event_id, merchant_id, ep, url, now, now, now, by, until) for d, ep, url in targets],
+            " VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            [
+                (d, event_id, merchant_id, ep, url, DeliveryStatus.PENDING.value, now, now, now, by, until)
+                for d, ep, url in targets
+            ],
         )
 
 
-def order_events(tx: Tx, merchant_id: str, order_id: str, *, since: int) -> list[Row]:
+def order_events(tx: Tx, merchant_id: str, order_id: str, *, since: int) -> list[Event]:
     """The `order.*` events raised for one order (created at or after `since`, its creation), oldest first.
 
     Events carry the order in their body only; LIKE narrows, the caller checks the parsed id."""
-    return tx.all(
-        "SELECT id, type, created_at, body FROM events WHERE merchant_id = ? AND created_at >= ?"
+    rows = tx.all(
+        "SELECT id, type, created_at, body, tx, seq FROM events WHERE merchant_id = ? AND created_at >= ?"
         " AND type LIKE 'order.%' AND body LIKE ? ORDER BY seq",
         (merchant_id, since, f"%{order_id}%"),
     )
-
-
-def event_seq(tx: Tx, merchant_id: str, event_id: str) -> int | None:
-    """Superseded by `event_position` (seq order is not commit order with several writers)."""
-    row = tx.one("SELECT seq FROM events WHERE id = ? AND merchant_id = ?", (event_id, merchant_id))
-    return None if row is None else int(row[0])
-
-
-def list_events(tx: Tx, merchant_id: str, *, after_seq: int, limit: int) -> list[Row]:
-    """Superseded by `events_after`, the feed in commit order (kept for old callers)."""
-    return tx.all(
-        "SELECT seq, id, body FROM events WHERE merchant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-        (merchant_id, after_seq, limit),
-    )
+    return [_event(r, merchant_id) for r in rows]
 
 
 # The writing transaction, for the feed's commit order: on PostgreSQL its xid8 (64 bits, never
@@ -119,17 +111,18 @@ def events_after(tx: Tx, merchant_id: str, *, after: Position = (0, 0), limit: i
         " AND (tx, seq) > (?, ?)" + _SETTLED[tx.dialect] + " ORDER BY tx, seq LIMIT ?",
         (merchant_id, after[0], after[1], limit),
     )
-    return [
-        Event(
-            id=EventId(str(r["id"])),
-            merchant_id=MerchantId(merchant_id),
-            type=str(r["type"]),
-            created_at=int(r["created_at"]),
-            body=str(r["body"]),
-            position=(int(r["tx"]), int(r["seq"])),
-        )
-        for r in rows
-    ]
+    return [_event(r, merchant_id) for r in rows]
+
+
+def _event(r: Row, merchant_id: str) -> Event:
+    return Event(
+        id=EventId(str(r["id"])),
+        merchant_id=MerchantId(merchant_id),
+        type=str(r["type"]),
+        created_at=int(r["created_at"]),
+        body=str(r["body"]),
+        position=(int(r["tx"]), int(r["seq"])),
+    )
 
 
 def events_unsettled(tx: Tx, merchant_id: str, *, after: Position) -> bool:
@@ -143,8 +136,3 @@ def events_unsettled(tx: Tx, merchant_id: str, *, after: Position) -> bool:
         (merchant_id, after[0], after[1]),
     )
     return row is not None and bool(row[0])
-
-
-def event_types_of(row: Row) -> list[str]:
-    value = codec.loads(row["event_types"])
-    return [str(v) for v in value]

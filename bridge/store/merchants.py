@@ -1,4 +1,4 @@
-"""Merchants, receiving accounts and pairing codes."""
+"""Merchants and receiving accounts (pairing codes: bridge.store.devices)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,10 @@ from bridge.store.database import Row, Tx
 __all__ = [
     "account_device_ids",
     "accounts_for_merchant",
-    "consume_pairing_code",
     "get_account",
     "get_merchant",
-    "get_pairing_code",
     "insert_account",
     "insert_merchant",
-    "insert_pairing_code",
     "list_merchants",
     "merchant_by_key_hash",
     "ping",
@@ -75,32 +72,6 @@ def accounts_for_merchant(tx: Tx, merchant_id: str) -> list[Account]:
 def account_device_ids(tx: Tx, account_id: str) -> list[DeviceId]:
     rows = tx.all("SELECT device_id FROM device_accounts WHERE account_id = ? ORDER BY device_id", (account_id,))
     return [DeviceId(r[0]) for r in rows]
-
-
-def insert_pairing_code(tx: Tx, *, code_hash: str, merchant_id: str, now: int, expires_at: int) -> None:
-    tx.execute(
-        "INSERT INTO pairing_codes (code_hash, merchant_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-        (code_hash, merchant_id, now, expires_at),
-    )
-
-
-def get_pairing_code(tx: Tx, code_hash: str) -> Row | None:
-    return tx.one("SELECT * FROM pairing_codes WHERE code_hash = ?", (code_hash,))
-
-
-def consume_pairing_code(tx: Tx, *, code_hash: str, now: int, device_id: str) -> str | None:
-    """Mark a live code used; return its merchant id, or None if unknown, used or expired."""
-    row = tx.one(
-        "SELECT merchant_id FROM pairing_codes WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?",
-        (code_hash, now),
-    )
-    if row is None:
-        return None
-    changed = tx.execute(
-        "UPDATE pairing_codes SET used_at = ?, device_id = ? WHERE code_hash = ? AND used_at IS NULL",
-        (now, device_id, code_hash),
-    )
-    return str(row["merchant_id"]) if changed == 1 else None
 
 
 def list_merchants(tx: Tx) -> list[MerchantUsage]:

@@ -6,7 +6,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.services import admin as service
-from bridge.services.views import merchant_json
+from bridge.services.views import merchant_json, new_merchant_json
 from bridge.web.auth import require_admin, require_merchant
 from bridge.web.keys import CTX, HUB
 from bridge.web.validation import Body, read_json
@@ -18,8 +18,8 @@ async def create_merchant(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     await require_admin(request)
     body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"name"})
-    merchant = await service.create_merchant(ctx, body.str("name", max_len=128) or "")
-    return web.json_response(merchant, status=201)
+    created = await service.create_merchant(ctx, body.str("name", max_len=128) or "")
+    return web.json_response(new_merchant_json(created), status=201)
 
 
 async def me(request: web.Request) -> web.Response:

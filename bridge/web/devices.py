@@ -13,6 +13,7 @@ from bridge.core.ratelimit import client_network
 from bridge.errors import RateLimited
 from bridge.services import devices as service
 from bridge.services import ratelimits
+from bridge.services.views import device_detail_json, device_json, paired_json, utc_day
 from bridge.web.auth import admin_or_merchant, require_merchant
 from bridge.web.keys import CTX
 from bridge.web.validation import Body, read_json
@@ -75,28 +76,29 @@ async def pair(request: web.Request) -> web.Response:
         name=body.str("name", max_len=128) or "",
         channels=body.str_list("channels", choices=DEVICE_CHANNELS) or [],
     )
-    return web.json_response(result, status=201)
+    return web.json_response(paired_json(result), status=201)
 
 
 async def list_devices(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await admin_or_merchant(request)
     devices = await service.list_devices(ctx, merchant_id)
-    return web.json_response({"data": devices})
+    today = utc_day(ctx.clock.now_ms())
+    return web.json_response({"data": [device_detail_json(d, today) for d in devices]})
 
 
 async def get_device(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await admin_or_merchant(request)
     d = await service.get_device(ctx, merchant_id, request.match_info["id"])
-    return web.json_response(d)
+    return web.json_response(device_detail_json(d, utc_day(ctx.clock.now_ms())))
 
 
 async def revoke_device(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await admin_or_merchant(request)
     d = await service.revoke_device(ctx, merchant_id, request.match_info["id"])  # the bus closes its socket
-    return web.json_response(d)
+    return web.json_response(device_json(d))
 
 
 def add_routes(app: web.Application) -> None:

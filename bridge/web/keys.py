@@ -15,8 +15,6 @@ __all__ = [
     "CTX",
     "HUB",
     "KEY_CACHE",
-    "PAIR_CODE_LIMITER",
-    "PAIR_LIMITER",
     "PAIR_WATCHES",
     "SIGN_IN_LIMITER",
 ]
@@ -24,8 +22,6 @@ __all__ = [
 CTX = web.AppKey("ctx", Context)
 ADMIN_HASH = web.AppKey("admin_hash", str)
 KEY_CACHE = web.AppKey("key_cache", dict[str, str])
-PAIR_LIMITER = web.AppKey("pair_limiter", RateLimiter)  # pairing attempts, per client network
-PAIR_CODE_LIMITER = web.AppKey("pair_code_limiter", RateLimiter)  # pairing codes created, per merchant
 HUB = web.AppKey("hub", DeviceHub)
 CHECKOUT_LIMITER = web.AppKey("checkout_limiter", RateLimiter)  # per (address, order): page views and polls
 CHECKOUT_MISSES = web.AppKey("checkout_misses", RateLimiter)  # per address: unknown order ids

@@ -9,7 +9,6 @@ import structlog
 from aiohttp import web
 
 from bridge.clock import rfc3339
-from bridge.core.models.delivery import Delivery, DeliveryAttempt
 from bridge.core.models.endpoint import Endpoint
 from bridge.core.ssrf import check_target
 from bridge.core.states import DeliveryStatus
@@ -19,6 +18,7 @@ from bridge.services import endpoints as service
 from bridge.services.context import Context
 from bridge.services.delivery import DeliveryWorker
 from bridge.services.events import EVENT_TYPES
+from bridge.services.views import delivery_detail_json, delivery_json
 from bridge.transport import AiohttpTransport, WebhookTransport
 from bridge.web.auth import merchant_route
 from bridge.web.keys import CTX
@@ -66,38 +66,6 @@ def endpoint_json(e: Endpoint) -> dict[str, Any]:
         "disabled_at": rfc3339(e.disabled_at),
         "disabled_reason": e.disabled_reason,
     }
-
-
-def delivery_json(d: Delivery) -> dict[str, Any]:
-    return {
-        "id": d.id,
-        "event_id": d.event_id,
-        "event_type": d.event_type,
-        "endpoint_id": d.endpoint_id,
-        "url": d.url,
-        "status": d.status.value,
-        "attempts": d.attempts,
-        "next_attempt_at": rfc3339(d.next_attempt_at) if d.status is DeliveryStatus.PENDING else None,
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "created_at": rfc3339(d.created_at),
-        "updated_at": rfc3339(d.updated_at),
-        "succeeded_at": rfc3339(d.succeeded_at),
-    }
-
-
-def attempt_json(a: DeliveryAttempt) -> dict[str, Any]:
-    return {
-        "attempt": a.attempt,
-        "at": rfc3339(a.at),
-        "status_code": a.status_code,
-        "error": a.error,
-        "duration_ms": a.duration_ms,
-    }
-
-
-def delivery_detail_json(detail: service.DeliveryDetail) -> dict[str, Any]:
-    return {**delivery_json(detail.delivery), "attempt_log": [attempt_json(a) for a in detail.attempts]}
 
 
 @merchant_route

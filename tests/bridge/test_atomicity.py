@@ -77,9 +77,7 @@ async def test_one_failing_job_does_not_spoil_the_batch(bridge: RunningBridge) -
         return 1
 
     def bad(tx: Tx) -> int:
-        tx.execute(
-            "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES ('evt_bad', 'm', 't', 0, '{}')"
-        )
+        tx.execute("INSERT INTO events (id, merchant_id, type, created_at, body) VALUES ('evt_bad', 'm', 't', 0, '{}')")
         raise Crash("after a write")
 
     results = await asyncio.gather(db.write(good), db.write(bad), db.write(good), return_exceptions=True)
@@ -100,9 +98,7 @@ async def test_a_broken_transaction_fails_the_batch_and_the_writer_lives_on(brid
     db = bridge.ctx.db
 
     def victim(tx: Tx) -> int:
-        tx.execute(
-            "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES ('evt_v', 'm', 't', 0, '{}')"
-        )
+        tx.execute("INSERT INTO events (id, merchant_id, type, created_at, body) VALUES ('evt_v', 'm', 't', 0, '{}')")
         return 1
 
     def breaker(tx: Tx) -> int:

@@ -17,8 +17,9 @@ QR = "https://qr.alipay.com/fkx0001"
 
 
 async def alipay_account(bridge: RunningBridge, key: str, name: str = "A", payload: str = QR) -> dict[str, object]:
-    status, out = await bridge.call("POST", "/v1/accounts", token=key, json_body={
-        "channel": "alipay", "name": name, "qr_payload": payload})
+    status, out = await bridge.call(
+        "POST", "/v1/accounts", token=key, json_body={"channel": "alipay", "name": name, "qr_payload": payload}
+    )
     assert status == 201, out
     return dict(out)
 
@@ -75,8 +76,12 @@ async def test_private_return_url_is_refused(tmp_path: Path) -> None:
     async with running_bridge(make_settings(tmp_path / "d", allow_private_webhooks=False)) as b:
         m = await b.merchant()
         for url in ("http://127.0.0.1/done", "http://10.0.0.8/done", "http://169.254.169.254/"):
-            status, out = await b.call("POST", "/v1/orders", token=m["api_key"], json_body={
-                "merchant_order_id": url, "amount": "1.00", "channel": "alipay", "return_url": url})
+            status, out = await b.call(
+                "POST",
+                "/v1/orders",
+                token=m["api_key"],
+                json_body={"merchant_order_id": url, "amount": "1.00", "channel": "alipay", "return_url": url},
+            )
             assert status == 400 and out["error"]["code"] == "forbidden_webhook_target", out
         order = await b.order(m["api_key"], "1.00", return_url="https://shop.example.com/done")
         assert order["return_url"] == "https://shop.example.com/done"
@@ -85,11 +90,18 @@ async def test_private_return_url_is_refused(tmp_path: Path) -> None:
 async def test_return_url_and_description_are_part_of_idempotency(bridge: RunningBridge) -> None:
     """The same merchant_order_id with the same return_url is the same order; a changed one is a conflict."""
     m = await bridge.merchant()
-    body = {"merchant_order_id": "R1", "amount": "2.00", "channel": "alipay",
-            "return_url": "http://127.0.0.1:9/done", "description": "tea"}
+    body = {
+        "merchant_order_id": "R1",
+        "amount": "2.00",
+        "channel": "alipay",
+        "return_url": "http://127.0.0.1:9/done",
+        "description": "tea",
+    }
     s1, o1 = await bridge.call("POST", "/v1/orders", token=m["api_key"], json_body=body)
     s2, o2 = await bridge.call("POST", "/v1/orders", token=m["api_key"], json_body=body)
-    s3, _ = await bridge.call("POST", "/v1/orders", token=m["api_key"], json_body={**body, "return_url": "http://127.0.0.1:9/x"})
+    s3, _ = await bridge.call(
+        "POST", "/v1/orders", token=m["api_key"], json_body={**body, "return_url": "http://127.0.0.1:9/x"}
+    )
     s4, _ = await bridge.call("POST", "/v1/orders", token=m["api_key"], json_body={**body, "description": "coffee"})
     assert (s1, s2, s3, s4) == (201, 200, 409, 409)
     assert o1["id"] == o2["id"] and (o1["return_url"], o1["description"]) == ("http://127.0.0.1:9/done", "tea")
@@ -106,7 +118,12 @@ async def test_status_json_then_paid_redirect(bridge: RunningBridge) -> None:
     status, s = await bridge.call("GET", f"/pay/{order['id']}/status")
     assert status == 200
     assert (s["status"], s["pay_amount"], s["amount"], s["return_url"], s["watch"]) == (
-        "pending", "4.20", "4.20", None, True)
+        "pending",
+        "4.20",
+        "4.20",
+        None,
+        True,
+    )
     assert 0 < s["seconds_left"] <= 300
     await device.pay(order["pay_amount_cents"])
     s = await eventually(
@@ -218,8 +235,9 @@ async def test_any_order_offers_the_accounts_holding_its_amount(bridge: RunningB
     m = await bridge.merchant()
     key = m["api_key"]
     a = await alipay_account(bridge, key, "A", "https://qr.alipay.com/a")
-    status, w = await bridge.call("POST", "/v1/accounts", token=key, json_body={
-        "channel": "wechat", "name": "W", "qr_payload": "wxp://w"})
+    status, w = await bridge.call(
+        "POST", "/v1/accounts", token=key, json_body={"channel": "wechat", "name": "W", "qr_payload": "wxp://w"}
+    )
     assert status == 201
     order = await bridge.order(key, "9.00", channel="any")
     await alipay_account(bridge, key, "Late", "https://qr.alipay.com/late")

@@ -44,8 +44,12 @@ async def a_shop(bridge: RunningBridge, *channels: str) -> tuple[str, TestDevice
     for channel in channels:
         payload = ALIPAY_QR if channel == "alipay" else WECHAT_QR
         name = "张小茶"
-        status, out = await bridge.call("POST", "/v1/accounts", token=key, json_body={
-            "channel": channel, "name": name, "qr_payload": payload, "device_ids": [device.device_id]})
+        status, out = await bridge.call(
+            "POST",
+            "/v1/accounts",
+            token=key,
+            json_body={"channel": channel, "name": name, "qr_payload": payload, "device_ids": [device.device_id]},
+        )
         assert status == 201, out
     return key, device
 
@@ -76,7 +80,8 @@ async def test_phone_page_shows_amount_warning_qr_and_alipay_button(bridge: Runn
         button = page.locator("#open-alipay")
         assert await button.is_visible()
         assert await button.get_attribute("href") == (
-            "alipays://platformapi/startapp?saId=10000007&qrcode=" + quote(ALIPAY_QR, safe=""))
+            "alipays://platformapi/startapp?saId=10000007&qrcode=" + quote(ALIPAY_QR, safe="")
+        )
         assert await page.locator("#save-qr").is_visible()
         first = await page.locator("#countdown").inner_text()
         await expect(page.locator("#countdown")).not_to_have_text(first)  # the script counts down

@@ -112,9 +112,10 @@ async def _epay_notify_retried_until_success(bridge: RunningBridge) -> None:
         # the checkout page sends the payer there by itself, and its status says so
         status, page_status = await bridge.call("GET", f"/pay/{order_id}/status")
         assert status == 200 and page_status["return_url"] == back
-        async with aiohttp.ClientSession() as http, http.get(
-            f"{bridge.base_url}/pay/{order_id}", allow_redirects=False
-        ) as r:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{bridge.base_url}/pay/{order_id}", allow_redirects=False) as r,
+        ):
             assert r.status == 302 and r.headers["Location"] == back
         # a second paid order to the same shop is a barrier: the worker went on, the first was not resent
         second = await _submit(bridge, _signed({**params, "out_trade_no": "E2", "money": "3"}, k))

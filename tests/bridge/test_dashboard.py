@@ -340,8 +340,11 @@ async def test_merchant_b_cannot_reach_merchant_a_objects(bridge: RunningBridge)
         async with Browser(bridge) as b:
             await b.sign_in(b_merchant["api_key"])
             csrf = await b.csrf()
-            for path in (f"/dashboard/orders/{order['id']}", f"/dashboard/deliveries/{dlv}",
-                         f"/dashboard/phones/{device.device_id}/revoke"):
+            for path in (
+                f"/dashboard/orders/{order['id']}",
+                f"/dashboard/deliveries/{dlv}",
+                f"/dashboard/phones/{device.device_id}/revoke",
+            ):
                 status, html, _ = await b.get(path)
                 assert status == 404 and "SECRET-ORDER" not in html, path
             for path, data in (

@@ -75,8 +75,12 @@ async def test_a_phone_goes_online_degraded_offline_live(bridge: RunningBridge) 
     m = await bridge.merchant("山间茶铺")
     key = m["api_key"]
     device = await bridge.pair(key, "前台的旧手机")
-    account = {"channel": "alipay", "name": "张小茶", "qr_payload": "https://qr.alipay.com/fkx1",
-               "device_ids": [device.device_id]}
+    account = {
+        "channel": "alipay",
+        "name": "张小茶",
+        "qr_payload": "https://qr.alipay.com/fkx1",
+        "device_ids": [device.device_id],
+    }
     status, _ = await bridge.call("POST", "/v1/accounts", token=key, json_body=account)
     assert status == 201
     async with chromium() as browser:
@@ -125,8 +129,9 @@ async def test_pairing_page_turns_into_paired_by_itself(bridge: RunningBridge) -
         code = (await page.locator("#pair-code").inner_text()).strip()
         assert len(code) == 8
         await screenshot(page, "dashboard-pair")
-        status, out = await bridge.call("POST", "/v1/devices/pair", json_body={
-            "code": code, "public_key": "A" * 43 + "=", "name": "Backup Redmi"})
+        status, out = await bridge.call(
+            "POST", "/v1/devices/pair", json_body={"code": code, "public_key": "A" * 43 + "=", "name": "Backup Redmi"}
+        )
         assert status == 201, out
         await expect(page.locator("#paired")).to_have_text("Paired: Backup Redmi", timeout=LIVE_MS)
         await expect(page.locator("#pair-qr")).to_be_hidden()
@@ -268,8 +273,12 @@ async def test_every_merchant_page_at_both_widths(bridge: RunningBridge) -> None
     key = m["api_key"]
     device = await bridge.pair(key, "前台的旧手机")
     await device.connect()
-    account = {"channel": "alipay", "name": "张小茶", "qr_payload": "https://qr.alipay.com/fkx19283abcdef",
-               "device_ids": [device.device_id]}
+    account = {
+        "channel": "alipay",
+        "name": "张小茶",
+        "qr_payload": "https://qr.alipay.com/fkx19283abcdef",
+        "device_ids": [device.device_id],
+    }
     await bridge.call("POST", "/v1/accounts", token=key, json_body=account)
     async with running_receiver() as rec, chromium() as browser:
         await bridge.call("POST", "/v1/webhook-endpoints", token=key, json_body={"url": rec.url})

@@ -18,8 +18,9 @@ from standardwebhooks.webhooks import Webhook
 from bridge.clock import SystemClock
 from bridge.core.backoff import RetryPolicy
 from bridge.core.states import DeliveryStatus
+from bridge.core.tokens import hash_secret
 from bridge.errors import SendFailure
-from bridge.services.admin import create_merchant
+from bridge.services.admin import create_merchant, merchant_for_key
 from bridge.services.context import Context
 from bridge.services.delivery import DeliveryWorker, Outcome, classify
 from bridge.services.endpoints import create_endpoint, get_delivery, get_endpoint, list_deliveries, send_test_event
@@ -148,13 +149,23 @@ async def test_every_due_delivery_is_sent_once_signed_and_recorded(tmp_path: Pat
         m = await create_merchant(ctx, "shop")
         transport = FakeTransport()
         urls = [f"http://h{i % 3}.example/hook" for i in range(30)]
-        event_ids = await events_to(ctx, m["id"], urls)
+        event_ids = await events_to(ctx, m.merchant.id, urls)
         async with running(DeliveryWorker(ctx, transport)):
-            await all_have(ctx, m["id"], "succeeded", 30)
+            await all_have(ctx, m.merchant.id, "succeeded", 30)
         assert sorted(h["webhook-id"] for _, h, _ in transport.calls) == sorted(event_ids)
         for _, headers, body in transport.calls:
-            Webhook(m["webhook_secret"]).verify(body, headers)
+            Webhook(m.webhook_secret).verify(body, headers)
         assert attempts_metric(ctx, "success") == 30
+
+
+async def test_a_new_merchants_secrets_stay_out_of_its_repr(tmp_path: Path) -> None:
+    """The record create_merchant returns carries the API key and webhook secret, and its repr (a log
+    line, a traceback) shows neither; the key it carries is the one whose hash was stored."""
+    async with context(tmp_path) as ctx:
+        m = await create_merchant(ctx, "shop")
+        assert m.api_key.startswith("pbk") and m.webhook_secret
+        assert m.api_key not in repr(m) and m.webhook_secret not in repr(m) and m.merchant.id in repr(m)
+        assert await merchant_for_key(ctx, hash_secret(m.api_key)) == m.merchant.id
 
 
 async def test_a_fresh_delivery_goes_out_from_memory_already_claimed(tmp_path: Path) -> None:
@@ -166,12 +177,12 @@ async def test_a_fresh_delivery_goes_out_from_memory_already_claimed(tmp_path: P
         worker = DeliveryWorker(ctx, transport)
         async with running(worker):
             await eventually(lambda: asyncio.sleep(0, ctx.bus.claimant), lambda c: c is not None)
-            [event_id] = await events_to(ctx, m["id"], ["http://h.example/"])
+            [event_id] = await events_to(ctx, m.merchant.id, ["http://h.example/"])
             before = ctx.db.writes
-            [d] = await all_have(ctx, m["id"], "succeeded", 1)
+            [d] = await all_have(ctx, m.merchant.id, "succeeded", 1)
             assert ctx.db.writes - before == 1
         assert [h["webhook-id"] for _, h, _ in transport.calls] == [event_id]
-        full = await get_delivery(ctx, m["id"], d["id"])
+        full = await get_delivery(ctx, m.merchant.id, d["id"])
         assert (full.delivery.claimed_by, full.delivery.lease_until) == (None, None)
 
 
@@ -180,12 +191,12 @@ async def test_a_test_event_is_signed_with_the_endpoints_secret(tmp_path: Path) 
     (the one shown at creation), not with its sealed form."""
     async with context(tmp_path) as ctx:
         m = await create_merchant(ctx, "shop")
-        created = await create_endpoint(ctx, m["id"], "http://hook.example/", [])
+        created = await create_endpoint(ctx, m.merchant.id, "http://hook.example/", [])
         transport = FakeTransport()
         async with running(DeliveryWorker(ctx, transport)):
             await eventually(lambda: asyncio.sleep(0, ctx.bus.claimant), lambda c: c is not None)
-            sent = await send_test_event(ctx, m["id"], created.endpoint.id)
-            [d] = await all_have(ctx, m["id"], "succeeded", 1)
+            sent = await send_test_event(ctx, m.merchant.id, created.endpoint.id)
+            [d] = await all_have(ctx, m.merchant.id, "succeeded", 1)
         assert d["attempts"] == 1  # the first attempt went out signed
         [(_, headers, body)] = transport.calls
         assert headers["webhook-id"] == sent.event_id
@@ -203,7 +214,7 @@ async def test_a_delivery_is_never_sent_twice_concurrently(tmp_path: Path) -> No
     async with context(tmp_path) as ctx:
         m = await create_merchant(ctx, "shop")
         transport = FakeTransport(held)
-        await events_to(ctx, m["id"], [f"http://h{i}.example/" for i in range(5)])
+        await events_to(ctx, m.merchant.id, [f"http://h{i}.example/" for i in range(5)])
         async with running(DeliveryWorker(ctx, transport)):
             await eventually(lambda: asyncio.sleep(0, len(transport.calls)), lambda n: n == 5)
             for _ in range(20):  # every wake-up makes the loop query the due deliveries again
@@ -211,7 +222,7 @@ async def test_a_delivery_is_never_sent_twice_concurrently(tmp_path: Path) -> No
                 await asyncio.sleep(0.01)
             assert len(transport.calls) == 5
             gate.set()
-            await all_have(ctx, m["id"], "succeeded", 5)
+            await all_have(ctx, m.merchant.id, "succeeded", 5)
         assert len(transport.calls) == 5
 
 
@@ -228,14 +239,14 @@ async def test_a_hanging_host_holds_only_its_own_slots(tmp_path: Path) -> None:
         m = await create_merchant(ctx, "shop")
         transport = FakeTransport(respond)
         # the dead host's deliveries are older, so they come first in the outbox
-        await events_to(ctx, m["id"], [f"http://dead.example/{i}" for i in range(40)])
-        await events_to(ctx, m["id"], [f"http://fast.example/{i}" for i in range(20)])
+        await events_to(ctx, m.merchant.id, [f"http://dead.example/{i}" for i in range(40)])
+        await events_to(ctx, m.merchant.id, [f"http://fast.example/{i}" for i in range(20)])
         async with running(DeliveryWorker(ctx, transport)):
-            await all_have(ctx, m["id"], "succeeded", 20)
+            await all_have(ctx, m.merchant.id, "succeeded", 20)
             assert transport.peak["dead.example"] == ctx.settings.webhook_per_host
             assert len(transport.ids_sent_to("dead.example")) == ctx.settings.webhook_per_host
             never.set()
-            await all_have(ctx, m["id"], "succeeded", 60)
+            await all_have(ctx, m.merchant.id, "succeeded", 60)
 
 
 async def test_global_concurrency_limit(tmp_path: Path) -> None:
@@ -248,9 +259,9 @@ async def test_global_concurrency_limit(tmp_path: Path) -> None:
     async with context(tmp_path, webhook_concurrency=3) as ctx:
         m = await create_merchant(ctx, "shop")
         transport = FakeTransport(slow)
-        await events_to(ctx, m["id"], [f"http://h{i}.example/" for i in range(12)])
+        await events_to(ctx, m.merchant.id, [f"http://h{i}.example/" for i in range(12)])
         async with running(DeliveryWorker(ctx, transport)):
-            await all_have(ctx, m["id"], "succeeded", 12)
+            await all_have(ctx, m.merchant.id, "succeeded", 12)
         assert transport.peak_total == 3
 
 
@@ -258,10 +269,10 @@ async def test_outcomes_are_recorded_in_grouped_writes(tmp_path: Path) -> None:
     """Many attempts finishing together are recorded in fewer write jobs than there are attempts."""
     async with context(tmp_path) as ctx:
         m = await create_merchant(ctx, "shop")
-        await events_to(ctx, m["id"], [f"http://h{i}.example/" for i in range(60)])
+        await events_to(ctx, m.merchant.id, [f"http://h{i}.example/" for i in range(60)])
         before = ctx.db.writes
         async with running(DeliveryWorker(ctx, FakeTransport())):
-            await all_have(ctx, m["id"], "succeeded", 60)
+            await all_have(ctx, m.merchant.id, "succeeded", 60)
         assert ctx.db.writes - before < 60
 
 
@@ -269,7 +280,7 @@ async def test_an_attempt_that_finished_is_recorded_through_shutdown(tmp_path: P
     """If the worker is cancelled just as a receiver answers 2xx, the success is still recorded."""
     async with context(tmp_path) as ctx:
         m = await create_merchant(ctx, "shop")
-        await events_to(ctx, m["id"], ["http://h.example/"])
+        await events_to(ctx, m.merchant.id, ["http://h.example/"])
         worker_task: list[asyncio.Task[None]] = []
 
         async def answer_then_stop(url: str, headers: dict[str, str], body: bytes) -> TransportResult:
@@ -279,7 +290,7 @@ async def test_an_attempt_that_finished_is_recorded_through_shutdown(tmp_path: P
         worker_task.append(asyncio.create_task(DeliveryWorker(ctx, FakeTransport(answer_then_stop)).run()))
         with pytest.raises(asyncio.CancelledError):
             await worker_task[0]
-        [d] = await deliveries(ctx, m["id"])
+        [d] = await deliveries(ctx, m.merchant.id)
         assert (d["status"], d["attempts"], d["last_status_code"]) == ("succeeded", 1, 200)
 
 
@@ -293,15 +304,15 @@ async def test_an_unanswered_send_is_resent_with_the_same_id_after_a_restart(tmp
 
     async with context(tmp_path) as ctx:
         m = await create_merchant(ctx, "shop")
-        [event_id] = await events_to(ctx, m["id"], ["http://h.example/"])
+        [event_id] = await events_to(ctx, m.merchant.id, ["http://h.example/"])
         first = FakeTransport(stuck)
         async with running(DeliveryWorker(ctx, first)):
             await eventually(lambda: asyncio.sleep(0, len(first.calls)), lambda n: n == 1)
-        [d] = await deliveries(ctx, m["id"])
+        [d] = await deliveries(ctx, m.merchant.id)
         assert (d["status"], d["attempts"]) == ("pending", 0)
         second = FakeTransport()
         async with running(DeliveryWorker(ctx, second)):
-            await all_have(ctx, m["id"], "succeeded", 1)
+            await all_have(ctx, m.merchant.id, "succeeded", 1)
         assert first.calls[0][1]["webhook-id"] == second.calls[0][1]["webhook-id"] == event_id
         assert first.calls[0][2] == second.calls[0][2]
 
@@ -321,9 +332,9 @@ async def test_metrics_count_each_outcome(tmp_path: Path) -> None:
 
     async with context(tmp_path, webhook_schedule="0") as ctx:  # one attempt each: everything ends at once
         m = await create_merchant(ctx, "shop")
-        await events_to(ctx, m["id"], [f"http://{h}/" for h in answers])
+        await events_to(ctx, m.merchant.id, [f"http://{h}/" for h in answers])
         async with running(DeliveryWorker(ctx, FakeTransport(respond))):
-            await all_have(ctx, m["id"], "failed", 4)
+            await all_have(ctx, m.merchant.id, "failed", 4)
         for outcome in ("success", "http_error", "timeout", "network_error", "forbidden_target"):
             assert attempts_metric(ctx, outcome) == 1, outcome
 
@@ -342,13 +353,13 @@ async def test_gone_disables_the_endpoint_and_its_pending_deliveries(tmp_path: P
 
     async with context(tmp_path) as ctx:
         m = await create_merchant(ctx, "shop")
-        ep = await create_endpoint(ctx, m["id"], "http://gone.example/hook", [])
-        await events_to(ctx, m["id"], ["http://other.example/a"] * 3)  # each also goes to the endpoint
+        ep = await create_endpoint(ctx, m.merchant.id, "http://gone.example/hook", [])
+        await events_to(ctx, m.merchant.id, ["http://other.example/a"] * 3)  # each also goes to the endpoint
         transport = FakeTransport(respond)
         async with running(DeliveryWorker(ctx, transport, per_target=1)):
-            await all_have(ctx, m["id"], "succeeded", 3)
-            await all_have(ctx, m["id"], "disabled", 3)
-        endpoint = await get_endpoint(ctx, m["id"], ep.endpoint.id)
+            await all_have(ctx, m.merchant.id, "succeeded", 3)
+            await all_have(ctx, m.merchant.id, "disabled", 3)
+        endpoint = await get_endpoint(ctx, m.merchant.id, ep.endpoint.id)
         assert endpoint.disabled and endpoint.disabled_reason == "gone"
         assert len(transport.ids_sent_to("gone.example")) == 1
         assert attempts_metric(ctx, "gone") == 1
@@ -358,16 +369,16 @@ async def test_retry_after_moves_the_next_attempt(tmp_path: Path) -> None:
     """A Retry-After longer than the scheduled delay sets next_attempt_at that far ahead, logged per attempt."""
     async with context(tmp_path) as ctx:
         m = await create_merchant(ctx, "shop")
-        await events_to(ctx, m["id"], ["http://busy.example/"])
+        await events_to(ctx, m.merchant.id, ["http://busy.example/"])
 
         async def busy(url: str, headers: dict[str, str], body: bytes) -> TransportResult:
             return ok(503, retry_after=7200)
 
         async with running(DeliveryWorker(ctx, FakeTransport(busy))):
             [d] = await eventually(
-                lambda: deliveries(ctx, m["id"], "pending"), lambda ds: len(ds) == 1 and ds[0]["attempts"] == 1
+                lambda: deliveries(ctx, m.merchant.id, "pending"), lambda ds: len(ds) == 1 and ds[0]["attempts"] == 1
             )
-        full = await get_delivery(ctx, m["id"], d["id"])
+        full = await get_delivery(ctx, m.merchant.id, d["id"])
         assert [(a.attempt, a.status_code, a.error) for a in full.attempts] == [(1, 503, "HTTP 503")]
         assert d["next_attempt_at"] > d["updated_at"]  # RFC 3339 strings of one format sort as times
         assert d["next_attempt_at"][:13] != d["updated_at"][:13]  # two hours away, a different hour

@@ -52,8 +52,9 @@ async def test_pairing_validates_the_key(bridge: RunningBridge) -> None:
     """A public key that is not 32 raw bytes of base64 is refused with 400."""
     m = await bridge.merchant()
     _, code = await bridge.call("POST", "/v1/pairing-codes", token=m["api_key"])
-    status, out = await bridge.call("POST", "/v1/devices/pair", json_body={
-        "code": code["code"], "public_key": "AAAA", "name": "p"})
+    status, out = await bridge.call(
+        "POST", "/v1/devices/pair", json_body={"code": code["code"], "public_key": "AAAA", "name": "p"}
+    )
     assert status == 400 and out["error"]["code"] == "invalid_public_key"
 
 
@@ -63,8 +64,9 @@ async def test_expired_pairing_code(bridge: RunningBridge) -> None:
     _, code = await bridge.call("POST", "/v1/pairing-codes", token=m["api_key"])
     bridge.ctx.clock.offset_ms = 11 * 60 * 1000  # type: ignore[attr-defined]
     dev = TestDevice(bridge.ws_url)
-    status, out = await bridge.call("POST", "/v1/devices/pair", json_body={
-        "code": code["code"], "public_key": dev.public_key_b64, "name": "p"})
+    status, out = await bridge.call(
+        "POST", "/v1/devices/pair", json_body={"code": code["code"], "public_key": dev.public_key_b64, "name": "p"}
+    )
     assert status == 404 and out["error"]["code"] == "invalid_pairing_code"
 
 
@@ -73,8 +75,11 @@ async def test_pairing_guessing_is_rate_limited(bridge: RunningBridge) -> None:
     dev = TestDevice(bridge.ws_url)
     statuses = []
     for i in range(15):
-        status, _ = await bridge.call("POST", "/v1/devices/pair", json_body={
-            "code": f"ZZZZZZ{i:02d}", "public_key": dev.public_key_b64, "name": "p"})
+        status, _ = await bridge.call(
+            "POST",
+            "/v1/devices/pair",
+            json_body={"code": f"ZZZZZZ{i:02d}", "public_key": dev.public_key_b64, "name": "p"},
+        )
         statuses.append(status)
     assert statuses[:10] == [404] * 10 and set(statuses[10:]) == {429}
 
@@ -124,11 +129,13 @@ async def test_status_follows_connection_and_heartbeats(bridge: RunningBridge) -
     await device.connect()
     d = await _wait_status(bridge, key, device.device_id, "online")
     assert d["connected"] is True and d["connected_since"] is not None
-    _, order = await bridge.call("POST", "/v1/orders", token=key, json_body={
-        "merchant_order_id": "w", "amount": "1.00", "channel": "alipay"})
+    _, order = await bridge.call(
+        "POST", "/v1/orders", token=key, json_body={"merchant_order_id": "w", "amount": "1.00", "channel": "alipay"}
+    )
     assert "warnings" not in order
-    await device.heartbeat(listener={"ok": False, "source": "termux", "error": "timeout"},
-                           battery={"level": 9, "charging": False})
+    await device.heartbeat(
+        listener={"ok": False, "source": "termux", "error": "timeout"}, battery={"level": 9, "charging": False}
+    )
     d = await _device(bridge, key, device.device_id)
     assert d["status"] == "degraded" and set(d["status_reasons"]) == {"listener_not_working", "battery_low"}
     assert d["last_heartbeat"]["battery"] == {"level": 9, "charging": False}
@@ -139,8 +146,7 @@ async def test_status_follows_connection_and_heartbeats(bridge: RunningBridge) -
     assert (await _device(bridge, key, device.device_id))["status"] == "online"
     await device.close()
     await _wait_status(bridge, key, device.device_id, "offline")
-    assert await _event_types(bridge) == [
-        "device.online", "device.degraded", "device.online", "device.offline"]
+    assert await _event_types(bridge) == ["device.online", "device.degraded", "device.online", "device.offline"]
 
 
 async def test_silent_device_goes_offline(tmp_path: Path) -> None:

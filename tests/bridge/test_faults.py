@@ -36,14 +36,22 @@ async def test_locked_database_gives_503_and_recovers(tmp_path: Path) -> None:
         other = sqlite3.connect(b.ctx.settings.database_path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            status, out = await b.call("POST", "/v1/orders", token=m["api_key"], json_body={
-                "merchant_order_id": "busy", "amount": "1.00", "channel": "alipay"})
+            status, out = await b.call(
+                "POST",
+                "/v1/orders",
+                token=m["api_key"],
+                json_body={"merchant_order_id": "busy", "amount": "1.00", "channel": "alipay"},
+            )
             assert status == 503 and out["error"]["code"] == "database_unavailable"
         finally:
             other.execute("ROLLBACK")
             other.close()
-        status, out = await b.call("POST", "/v1/orders", token=m["api_key"], json_body={
-            "merchant_order_id": "busy", "amount": "1.00", "channel": "alipay"})
+        status, out = await b.call(
+            "POST",
+            "/v1/orders",
+            token=m["api_key"],
+            json_body={"merchant_order_id": "busy", "amount": "1.00", "channel": "alipay"},
+        )
         assert status == 201
 
 
@@ -51,8 +59,12 @@ async def test_locked_database_gives_503_and_recovers(tmp_path: Path) -> None:
 def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
     try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True,
-                       capture_output=True, timeout=10)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
@@ -84,8 +96,12 @@ async def test_full_disk_loses_nothing_acknowledged(tmp_path: Path) -> None:
                     ack = await device.recv_type("ack", timeout=1.0)
                     acked.add(ack["event_id"])
             assert len(acked) < len(frames), "the disk never filled up"
-            status, out = await b.call("POST", "/v1/orders", token=m["api_key"], json_body={
-                "merchant_order_id": "full", "amount": "1.00", "channel": "alipay"})
+            status, out = await b.call(
+                "POST",
+                "/v1/orders",
+                token=m["api_key"],
+                json_body={"merchant_order_id": "full", "amount": "1.00", "channel": "alipay"},
+            )
             assert status == 503 and out["error"]["code"] == "database_unavailable"
             filler.unlink()
             for frame in frames:  # the agent resends everything not acked; acked ones come back duplicate

@@ -34,15 +34,35 @@ from bridge.web.openapi import OPENAPI
 from tests.harness import ADMIN_TOKEN, RunningBridge, make_settings, running_bridge, running_receiver
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.floats(allow_nan=False)
     | st.text(max_size=40),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
 HOSTILE_TEXT = st.one_of(
     st.text(max_size=200),
-    st.sampled_from(["", " ", "x" * 5000, "'; DROP TABLE orders; --", "<script>alert(1)</script>", "\x00", "10.00",
-                     "-1", "1e9", "0.001", "ord_x", "http://127.0.0.1/", "ftp://x", "../../etc/passwd", "%00"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "x" * 5000,
+            "'; DROP TABLE orders; --",
+            "<script>alert(1)</script>",
+            "\x00",
+            "10.00",
+            "-1",
+            "1e9",
+            "0.001",
+            "ord_x",
+            "http://127.0.0.1/",
+            "ftp://x",
+            "../../etc/passwd",
+            "%00",
+        ]
+    ),
 )
 
 
@@ -59,9 +79,7 @@ def from_schema(schema: dict[str, Any], components: dict[str, Any]) -> st.Search
         props = schema.get("properties", {})
         if not props:
             return st.dictionaries(st.text(max_size=8), JSON, max_size=3)
-        return st.fixed_dictionaries(
-            {}, optional={name: from_schema(sub, components) for name, sub in props.items()}
-        )
+        return st.fixed_dictionaries({}, optional={name: from_schema(sub, components) for name, sub in props.items()})
     if kind == "string":
         return HOSTILE_TEXT
     if kind == "integer":
@@ -105,14 +123,19 @@ class ThreadedBridge:
         """One of each kind of object the id routes name, so the fuzz reaches past their 404s."""
         device = await b.pair(self.key)
         _, endpoint = await b.call("POST", "/v1/webhook-endpoints", token=self.key, json_body={"url": url})
-        _, account = await b.call("POST", "/v1/accounts", token=self.key, json_body={
-            "channel": "alipay", "name": "A"})
+        _, account = await b.call("POST", "/v1/accounts", token=self.key, json_body={"channel": "alipay", "name": "A"})
         order = await b.order(self.key, "1.00")
         await b.call("POST", f"/v1/orders/{order['id']}/close", token=self.key)
         _, events = await b.call("GET", "/v1/events", token=self.key)
         _, deliveries = await b.call("GET", "/v1/deliveries", token=self.key)
-        return [device.device_id, endpoint["id"], account["id"], order["id"], events["data"][0]["id"],
-                deliveries["data"][0]["id"]]
+        return [
+            device.device_id,
+            endpoint["id"],
+            account["id"],
+            order["id"],
+            events["data"][0]["id"],
+            deliveries["data"][0]["id"],
+        ]
 
     def __enter__(self) -> ThreadedBridge:
         self.thread.start()
@@ -173,8 +196,9 @@ def _check(status: int, body: Any, documented: set[int]) -> None:
         assert status in documented, (status, body)
 
 
-def _request(live: ThreadedBridge, data: st.DataObject, method: str, path: str, op: dict[str, Any],
-             body: Any, token: str | None) -> tuple[int, Any]:
+def _request(
+    live: ThreadedBridge, data: st.DataObject, method: str, path: str, op: dict[str, Any], body: Any, token: str | None
+) -> tuple[int, Any]:
     """Fill the path id (made up or real), draw documented query and header parameters, send."""
     target = path.replace("{id}", data.draw(st.sampled_from(["x_fuzz", *live.ids]), label="id"))
     query: dict[str, str] = {}
@@ -215,16 +239,28 @@ def test_every_route_is_documented(tmp_path: Path) -> None:
     # and merchants (the dashboard: tests/bridge/test_dashboard*.py), and the shop gateways, which
     # speak 易支付 / V免签's own form-encoded, MD5/RSA-signed protocols (docs/shops.md; malformed and
     # hostile input: tests/bridge/test_compat.py).
-    foreign = ("/pay/{id}", "/pay/{id}/qr.png", "/static/{name}", "/submit.php", "//submit.php", "/mapi.php",
-               "/api.php", "/api/pay/", "/vmq/{pid}/", "/dashboard", "/dashboard/")
+    foreign = (
+        "/pay/{id}",
+        "/pay/{id}/qr.png",
+        "/static/{name}",
+        "/submit.php",
+        "//submit.php",
+        "/mapi.php",
+        "/api.php",
+        "/api/pay/",
+        "/vmq/{pid}/",
+        "/dashboard",
+        "/dashboard/",
+    )
     served = {(m, p) for m, p in served if not any(p == f or (f.endswith("/") and p.startswith(f)) for f in foreign)}
     documented = {(m.upper(), p) for p, ops in OPENAPI["paths"].items() for m in ops}
     assert served - documented == set()
     assert documented - served == set()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data())
 def test_every_operation_with_schema_shaped_bodies(live: ThreadedBridge, data: st.DataObject) -> None:
     """Bodies shaped by each operation's schema, with hostile values, never produce a 5xx or a malformed error."""
@@ -237,8 +273,9 @@ def test_every_operation_with_schema_shaped_bodies(live: ThreadedBridge, data: s
     _check(status, out, {int(code) for code in op["responses"] if code.startswith("2")})
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data(), body=JSON)
 def test_every_operation_with_arbitrary_json(live: ThreadedBridge, data: st.DataObject, body: Any) -> None:
     """Arbitrary JSON to every operation, with or without credentials, never produces a 5xx."""

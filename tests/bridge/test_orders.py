@@ -16,11 +16,28 @@ from tests.harness import RunningBridge, make_settings, running_bridge
 async def test_order_shape_and_warning(bridge: RunningBridge) -> None:
     """A created order carries the contract fields, yuan strings with two decimals, and no_online_device."""
     m = await bridge.merchant()
-    status, order = await bridge.call("POST", "/v1/orders", token=m["api_key"], json_body={
-        "merchant_order_id": "A1", "amount": "10", "channel": "wechat", "metadata": {"sku": "tea"}})
+    status, order = await bridge.call(
+        "POST",
+        "/v1/orders",
+        token=m["api_key"],
+        json_body={"merchant_order_id": "A1", "amount": "10", "channel": "wechat", "metadata": {"sku": "tea"}},
+    )
     assert status == 201
-    for key in ("id", "merchant_order_id", "status", "channel", "amount", "amount_cents", "pay_amount",
-                "pay_amount_cents", "created_at", "expires_at", "paid_at", "payment_id", "metadata"):
+    for key in (
+        "id",
+        "merchant_order_id",
+        "status",
+        "channel",
+        "amount",
+        "amount_cents",
+        "pay_amount",
+        "pay_amount_cents",
+        "created_at",
+        "expires_at",
+        "paid_at",
+        "payment_id",
+        "metadata",
+    ):
         assert key in order
     assert (order["amount"], order["amount_cents"], order["pay_amount"]) == ("10.00", 1000, "10.00")
     assert order["status"] == "pending" and order["metadata"] == {"sku": "tea"}
@@ -30,8 +47,12 @@ async def test_order_shape_and_warning(bridge: RunningBridge) -> None:
 async def test_amount_cents_is_accepted(bridge: RunningBridge) -> None:
     """`amount_cents` is an alternative to `amount`."""
     m = await bridge.merchant()
-    status, order = await bridge.call("POST", "/v1/orders", token=m["api_key"], json_body={
-        "merchant_order_id": "A2", "amount_cents": 1234, "channel": "alipay"})
+    status, order = await bridge.call(
+        "POST",
+        "/v1/orders",
+        token=m["api_key"],
+        json_body={"merchant_order_id": "A2", "amount_cents": 1234, "channel": "alipay"},
+    )
     assert status == 201 and order["amount"] == "12.34"
 
 
@@ -62,8 +83,9 @@ async def test_invalid_orders_are_rejected(bridge: RunningBridge, body: dict[str
 async def test_bad_json_and_big_body(bridge: RunningBridge) -> None:
     """Invalid JSON is 400 invalid_json; a body over 64 KiB is 413."""
     m = await bridge.merchant()
-    status, out = await bridge.call("POST", "/v1/orders", token=m["api_key"], data=b"{oops",
-                                    headers={"Content-Type": "application/json"})
+    status, out = await bridge.call(
+        "POST", "/v1/orders", token=m["api_key"], data=b"{oops", headers={"Content-Type": "application/json"}
+    )
     assert status == 400 and out["error"]["code"] == "invalid_json"
     status, out = await bridge.call("POST", "/v1/orders", token=m["api_key"], data=b"x" * (65 * 1024))
     assert status == 413 and out["error"]["code"] == "payload_too_large"
@@ -112,8 +134,12 @@ async def test_pay_amounts_step_down_and_exhaust(bridge: RunningBridge) -> None:
     for _ in range(11):
         amounts.append((await bridge.order(m["api_key"], "10.00"))["pay_amount"])
     assert amounts == ["10.00", "9.99", "9.98", "9.97", "9.96", "9.95", "9.94", "9.93", "9.92", "9.91", "9.90"]
-    status, out = await bridge.call("POST", "/v1/orders", token=m["api_key"], json_body={
-        "merchant_order_id": "extra", "amount": "10.00", "channel": "alipay"})
+    status, out = await bridge.call(
+        "POST",
+        "/v1/orders",
+        token=m["api_key"],
+        json_body={"merchant_order_id": "extra", "amount": "10.00", "channel": "alipay"},
+    )
     assert status == 409 and out["error"]["code"] == "amount_exhausted"
 
 
@@ -130,8 +156,12 @@ async def test_never_below_one_fen(bridge: RunningBridge) -> None:
     """A 0.01 order cannot step below 0.01: the second pending one is refused."""
     m = await bridge.merchant()
     assert (await bridge.order(m["api_key"], "0.01"))["pay_amount"] == "0.01"
-    status, out = await bridge.call("POST", "/v1/orders", token=m["api_key"], json_body={
-        "merchant_order_id": "tiny2", "amount": "0.01", "channel": "alipay"})
+    status, out = await bridge.call(
+        "POST",
+        "/v1/orders",
+        token=m["api_key"],
+        json_body={"merchant_order_id": "tiny2", "amount": "0.01", "channel": "alipay"},
+    )
     assert status == 409 and out["error"]["code"] == "amount_exhausted"
 
 
@@ -140,8 +170,12 @@ async def test_concurrent_creates_never_share_a_pay_amount(bridge: RunningBridge
     m = await bridge.merchant()
 
     async def one(i: int) -> tuple[int, object]:
-        return await bridge.call("POST", "/v1/orders", token=m["api_key"], json_body={
-            "merchant_order_id": f"c{i}", "amount": "20.00", "channel": "alipay"})
+        return await bridge.call(
+            "POST",
+            "/v1/orders",
+            token=m["api_key"],
+            json_body={"merchant_order_id": f"c{i}", "amount": "20.00", "channel": "alipay"},
+        )
 
     results = await asyncio.gather(*(one(i) for i in range(100)))
     created = [body for status, body in results if status == 201]
@@ -153,7 +187,8 @@ async def test_concurrent_creates_never_share_a_pay_amount(bridge: RunningBridge
     def db_check(tx: object) -> list[object]:
         return tx.all(  # type: ignore[attr-defined,no-any-return]
             "SELECT pay_amount_cents, COUNT(*) FROM orders WHERE status = 'pending' GROUP BY pay_amount_cents"
-            " HAVING COUNT(*) > 1")
+            " HAVING COUNT(*) > 1"
+        )
 
     assert await bridge.ctx.db.read(db_check) == []  # type: ignore[arg-type]
 
@@ -221,8 +256,9 @@ async def test_pay_amounts_stay_unique_when_an_account_is_added(bridge: RunningB
     phone = await bridge.pair(key, "phone")
     first = await bridge.order(key, "10.00", channel=first_channel)
     assert first["pay_amount"] == "10.00" and first["account"] is None
-    status, acc = await bridge.call("POST", "/v1/accounts", token=key, json_body={
-        "channel": "alipay", "name": "A", "device_ids": [phone.device_id]})
+    status, acc = await bridge.call(
+        "POST", "/v1/accounts", token=key, json_body={"channel": "alipay", "name": "A", "device_ids": [phone.device_id]}
+    )
     assert status == 201
     second = await bridge.order(key, "10.00", channel="alipay")
     assert second["account"]["id"] == acc["id"]
@@ -245,10 +281,20 @@ async def test_payee_pool_accounts(bridge: RunningBridge) -> None:
     key = m["api_key"]
     d1 = await bridge.pair(key, "phone1")
     d2 = await bridge.pair(key, "phone2")
-    s1, acc1 = await bridge.call("POST", "/v1/accounts", token=key, json_body={
-        "channel": "alipay", "name": "A", "qr_payload": "https://qr.alipay.com/a", "device_ids": [d1.device_id]})
-    s2, acc2 = await bridge.call("POST", "/v1/accounts", token=key, json_body={
-        "channel": "alipay", "name": "B", "device_ids": [d2.device_id]})
+    s1, acc1 = await bridge.call(
+        "POST",
+        "/v1/accounts",
+        token=key,
+        json_body={
+            "channel": "alipay",
+            "name": "A",
+            "qr_payload": "https://qr.alipay.com/a",
+            "device_ids": [d1.device_id],
+        },
+    )
+    s2, acc2 = await bridge.call(
+        "POST", "/v1/accounts", token=key, json_body={"channel": "alipay", "name": "B", "device_ids": [d2.device_id]}
+    )
     assert (s1, s2) == (201, 201)
     o1 = await bridge.order(key, "7.00")
     o2 = await bridge.order(key, "7.00")

@@ -18,8 +18,12 @@ async def _phones(bridge: RunningBridge, key: str, link: bool) -> tuple[TestDevi
     a = await bridge.pair(key, "phone A")
     b = await bridge.pair(key, "phone B")
     if link:
-        status, _ = await bridge.call("POST", "/v1/accounts", token=key, json_body={
-            "channel": "alipay", "name": "shop code", "device_ids": [a.device_id, b.device_id]})
+        status, _ = await bridge.call(
+            "POST",
+            "/v1/accounts",
+            token=key,
+            json_body={"channel": "alipay", "name": "shop code", "device_ids": [a.device_id, b.device_id]},
+        )
         assert status == 201
     await a.connect()
     await b.connect()
@@ -29,8 +33,13 @@ async def _phones(bridge: RunningBridge, key: str, link: bool) -> tuple[TestDevi
 async def _own_notification(phone: TestDevice, amount: int, observed_at: int) -> dict[str, object]:
     """The phone's own copy of the notification: its own key and `when`, the shared text."""
     return await phone.pay(
-        amount, title=TITLE, text=TEXT, key=f"0|com.eg.android.AlipayGphone|{phone.device_id}|{observed_at}",
-        when=observed_at, observed_at=observed_at)
+        amount,
+        title=TITLE,
+        text=TEXT,
+        key=f"0|com.eg.android.AlipayGphone|{phone.device_id}|{observed_at}",
+        when=observed_at,
+        observed_at=observed_at,
+    )
 
 
 async def test_two_phones_one_payment(bridge: RunningBridge) -> None:
@@ -117,8 +126,12 @@ async def test_phones_on_different_accounts_are_not_merged(bridge: RunningBridge
     a = await bridge.pair(key, "phone A")
     b = await bridge.pair(key, "phone B")
     for name, phone in (("A", a), ("B", b)):
-        status, _ = await bridge.call("POST", "/v1/accounts", token=key, json_body={
-            "channel": "alipay", "name": name, "device_ids": [phone.device_id]})
+        status, _ = await bridge.call(
+            "POST",
+            "/v1/accounts",
+            token=key,
+            json_body={"channel": "alipay", "name": name, "device_ids": [phone.device_id]},
+        )
         assert status == 201
     await a.connect()
     await b.connect()

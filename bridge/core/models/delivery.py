@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from bridge.core.models.ids import DeliveryId, EndpointId, EventId, InstanceId, MerchantId
 from bridge.core.states import DeliveryStatus
 
-__all__ = ["CompatNotify", "Delivery", "DeliveryAttempt", "Outgoing"]
+__all__ = ["CompatNotify", "Delivery", "DeliveryAttempt", "DeliveryDetail", "Outgoing", "SenderBacklog"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,24 @@ class DeliveryAttempt:
     status_code: int | None
     error: str | None  # "HTTP 500", "timeout", "network_error: …"
     duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryDetail:
+    """A delivery with its attempt log, oldest attempt first."""
+
+    delivery: Delivery
+    attempts: tuple[DeliveryAttempt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SenderBacklog:
+    """The webhook sender at a glance (the admin's health panel)."""
+
+    pending: int
+    overdue: int  # pending and due longer ago than the "late" threshold: the sender is behind or stuck
+    failed: int
+    last_success_at: int | None  # Unix ms of the latest success
 
 
 @dataclass(frozen=True, slots=True)

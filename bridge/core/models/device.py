@@ -1,13 +1,13 @@
-"""A relay phone (device) and a pairing code that pairs one."""
+"""A relay phone (device), a pairing code that pairs one, and what services hand over about them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bridge.core.models.ids import DeviceId, InstanceId, MerchantId
+from bridge.core.models.ids import AccountId, DeviceId, InstanceId, MerchantId
 from bridge.core.states import DeviceStatus
 
-__all__ = ["Device", "PairingCode"]
+__all__ = ["Device", "DeviceDetail", "Paired", "PairingCode"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +45,25 @@ class PairingCode:
     expires_at: int
     used_at: int | None
     device_id: DeviceId | None  # the device it paired
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceDetail:
+    """A device with the receiving accounts linked to it (what `GET /v1/devices` lists)."""
+
+    device: Device
+    account_ids: tuple[AccountId, ...]
+
+    @property
+    def connected(self) -> bool:
+        """Its socket is held by an instance (this one or another)."""
+        return self.device.held_by is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """A phone just paired: who it is, whose it is, and how often it must beat."""
+
+    device_id: DeviceId
+    merchant_id: MerchantId
+    heartbeat_interval: int  # seconds

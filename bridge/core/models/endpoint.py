@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from bridge.core.models.ids import EndpointId, MerchantId
 
-__all__ = ["Endpoint", "EndpointKeys"]
+__all__ = ["Endpoint", "EndpointKeys", "Subscriber", "Subscribers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +34,24 @@ class EndpointKeys:
     secret: str = field(repr=False)
     old_secret: str | None = field(repr=False)
     old_secret_expires_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """A live endpoint as an event's fan-out sees it: where, for which types, signed with what."""
+
+    id: EndpointId
+    url: str
+    event_types: tuple[str, ...]  # empty: every event type
+    keys: EndpointKeys
+
+    def wants(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribers:
+    """Who hears a merchant's events: its live endpoints, and the secret that signs notify_url calls."""
+
+    endpoints: tuple[Subscriber, ...]
+    webhook_secret: str = field(repr=False)

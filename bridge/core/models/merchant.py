@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bridge.core.models.ids import MerchantId
 
-__all__ = ["Merchant", "MerchantUsage"]
+__all__ = ["Merchant", "MerchantUsage", "NewMerchant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +17,15 @@ class Merchant:
     name: str
     api_key_hash: str
     created_at: int  # Unix ms
+
+
+@dataclass(frozen=True, slots=True)
+class NewMerchant:
+    """A merchant just created, with its one-time secrets in the clear (shown once; `repr` leaves them out)."""
+
+    merchant: Merchant
+    api_key: str = field(repr=False)
+    webhook_secret: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

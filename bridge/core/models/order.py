@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bridge.core.models.account import Account
+from bridge.core.models.delivery import DeliveryDetail
+from bridge.core.models.event import Event
 from bridge.core.models.ids import AccountId, MerchantId, OrderId, PaymentId
 from bridge.core.models.payment import Payment
 from bridge.core.states import OrderStatus
 
-__all__ = ["Order", "OrderDetail", "OrderTimeline"]
+__all__ = ["Order", "OrderDetail", "OrderTimeline", "TimelineEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +49,19 @@ class OrderDetail:
 
 
 @dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """An `order.*` event of one order, with every delivery of it (endpoint or notify_url), oldest first."""
+
+    event: Event
+    deliveries: tuple[DeliveryDetail, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class OrderTimeline:
     """An order with what happened to it: the payment that paid it (and the phone that saw it), and every
-    `order.*` event with its deliveries (rendered by the deliveries' side, as JSON objects)."""
+    `order.*` event with its deliveries."""
 
     detail: OrderDetail
     payment: Payment | None
     payment_device_name: str | None
-    events: tuple[dict[str, Any], ...]
+    events: tuple[TimelineEvent, ...]

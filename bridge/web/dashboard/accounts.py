@@ -21,8 +21,8 @@ CHANNELS = ("alipay", "wechat", "unionpay")
 
 async def _context(view: View) -> dict[str, Any]:
     accounts = [linked_account_json(a) for a in await service.list_accounts(view.ctx, view.merchant_id)]
-    phones = [d for d in await devices_service.list_devices(view.ctx, view.merchant_id) if not d["revoked"]]
-    names = {d["id"]: d["name"] for d in phones}
+    phones = [d.device for d in await devices_service.list_devices(view.ctx, view.merchant_id) if not d.device.revoked]
+    names = {d.id: d.name for d in phones}
     for a in accounts:
         a["phone_names"] = [names.get(i, i) for i in a["device_ids"]]
         a["qr"] = qr_svg(a["qr_payload"]) if a["qr_payload"] else None

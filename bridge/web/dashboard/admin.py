@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.errors import StoreError, Unavailable
 from bridge.services import admin as service
-from bridge.services.views import merchant_usage_json
+from bridge.services.views import health_json, merchant_usage_json, new_merchant_json
 from bridge.web.dashboard.pages import NO_STORE, PATH, View, form_str, page
 from bridge.web.keys import HUB
 
@@ -18,7 +18,7 @@ __all__ = ["add_routes"]
 
 async def _context(view: View) -> dict[str, Any]:
     try:
-        health = await service.health(view.ctx)
+        health = health_json(await service.health(view.ctx))
     except (StoreError, Unavailable) as e:  # the page still opens and says so
         health = {"database": {"ok": False, "error": str(e)}, "devices": {}, "deliveries": None, "sender": None}
     health["connected"] = len(view.request.app[HUB])
@@ -39,7 +39,7 @@ async def admin(view: View) -> web.StreamResponse:
 async def create_merchant(view: View) -> web.StreamResponse:
     created = await service.create_merchant(view.ctx, form_str(view.form, "name", max_len=128))
     context = await _context(view)
-    context["created"] = created  # its API key and webhook secret: shown this once
+    context["created"] = new_merchant_json(created)  # its API key and webhook secret: shown this once
     return view.render("dashboard/admin.html", context, status=201)
 
 

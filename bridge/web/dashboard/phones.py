@@ -18,6 +18,7 @@ from bridge.services import devices as service
 from bridge.services import payments as payments_service
 from bridge.services.events import ALL
 from bridge.services.sessions import load_session
+from bridge.services.views import device_detail_json, utc_day
 from bridge.web.dashboard.pages import NO_STORE, PATH, View, page, redirect
 from bridge.web.keys import PAIR_WATCHES
 
@@ -35,7 +36,8 @@ def qr_svg(payload: str) -> Markup:
 async def _phones(view: View) -> dict[str, Any]:
     """The devices the session may see, with account and merchant names."""
     ctx = view.ctx
-    devices = await service.list_devices(ctx, view.session.merchant_id)
+    today = utc_day(ctx.clock.now_ms())
+    devices = [device_detail_json(d, today) for d in await service.list_devices(ctx, view.session.merchant_id)]
     names: dict[str, str] = {}
     merchants: dict[str, str] = {}
     if view.session.merchant_id is not None:
@@ -65,7 +67,8 @@ async def phones(view: View) -> web.StreamResponse:
 
 @page("any")
 async def revoke_page(view: View) -> web.StreamResponse:
-    device = await service.get_device(view.ctx, view.session.merchant_id, view.request.match_info["id"])
+    found = await service.get_device(view.ctx, view.session.merchant_id, view.request.match_info["id"])
+    device = device_detail_json(found, utc_day(view.ctx.clock.now_ms()))
     return view.render("dashboard/revoke.html", {"device": device, "nav": "phones"})
 
 
@@ -113,7 +116,7 @@ async def pairing_status(view: View) -> web.StreamResponse:
     if watch is None or watch[0] != view.merchant_id:
         raise NotFound("no such pairing page")
     device = await service.pairing_outcome(view.ctx, view.merchant_id, watch[1])
-    body = {"paired": device is not None, "name": device["name"] if device else None}
+    body = {"paired": device is not None, "name": device.name if device else None}
     return web.json_response(body, headers=NO_STORE)
 
 
