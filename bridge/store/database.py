@@ -246,14 +246,20 @@ def redact_url(url: str) -> str:
 
 
 def open_database(
-    url: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000, key_file: Path | None = None
+    url: str,
+    *,
+    synchronous: str = "FULL",
+    busy_timeout_ms: int = 5000,
+    key_file: Path | None = None,
+    pg_timeouts: tuple[float, float, float] = (30.0, 10.0, 60.0),
 ) -> Database:
     """The backend for a URL: `sqlite:///path` or `postgresql://...` (not yet opened).
 
     `key_file` holds the key that seals stored signing secrets (bridge.store.sealing; created on
     first use); by default `secrets.key` next to a SQLite file, and required for PostgreSQL (every
     instance sharing that database needs the same key). `synchronous` and `busy_timeout_ms` apply
-    to SQLite only.
+    to SQLite only; `pg_timeouts` (statement, lock, idle in transaction; seconds, 0: none) to
+    PostgreSQL only.
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
@@ -267,5 +273,7 @@ def open_database(
             raise StoreError(f"PostgreSQL needs psycopg 3: pip install 'paybridge[bridge]' ({e})") from None
         if key_file is None:
             raise ValueError("a PostgreSQL database needs key_file: the secrets key every instance shares")
-        return PostgresDatabase(url, key_file)
+        from bridge.store.postgres import Timeouts
+
+        return PostgresDatabase(url, key_file, timeouts=Timeouts(*pg_timeouts))
     raise ValueError(f"unknown database URL scheme {scheme!r}: use sqlite:///path or postgresql://...")

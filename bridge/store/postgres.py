@@ -14,8 +14,14 @@ backends. The cost is a thread per connection, which the SQLite backend already 
 - A few reader connections serve `read()`, each in a REPEATABLE READ READ ONLY transaction (one
   snapshot, as a SQLite read transaction).
 - A connection the server closed while idle (restart, pg_terminate_backend) is reopened before
-  the next transaction; one lost in the middle of a batch or read fails it with `Unavailable`
-  (nothing is retried blindly: a COMMIT whose answer was lost may have happened).
+  the next transaction. One lost in the middle of a read is reopened and the read runs again on a
+  new snapshot (a read changes nothing). One lost in the middle of a write batch fails every job
+  of the batch with `Unavailable` and is reopened for the next batch: nothing is retried blindly,
+  since a COMMIT whose answer was lost may have happened, and a caller told "unavailable" (a phone
+  not acked) sends again, where the dedupe keys make the second write a no-op if the first landed.
+- Every session gets `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout`
+  (`Timeouts`, from Settings): a statement that waits for a lock another process holds too long,
+  or runs too long, fails its job with `Unavailable` instead of holding the writer forever.
 - Migrations run under `pg_advisory_xact_lock`, one transaction per migration, so instances that
   start together apply each one once; a schema newer than this bridge refuses to start.
 - `?` placeholders become `%s` (and a literal `%` becomes `%%`) once per distinct statement.
@@ -35,6 +41,7 @@ import concurrent.futures
 import contextlib
 import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,7 +65,7 @@ from bridge.store.files import private_dir
 from bridge.store.migrations import MIGRATIONS, statements_for
 from bridge.store.sealing import load_or_create_key
 
-__all__ = ["MIGRATION_LOCK", "PG_PREFIX", "PgRow", "PostgresDatabase", "translate"]
+__all__ = ["MIGRATION_LOCK", "PG_PREFIX", "PgRow", "PostgresDatabase", "Timeouts", "translate"]
 
 log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
@@ -176,6 +183,28 @@ def _rows(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
 Conn = psycopg.Connection[PgRow]
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Session limits in seconds (0: none), set on every connection when it opens.
+
+    `statement`: a statement running longer is cancelled; `lock`: a statement waiting longer for a
+    lock (a row another instance is updating, a table lock) gives up; `idle_in_transaction`: the
+    server ends a session that sits in an open transaction that long (a stuck thread must not hold
+    row locks for ever). All three fail the job (or the read) with `Unavailable`."""
+
+    statement: float = 30.0
+    lock: float = 10.0
+    idle_in_transaction: float = 60.0
+
+    def settings(self) -> list[tuple[str, str]]:
+        """(GUC, value in ms) pairs for set_config."""
+        return [
+            ("statement_timeout", str(round(self.statement * 1000))),
+            ("lock_timeout", str(round(self.lock * 1000))),
+            ("idle_in_transaction_session_timeout", str(round(self.idle_in_transaction * 1000))),
+        ]
+
+
 def _integrity(e: psycopg.IntegrityError) -> IntegrityError:
     d = e.diag
     return IntegrityError(f"{d.message_primary or type(e).__name__} ({d.constraint_name or d.table_name or '?'})")
@@ -222,9 +251,12 @@ class PgTx(Tx):
 class _Connection:
     """A psycopg connection owned by one thread, reopened when it breaks; work is submitted as functions."""
 
-    def __init__(self, url: str, name: str, key: str) -> None:
+    def __init__(self, url: str, name: str, key: str, timeouts: Timeouts) -> None:
         self._url = url
         self._key = key  # the sealing key (base64), handed to the session at connect
+        self._timeouts = timeouts
+        self._name = name
+        self.reconnects = 0  # connections opened after the first (the old one broke)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self.conn: Conn | None = None
 
@@ -240,10 +272,13 @@ class _Connection:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
             self.conn = None
+            self.reconnects += 1
+            log.warning("db.reconnect", connection=self._name)
         extra: dict[str, Any] = {} if "connect_timeout" in self._url else {"connect_timeout": CONNECT_TIMEOUT_S}
         conn = psycopg.connect(self._url, autocommit=True, row_factory=_rows, **extra)
         try:
-            conn.execute("SELECT set_config(%s, %s, false)", (KEY_SETTING, self._key), prepare=False)
+            for name, value in [(KEY_SETTING, self._key), *self._timeouts.settings()]:
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value), prepare=False)
         except BaseException:
             conn.close()
             raise
@@ -264,10 +299,11 @@ class _Connection:
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, url: str, key_file: Path, *, readers: int = READERS) -> None:
+    def __init__(self, url: str, key_file: Path, *, readers: int = READERS, timeouts: Timeouts | None = None) -> None:
         super().__init__()
         self.url = url
         self.key_file = key_file  # the key sealing stored signing secrets (bridge.store.sealing)
+        self.timeouts = timeouts or Timeouts()
         self._key = ""
         self._readers_wanted = readers
         self._writer: _Connection | None = None
@@ -278,7 +314,7 @@ class PostgresDatabase(Database):
         if not self.key_file.parent.exists():  # the data dir (default) or wherever the key is kept
             private_dir(self.key_file.parent)
         self._key = base64.b64encode(load_or_create_key(self.key_file)).decode("ascii")
-        self._writer = _Connection(self.url, "paybridge-pg-writer", self._key)
+        self._writer = _Connection(self.url, "paybridge-pg-writer", self._key, self.timeouts)
         try:
             try:
                 await self._writer.run(self._writer.ensure)
@@ -291,7 +327,7 @@ class PostgresDatabase(Database):
             self._writer = None
             raise
         for i in range(self._readers_wanted):
-            reader = _Connection(self.url, f"paybridge-pg-reader{i}", self._key)
+            reader = _Connection(self.url, f"paybridge-pg-reader{i}", self._key, self.timeouts)
             self._readers.append(reader)
             self._free.put_nowait(reader)
 
@@ -303,6 +339,8 @@ class PostgresDatabase(Database):
             version, description = 0, "schema version table"
             try:
                 conn.execute("BEGIN")
+                # Another instance may hold the lock for a long migration: wait for it, not lock_timeout.
+                conn.execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0", prepare=False)
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
                 row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
@@ -354,12 +392,18 @@ class PostgresDatabase(Database):
             await self._writer.close()
             self._writer = None
 
+    @property
+    def reconnects(self) -> int:
+        """Connections reopened after they broke (writer and readers): for tests and figures."""
+        conns = [*self._readers, *([self._writer] if self._writer is not None else [])]
+        return sum(c.reconnects for c in conns)
+
     async def read(self, fn: Callable[[Tx], T]) -> T:
         if not self._readers:
             raise Unavailable("the database is not open")
         reader = await self._free.get()
 
-        def run() -> T:
+        def once() -> T:
             conn = _begin(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             try:
                 value = fn(PgTx(conn, None))
@@ -367,6 +411,15 @@ class PostgresDatabase(Database):
                 if not conn.broken:
                     conn.execute("ROLLBACK", prepare=False)
             return value
+
+        def run() -> T:
+            try:
+                return once()
+            except psycopg.OperationalError:
+                if reader.conn is None or not reader.conn.broken:
+                    raise  # a timeout or a cancel: the connection is fine, the answer is no
+            # The connection was lost mid-read: a read changes nothing, so run it again on a new one.
+            return once()
 
         try:
             return await reader.run(run)
@@ -399,8 +452,20 @@ class PostgresDatabase(Database):
                 except Exception as e:  # the job failed: undo only its own work
                     conn.execute(f"ROLLBACK TO j{i}", prepare=False)
                     job.ok, job.value = False, _classify(e)
+        except psycopg.Error as e:
+            conn_now = self._writer.conn
+            if conn_now is not None and not conn_now.broken:
+                with contextlib.suppress(psycopg.Error):
+                    conn_now.execute("ROLLBACK", prepare=False)
+            raise BatchFailed(str(e)) from None
+        try:
             conn.execute(f"RELEASE j{len(jobs) - 1}; COMMIT", prepare=False)
         except psycopg.Error as e:
+            # The connection may have broken after the server committed and before we heard it: the
+            # outcome is unknown. The jobs are failed (not acked); what was not committed is sent
+            # again by its caller, and what was is recognised by the dedupe keys when it comes back.
+            if conn.broken:
+                log.warning("db.commit_outcome_unknown", jobs=len(jobs), error=str(e))
             conn_now = self._writer.conn
             if conn_now is not None and not conn_now.broken:
                 with contextlib.suppress(psycopg.Error):

@@ -77,6 +77,11 @@ def create_app(
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.sqlite_busy_timeout,
             key_file=settings.secrets_key_path,
+            pg_timeouts=(
+                settings.pg_statement_timeout,
+                settings.pg_lock_timeout,
+                settings.pg_idle_in_transaction_timeout,
+            ),
         ),
         clock=clock or SystemClock(),
     )
