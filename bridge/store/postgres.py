@@ -13,12 +13,12 @@ backends. The cost is a thread per connection, which the SQLite backend already 
   another process holds simply waits.
 - A few reader connections serve `read()`, each in a REPEATABLE READ READ ONLY transaction (one
   snapshot, as a SQLite read transaction).
-- A connection the server closed while idle (restart, pg_terminate_backend) is reopened before
-  the next transaction. One lost in the middle of a read is reopened and the read runs again on a
-  new snapshot (a read changes nothing). One lost in the middle of a write batch fails every job
-  of the batch with `Unavailable` and is reopened for the next batch: nothing is retried blindly,
-  since a COMMIT whose answer was lost may have happened, and a caller told "unavailable" (a phone
-  not acked) sends again, where the dedupe keys make the second write a no-op if the first landed.
+- A connection the server closed (restart, pg_terminate_backend) is reopened. One lost while idle
+  or in the middle of a read or of a write batch before its COMMIT: the transaction died with it,
+  so the read or the batch runs once more on the new connection. One lost while a COMMIT was on
+  its way: it may have committed or not, so every job of the batch fails with `Unavailable` and
+  nothing is retried blindly; a caller told "unavailable" (a phone not acked) sends again, and the
+  dedupe keys make the second write a no-op if the first one landed.
 - Every session gets `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout`
   (`Timeouts`, from Settings): a statement that waits for a lock another process holds too long,
   or runs too long, fails its job with `Unavailable` instead of holding the writer forever.
@@ -437,27 +437,25 @@ class PostgresDatabase(Database):
 
         The control statements ride together (`RELEASE j0; SAVEPOINT j1` is one round trip), so a
         batch of one job costs its own statements plus two round trips.
+
+        A connection lost before COMMIT was sent took its transaction with it (the server rolls back
+        a session it ends): the batch runs once more on a new connection. One lost while COMMIT was
+        on its way may or may not have committed: every job fails (BatchFailed), none is acked.
         """
         assert self._writer is not None
-        try:
-            conn = _begin(self._writer, "BEGIN; SAVEPOINT j0")
-            for i, job in enumerate(jobs):
-                if i:
-                    conn.execute(f"RELEASE j{i - 1}; SAVEPOINT j{i}", prepare=False)
-                tx = PgTx(conn, self.fault)
-                try:
-                    job.value = job.fn(tx)
-                    job.ok = True
-                    job.after = tx.after_commit
-                except Exception as e:  # the job failed: undo only its own work
-                    conn.execute(f"ROLLBACK TO j{i}", prepare=False)
-                    job.ok, job.value = False, _classify(e)
-        except psycopg.Error as e:
-            conn_now = self._writer.conn
-            if conn_now is not None and not conn_now.broken:
-                with contextlib.suppress(psycopg.Error):
-                    conn_now.execute("ROLLBACK", prepare=False)
-            raise BatchFailed(str(e)) from None
+        for attempt in (1, 2):
+            try:
+                conn = self._run_jobs(jobs)
+                break
+            except psycopg.Error as e:
+                conn_now = self._writer.conn
+                if conn_now is not None and not conn_now.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        conn_now.execute("ROLLBACK", prepare=False)
+                    raise BatchFailed(str(e)) from None
+                if attempt == 2:
+                    raise BatchFailed(str(e)) from None
+                log.warning("db.batch_rerun", jobs=len(jobs), error=str(e).strip())
         try:
             conn.execute(f"RELEASE j{len(jobs) - 1}; COMMIT", prepare=False)
         except psycopg.Error as e:
@@ -465,12 +463,29 @@ class PostgresDatabase(Database):
             # outcome is unknown. The jobs are failed (not acked); what was not committed is sent
             # again by its caller, and what was is recognised by the dedupe keys when it comes back.
             if conn.broken:
-                log.warning("db.commit_outcome_unknown", jobs=len(jobs), error=str(e))
-            conn_now = self._writer.conn
-            if conn_now is not None and not conn_now.broken:
+                log.warning("db.commit_outcome_unknown", jobs=len(jobs), error=str(e).strip())
+            else:
                 with contextlib.suppress(psycopg.Error):
-                    conn_now.execute("ROLLBACK", prepare=False)
+                    conn.execute("ROLLBACK", prepare=False)
             raise BatchFailed(str(e)) from None
+
+    def _run_jobs(self, jobs: list[Job]) -> Conn:
+        """BEGIN and every job under its savepoint (not committed); the connection they ran on."""
+        assert self._writer is not None
+        conn = _begin(self._writer, "BEGIN; SAVEPOINT j0")
+        for i, job in enumerate(jobs):
+            if i:
+                conn.execute(f"RELEASE j{i - 1}; SAVEPOINT j{i}", prepare=False)
+            tx = PgTx(conn, self.fault)
+            job.ok, job.value, job.after = False, None, []
+            try:
+                job.value = job.fn(tx)
+                job.ok = True
+                job.after = tx.after_commit
+            except Exception as e:  # the job failed: undo only its own work
+                conn.execute(f"ROLLBACK TO j{i}", prepare=False)
+                job.ok, job.value = False, _classify(e)
+        return conn
 
 
 def _create_sealing_functions(conn: Conn) -> None:

@@ -110,9 +110,10 @@ async def test_connections_cut_while_idle_are_reopened(opened: Opener, app_name:
     assert db.reconnects == 2
 
 
-async def test_a_write_cut_mid_transaction_fails_and_the_next_one_goes_through(opened: Opener, app_name: str) -> None:
-    """The writer's connection cut while its batch waits on a row lock: that write fails with
-    Unavailable, nothing of it is stored, and the next write commits on a new connection."""
+async def test_a_write_cut_before_its_commit_runs_again_on_a_new_connection(opened: Opener, app_name: str) -> None:
+    """The writer's connection cut while its batch waits on a row lock (before COMMIT: the server
+    rolled it back): the batch runs again on a new connection and commits once, and a second cut
+    of the rerun fails it with Unavailable with nothing of it stored."""
     db = await opened(Timeouts(lock=60))
     await db.write(_insert(1, 1))
     with _admin() as holder:
@@ -125,15 +126,18 @@ async def test_a_write_cut_mid_transaction_fails_and_the_next_one_goes_through(o
             return tx.execute("UPDATE probe SET v = 10 WHERE id = 1")
 
         write = asyncio.create_task(db.write(bump))
-        cut = await eventually(lambda: _terminate(app_name, "Lock"), lambda n: n == 1)
-        assert cut == 1
+        await eventually(lambda: _terminate(app_name, "Lock"), lambda n: n == 1)
+        await eventually(lambda: _terminate(app_name, "Lock"), lambda n: n == 1)  # the rerun, cut too
         with pytest.raises(Unavailable):
             await write
+        write = asyncio.create_task(db.write(bump))
+        await eventually(lambda: _terminate(app_name, "Lock"), lambda n: n == 1)  # once: the rerun waits
         holder.execute("ROLLBACK")
-    await db.write(_insert(2, 2))
+        assert await write == 1
+    assert db.reconnects == 3
     assert await db.read(lambda tx: [tuple(r) for r in tx.all("SELECT id, v FROM probe ORDER BY id")]) == [
-        (1, 1),
-        (2, 2),
+        (1, 10),
+        (5, 5),
     ]
 
 
