@@ -11,6 +11,7 @@ from aiohttp import web
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings
 from bridge.core.ratelimit import RateLimiter
+from bridge.errors import Unavailable
 from bridge.services.admin import ensure_admin_token
 from bridge.services.context import Context
 from bridge.services.orders import expire_orders
@@ -33,7 +34,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     def all_offline(tx: Tx) -> None:  # nothing is connected to a process that just started
         tx.execute("UPDATE devices SET status = 'offline', connected_since = NULL WHERE status != 'offline'")
 
-    await ctx.db.write(all_offline)
+    for attempt in range(1, 6):
+        # Another instance on the same PostgreSQL database may be updating device rows in another
+        # order: a deadlock (Unavailable) fails this write and must not stop the start; try again.
+        try:
+            await ctx.db.write(all_offline)
+            break
+        except Unavailable as e:
+            if attempt == 5:
+                raise
+            log.warning("db.startup_write_retry", attempt=attempt, error=str(e))
+            await asyncio.sleep(0.1 * attempt)
     yield
     await app[HUB].close_all()
     await ctx.db.close()
