@@ -9,11 +9,22 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import quote
 
-__all__ = ["ADMIN_TOKEN", "BenchServer", "ProcSample", "children", "sample", "sample_one"]
+__all__ = [
+    "ADMIN_TOKEN",
+    "BenchServer",
+    "ProcSample",
+    "bench_schema",
+    "children",
+    "drop_schema",
+    "sample",
+    "sample_one",
+]
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdefghij"  # noqa: S105 - a throw-away local server's token
 _LISTENING = re.compile(r"listening on (http://\S+)")
@@ -60,15 +71,46 @@ def sample(pid: int) -> ProcSample:
     return total
 
 
+def bench_schema(url: str) -> tuple[str, str]:
+    """A new, empty schema on the PostgreSQL server at `url`: (the URL that puts the bridge's tables in
+    it, its name). Several bench instances share it; `drop_schema` removes it after the run."""
+    import psycopg
+
+    name = f"paybridge_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'CREATE SCHEMA "{name}"')
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options={quote(f'-csearch_path={name}')}", name
+
+
+def drop_schema(url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
 class BenchServer:
-    """Starts the bridge with a fresh data dir, waits for its "listening on" line, stops it with SIGINT."""
+    """Starts the bridge with a fresh data dir, waits for its "listening on" line, stops it with SIGINT.
+
+    `database_url` empty: a SQLite file in the data dir. Instances sharing a PostgreSQL schema share
+    `key_file` (the secrets key every instance on one database needs)."""
 
     def __init__(
-        self, workdir: Path, *, synchronous: str = "FULL", profile: Path | None = None, sender: str = "process"
+        self,
+        workdir: Path,
+        *,
+        synchronous: str = "FULL",
+        profile: Path | None = None,
+        sender: str = "process",
+        database_url: str = "",
+        key_file: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.synchronous = synchronous
         self.sender = sender
+        self.database_url = database_url
+        self.key_file = key_file
         self.profile = profile
         self.proc: subprocess.Popen[bytes] | None = None
         self.profiler: subprocess.Popen[bytes] | None = None
@@ -88,10 +130,15 @@ class BenchServer:
             PAYBRIDGE_LOG_FORMAT="json",
             PAYBRIDGE_LOG_LEVEL="warning",
         )
+        if self.database_url:
+            env["PAYBRIDGE_DATABASE_URL"] = self.database_url
+        if self.key_file is not None:
+            env["PAYBRIDGE_SECRETS_KEY_FILE"] = str(self.key_file)
         return env
 
     def start(self, timeout: float = 30.0) -> str:
         """Start the server; return its base URL."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
         data = self.workdir / "data"
         out = (self.workdir / "server.out").open("wb")
         err = (self.workdir / "server.err").open("wb")
