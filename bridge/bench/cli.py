@@ -119,9 +119,9 @@ def run_bench(args: argparse.Namespace, out: TextIO, *, err: TextIO, workdir: Pa
     base = Path(tempfile.mkdtemp(prefix="paybridge-bench-", dir=workdir))
     database_url, schema = "", ""
     if args.database_url:
-        from bridge.bench.server import bench_schema
+        from bridge.store.database import scratch_schema
 
-        database_url, schema = bench_schema(args.database_url)
+        database_url, schema = scratch_schema(args.database_url, "paybridge_bench_")
     servers = [
         BenchServer(
             base / f"instance{n}" if args.instances > 1 else base,
@@ -154,9 +154,9 @@ def run_bench(args: argparse.Namespace, out: TextIO, *, err: TextIO, workdir: Pa
             if code not in (0, None):
                 log(f"a bridge exited with {code}; see {server.workdir / 'server.err'}")
         if schema and not args.keep_dir:
-            from bridge.bench.server import drop_schema
+            from bridge.store.database import drop_scratch_schema
 
-            drop_schema(args.database_url, schema)
+            drop_scratch_schema(args.database_url, schema)
         if not args.keep_dir:
             shutil.rmtree(base, ignore_errors=True)
     result["database"] = "postgresql" if database_url else "sqlite"

@@ -9,19 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import quote
 
 __all__ = [
     "ADMIN_TOKEN",
     "BenchServer",
     "ProcSample",
-    "bench_schema",
     "children",
-    "drop_schema",
     "sample",
     "sample_one",
 ]
@@ -69,25 +65,6 @@ def sample(pid: int) -> ProcSample:
             part = sample(child)
             total = ProcSample(total.cpu_s + part.cpu_s, total.rss_kib + part.rss_kib, total.hwm_kib + part.hwm_kib)
     return total
-
-
-def bench_schema(url: str) -> tuple[str, str]:
-    """A new, empty schema on the PostgreSQL server at `url`: (the URL that puts the bridge's tables in
-    it, its name). Several bench instances share it; `drop_schema` removes it after the run."""
-    import psycopg
-
-    name = f"paybridge_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(f'-csearch_path={name}')}", name
-
-
-def drop_schema(url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 class BenchServer:

@@ -44,7 +44,17 @@ import structlog
 
 from bridge.errors import StoreError, Unavailable
 
-__all__ = ["Database", "IntegrityError", "Row", "Tx", "open_database", "redact_url", "sqlite_path"]
+__all__ = [
+    "Database",
+    "IntegrityError",
+    "Row",
+    "Tx",
+    "drop_scratch_schema",
+    "open_database",
+    "redact_url",
+    "scratch_schema",
+    "sqlite_path",
+]
 
 log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
@@ -277,3 +287,17 @@ def open_database(
 
         return PostgresDatabase(url, key_file, timeouts=Timeouts(*pg_timeouts))
     raise ValueError(f"unknown database URL scheme {scheme!r}: use sqlite:///path or postgresql://...")
+
+
+def scratch_schema(url: str, prefix: str = "paybridge_scratch_") -> tuple[str, str]:
+    """A new, empty schema on the PostgreSQL server at `url` (benchmarks): (its URL, its name)."""
+    from bridge.store.postgres import create_scratch_schema
+
+    return create_scratch_schema(url, prefix)
+
+
+def drop_scratch_schema(url: str, name: str) -> None:
+    """Drop a schema `scratch_schema` made."""
+    from bridge.store.postgres import drop_scratch_schema as drop
+
+    drop(url, name)

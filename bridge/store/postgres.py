@@ -40,10 +40,12 @@ import base64
 import concurrent.futures
 import contextlib
 import functools
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import psycopg
 import structlog
@@ -65,7 +67,16 @@ from bridge.store.files import private_dir
 from bridge.store.migrations import MIGRATIONS, statements_for
 from bridge.store.sealing import load_or_create_key
 
-__all__ = ["MIGRATION_LOCK", "PG_PREFIX", "PgRow", "PostgresDatabase", "Timeouts", "translate"]
+__all__ = [
+    "MIGRATION_LOCK",
+    "PG_PREFIX",
+    "PgRow",
+    "PostgresDatabase",
+    "Timeouts",
+    "create_scratch_schema",
+    "drop_scratch_schema",
+    "translate",
+]
 
 log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
@@ -486,6 +497,22 @@ class PostgresDatabase(Database):
                 conn.execute(f"ROLLBACK TO j{i}", prepare=False)
                 job.ok, job.value = False, _classify(e)
         return conn
+
+
+def create_scratch_schema(url: str, prefix: str) -> tuple[str, str]:
+    """A new, empty schema `<prefix><random>` on the server at `url`: (a URL whose search_path puts
+    the bridge's tables there, its name). For benchmarks: several instances share it."""
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        conn.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(name)))
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options={quote(f'-csearch_path={name}')}", name
+
+
+def drop_scratch_schema(url: str, name: str) -> None:
+    """Drop a schema `create_scratch_schema` made, with everything in it."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        conn.execute(pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(name)))
 
 
 def _create_sealing_functions(conn: Conn) -> None:
