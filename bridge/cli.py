@@ -34,11 +34,48 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--config", type=Path, help="a TOML settings file")
 
 
+def _db_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, text in (
+        ("move-db", "copy a SQLite database into an empty PostgreSQL one (stop the bridge first)"),
+        ("backup", "copy the SQLite database to a new file while the bridge runs (PostgreSQL: pg_dump)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--data-dir", type=Path, help="the bridge's data dir (default ./paybridge-data)")
+        p.add_argument("--config", type=Path, help="a TOML settings file")
+        p.add_argument("--secrets-key-file", type=Path, help="the secrets key (default as for serve)")
+        if name == "move-db":
+            p.add_argument("--from", dest="source", help="sqlite:///path.db (default: the bridge's database)")
+            p.add_argument("--to", dest="target", required=True, help="postgresql://... (empty; tables made here)")
+        else:
+            p.add_argument("--to", dest="target", type=Path, required=True, help="the new backup file")
+
+
+def _db_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`move-db` and `backup`: the database tools."""
+    database = getattr(args, "source", None) or settings.database
+    key_file = args.secrets_key_file or settings.secrets_key_path
+    if args.command == "move-db":
+        from bridge.store.move import describe, move
+
+        print(describe(asyncio.run(move(database, args.target, key_file)), args.target), flush=True)
+        print(f"start the bridge with PAYBRIDGE_DATABASE_URL=<the target> and this secrets key: {key_file}")
+        return 0
+    if not database.startswith("sqlite:"):
+        print("paybridge backup: on PostgreSQL use pg_dump -Fc (docs/deploy.md)", file=sys.stderr)
+        return EXIT_CONFIG
+    from bridge.store.move import backup
+
+    pages = backup(database, args.target)
+    print(f"backed up {database} to {args.target} ({pages} pages); keep {key_file} apart from it")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paybridge", description="Paybridge payment bridge")
     parser.add_argument("--version", action="version", version=f"paybridge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _db_parsers(sub)
     try:
         from bridge import operator_cli
     except ImportError:  # pragma: no cover - optional commands not installed
@@ -97,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             configure_logging(settings.log_format, settings.log_level)
             return asyncio.run(serve(settings))
+        if args.command in ("move-db", "backup"):
+            settings = load_settings(config_file=args.config, env=os.environ, overrides={"data_dir": args.data_dir})
+            return _db_command(args, settings)
         from bridge import operator_cli
 
         return operator_cli.run(args, os.environ)

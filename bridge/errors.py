@@ -13,9 +13,20 @@ BridgeError                      base of everything we raise on purpose
 │   ├── RateLimited       429    slow down
 │   └── Unavailable       503    try again later (database busy, disk full)
 └── StoreError                   the database failed; retryable or not
+
+A webhook attempt that got no usable HTTP answer is not raised: the transport returns it as a
+`SendFailure` in `TransportResult.failure`, and the delivery worker branches on that value:
+
+SendFailure                      why an attempt got no HTTP answer (a StrEnum: `.retryable`, `.metric`)
+├── TIMEOUT                      no answer within webhook_timeout: retried on schedule
+├── NETWORK                      refused, reset, DNS, the sender child exited: retried on schedule
+├── INTERNAL                     a bug or a broken secret while signing or sending: retried on schedule
+└── FORBIDDEN_TARGET             the target is loopback, private or metadata: failed at once (permanent)
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 __all__ = [
     "ApiError",
@@ -28,6 +39,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "RequestTimeout",
+    "SendFailure",
     "StoreError",
     "Unauthorized",
     "Unavailable",
@@ -100,3 +112,23 @@ class RateLimited(ApiError):
 class Unavailable(ApiError):
     status = 503
     default_code = "unavailable"
+
+
+class SendFailure(StrEnum):
+    """Why a webhook attempt got no usable HTTP answer (the value is also its metric label, except
+    that INTERNAL counts as a network error)."""
+
+    TIMEOUT = "timeout"  # no answer within the timeout
+    NETWORK = "network_error"  # refused, reset, unresolvable, the sender child exited
+    INTERNAL = "internal_error"  # a bug or a broken secret while signing or sending
+    FORBIDDEN_TARGET = "forbidden_target"  # loopback, private or metadata address: a configuration problem
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending again can help (a forbidden target stays forbidden)."""
+        return self is not SendFailure.FORBIDDEN_TARGET
+
+    @property
+    def metric(self) -> str:
+        """The `paybridge_webhook_attempts_total` outcome label."""
+        return "network_error" if self is SendFailure.INTERNAL else self.value

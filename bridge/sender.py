@@ -8,14 +8,18 @@ runs the same `AiohttpTransport` (SSRF guard, no redirects, 64 KiB response cap)
 
 Nothing durable lives in the child: the delivery worker still decides what to send, signs it and
 records every outcome in the bridge's database. If the child dies, the sends it had in hand come
-back as failed attempts (`network_error: webhook sender exited`), are retried on schedule with the
-same `webhook-id`, and the next send starts a new child. At-least-once, as before.
+back as failed attempts (`SendFailure.NETWORK`, "webhook sender exited"), are retried on schedule
+with the same `webhook-id`, and the next send starts a new child. At-least-once, as before.
 
 Frames (both directions): a 4-byte big-endian length of a JSON head, a 4-byte length of a raw body,
-the head, the body. Request head: `{"i": id, "u": url, "h": headers, "t": timeout}` (plus `"v": "GET"`
-for a compat notify); the body is the webhook payload. Reply head: `{"i": id, "s": status,
-"r": retry_after, "e": error, "m": elapsed_ms}`, with an empty body for a webhook and the response
-body (at most 64 KiB) for a GET, whose ack is in it.
+the head, the body. Every head carries the protocol version `"p": 2`; a head of another version is
+a protocol error (parent and child come from one install, so this only catches a stale child).
+Request head: `{"p": 2, "i": id, "u": url, "h": headers, "t": timeout}` (plus `"v": "GET"` for a
+compat notify); the body is the webhook payload. Reply head: `{"p": 2, "i": id, "s": status,
+"r": retry_after, "f": failure, "d": detail, "m": elapsed_ms}`, where `f` is a `SendFailure` value
+or null; the body is empty for a webhook and the response body (at most 64 KiB) for a GET, whose
+ack is in it. `SendRequest` with `encode_request` / `decode_request`, and `TransportResult` with
+`encode_reply` / `decode_reply`, are the two ends of each direction, typed on both.
 """
 
 from __future__ import annotations
@@ -30,14 +34,29 @@ import struct
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from bridge.core import codec
+from bridge.errors import SendFailure
 from bridge.transport import AiohttpTransport, TransportResult
 
-__all__ = ["SenderProcess", "decode_head", "encode_frame", "main", "read_frame"]
+__all__ = [
+    "EXITED",
+    "PROTOCOL",
+    "SendRequest",
+    "SenderProcess",
+    "decode_head",
+    "decode_reply",
+    "decode_request",
+    "encode_frame",
+    "encode_reply",
+    "encode_request",
+    "main",
+    "read_frame",
+]
 
 log = structlog.get_logger("bridge.webhooks")
 
@@ -45,11 +64,12 @@ _LENGTHS = struct.Struct(">II")
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 GRACE_S = 5.0  # beyond the HTTP timeout before the parent gives up on an answer from the child
-EXITED = "network_error: webhook sender exited"
+EXITED = "webhook sender exited"  # the detail of a NETWORK failure for sends the child took down with it
+PROTOCOL = 2  # the version every frame head carries ("p")
 
 
 def encode_frame(head: dict[str, Any], body: bytes = b"") -> bytes:
-    raw = codec.dumpb(head)
+    raw = codec.dumpb({"p": PROTOCOL, **head})
     return _LENGTHS.pack(len(raw), len(body)) + raw + body
 
 
@@ -57,7 +77,72 @@ def decode_head(raw: bytes) -> dict[str, Any]:
     head = codec.loads(raw)
     if not isinstance(head, dict):
         raise ValueError("frame head is not an object")
+    if head.get("p") != PROTOCOL:
+        raise ValueError(f"frame of protocol {head.get('p')!r}, expected {PROTOCOL}")
     return head
+
+
+@dataclass(frozen=True, slots=True)
+class SendRequest:
+    """One send the parent asks of the child."""
+
+    id: int
+    url: str
+    headers: dict[str, str]
+    timeout: float
+    method: str = "POST"  # or GET: a compat notify, whose response body comes back
+    body: bytes = b""
+
+
+def encode_request(request: SendRequest) -> bytes:
+    head: dict[str, Any] = {"i": request.id, "u": request.url, "h": request.headers, "t": request.timeout}
+    if request.method != "POST":
+        head["v"] = request.method
+    return encode_frame(head, request.body)
+
+
+def decode_request(head: dict[str, Any], body: bytes) -> SendRequest:
+    """A request from a frame; ValueError if malformed."""
+    try:
+        headers, method = head["h"], str(head.get("v") or "POST")
+        if not isinstance(headers, dict) or method not in ("POST", "GET"):
+            raise ValueError("bad headers or method")
+        return SendRequest(
+            int(head["i"]), str(head["u"]), {str(k): str(v) for k, v in headers.items()}, float(head["t"]), method, body
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"malformed request: {e!r}") from None
+
+
+def encode_reply(request_id: int, result: TransportResult, *, with_body: bool) -> bytes:
+    """The child's answer to request `request_id` (the response body only when asked: a GET's ack)."""
+    head = {
+        "i": request_id,
+        "s": result.status,
+        "r": result.retry_after,
+        "f": None if result.failure is None else result.failure.value,
+        "d": result.detail,
+        "m": result.elapsed_ms,
+    }
+    return encode_frame(head, result.body if with_body else b"")
+
+
+def decode_reply(head: dict[str, Any], body: bytes) -> tuple[int, TransportResult]:
+    """(request id, result) from a reply frame; ValueError (an unknown failure too) or KeyError if malformed."""
+    status, retry_after, failure = head.get("s"), head.get("r"), head.get("f")
+    result = TransportResult(
+        None if status is None else int(status),
+        None if retry_after is None else float(retry_after),
+        None if failure is None else SendFailure(failure),
+        float(head.get("m") or 0.0),
+        body,
+        str(head.get("d") or ""),
+    )
+    return int(head["i"]), result
+
+
+def _exited(elapsed_ms: float = 0.0) -> TransportResult:
+    return TransportResult.failed(SendFailure.NETWORK, elapsed_ms, EXITED)
 
 
 async def read_frame(reader: asyncio.StreamReader) -> tuple[dict[str, Any], bytes] | None:
@@ -131,18 +216,10 @@ class SenderProcess:
                 frame = await read_frame(child.proc.stdout)
                 if frame is None:
                     break
-                head, content = frame
-                fut = child.pending.pop(int(head["i"]), None)
+                request_id, result = decode_reply(*frame)
+                fut = child.pending.pop(request_id, None)
                 if fut is not None and not fut.done():
-                    fut.set_result(
-                        TransportResult(
-                            head.get("s"),
-                            head.get("r"),
-                            head.get("e"),
-                            float(head.get("m") or 0.0),
-                            content,
-                        )
-                    )
+                    fut.set_result(result)
         except (ValueError, KeyError, TypeError) as e:
             log.error("webhook.sender_protocol_error", error=repr(e))
             # Only here: killing a child that already closed its output could reap it behind
@@ -153,7 +230,7 @@ class SenderProcess:
             child.alive = False
             for fut in child.pending.values():
                 if not fut.done():
-                    fut.set_result(TransportResult(None, None, EXITED, 0.0))
+                    fut.set_result(_exited())
             child.pending.clear()
             await child.proc.wait()
             if not self._closed:
@@ -163,7 +240,7 @@ class SenderProcess:
         self, url: str, headers: dict[str, str], body: bytes, timeout: float, *, method: str = "POST"
     ) -> TransportResult:
         if self._closed:
-            return TransportResult(None, None, EXITED, 0.0)
+            return _exited()
         started = time.perf_counter()
         child = await self._ensure()
         assert child.proc.stdin is not None
@@ -171,17 +248,14 @@ class SenderProcess:
         fut: asyncio.Future[TransportResult] = asyncio.get_running_loop().create_future()
         child.pending[request_id] = fut
         try:
-            head: dict[str, Any] = {"i": request_id, "u": url, "h": headers, "t": timeout}
-            if method != "POST":
-                head["v"] = method
-            child.proc.stdin.write(encode_frame(head, body))
+            child.proc.stdin.write(encode_request(SendRequest(request_id, url, headers, timeout, method, body)))
             await child.proc.stdin.drain()
             async with asyncio.timeout(timeout + GRACE_S):
                 return await fut
         except (ConnectionError, BrokenPipeError):
-            return TransportResult(None, None, EXITED, (time.perf_counter() - started) * 1000)
+            return _exited((time.perf_counter() - started) * 1000)
         except TimeoutError:
-            return TransportResult(None, None, "timeout", (time.perf_counter() - started) * 1000)
+            return TransportResult.failed(SendFailure.TIMEOUT, (time.perf_counter() - started) * 1000)
         finally:
             child.pending.pop(request_id, None)
 
@@ -214,31 +288,21 @@ async def _serve(allow_private: bool) -> None:
     transport = AiohttpTransport(allow_private=allow_private)
     tasks: set[asyncio.Task[None]] = set()
 
-    async def one(head: dict[str, Any], body: bytes) -> None:
-        method = str(head.get("v") or "POST")
+    async def one(request: SendRequest) -> None:
         try:
-            result = await transport.send(str(head["u"]), dict(head["h"]), body, float(head["t"]), method=method)
-        except Exception as e:  # never leave the parent waiting on a request id
-            result = TransportResult(None, None, f"internal_error: {type(e).__name__}", 0.0)
-        writer.write(
-            encode_frame(
-                {
-                    "i": head["i"],
-                    "s": result.status,
-                    "r": result.retry_after,
-                    "e": result.error,
-                    "m": result.elapsed_ms,
-                },
-                b"" if method == "POST" else result.body,
+            result = await transport.send(
+                request.url, request.headers, request.body, request.timeout, method=request.method
             )
-        )
+        except Exception as e:  # never leave the parent waiting on a request id
+            result = TransportResult.failed(SendFailure.INTERNAL, 0.0, type(e).__name__)
+        writer.write(encode_reply(request.id, result, with_body=request.method != "POST"))
 
     try:
         while True:
             frame = await read_frame(reader)
             if frame is None:
                 break
-            task = asyncio.create_task(one(*frame))
+            task = asyncio.create_task(one(decode_request(*frame)))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)

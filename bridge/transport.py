@@ -24,6 +24,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from bridge.core.ssrf import check_target, is_forbidden_address
+from bridge.errors import SendFailure
 
 __all__ = [
     "AiohttpTransport",
@@ -39,11 +40,31 @@ MAX_RESPONSE = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class TransportResult:
+    """What one HTTP attempt came to: a status (any answer at all), or a typed `failure` and why."""
+
     status: int | None  # HTTP status, or None when no response came
     retry_after: float | None  # seconds, from a Retry-After header
-    error: str | None  # "timeout", "network_error: …", "forbidden_target: …"
+    failure: SendFailure | None  # why no response came (None when one did)
     elapsed_ms: float
     body: bytes = b""  # the response body (at most 64 KiB): a compat notify's ack is in it
+    detail: str = ""  # for people: what exactly failed ("connection refused", "10.0.0.1 is private")
+
+    @classmethod
+    def answered(
+        cls, status: int, elapsed_ms: float, *, retry_after: float | None = None, body: bytes = b""
+    ) -> TransportResult:
+        return cls(status, retry_after, None, elapsed_ms, body)
+
+    @classmethod
+    def failed(cls, failure: SendFailure, elapsed_ms: float, detail: str = "") -> TransportResult:
+        return cls(None, None, failure, elapsed_ms, b"", detail)
+
+    @property
+    def error(self) -> str | None:
+        """The failure as logged and stored in `last_error` ("timeout", "network_error: …")."""
+        if self.failure is None:
+            return None
+        return f"{self.failure}: {self.detail}" if self.detail else str(self.failure)
 
 
 class WebhookTransport(Protocol):
@@ -99,6 +120,15 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+_FORBIDDEN = "forbidden_target: "  # how bridge.core.ssrf and ForbiddenTarget word a refusal
+
+
+def _reason(message: str) -> str:
+    """The part of a refusal after its "forbidden_target: " (the type says the rest)."""
+    at = message.find(_FORBIDDEN)
+    return message[at + len(_FORBIDDEN) :] if at >= 0 else message
+
+
 def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -139,19 +169,17 @@ class AiohttpTransport:
         """POST a webhook body, or GET a compat notify URL (`method="GET"`, no body)."""
         started = time.perf_counter()
 
-        def done(
-            status: int | None, error: str | None, retry_after: float | None = None, content: bytes = b""
-        ) -> TransportResult:
-            return TransportResult(status, retry_after, error, (time.perf_counter() - started) * 1000, content)
+        def elapsed() -> float:
+            return (time.perf_counter() - started) * 1000
 
         refused = check_target(url, [], allow_private=self._allow_private)
         if refused is None and not self._allow_private:
             try:  # the host exactly as aiohttp will read it
                 refused = check_target(f"http://{_bracketed(URL(url).raw_host or '')}/", [], allow_private=False)
             except ValueError:
-                return done(None, "network_error: invalid URL")
+                return TransportResult.failed(SendFailure.NETWORK, elapsed(), "invalid URL")
         if refused:
-            return done(None, refused)
+            return TransportResult.failed(SendFailure.FORBIDDEN_TARGET, elapsed(), _reason(refused))
         all_headers: dict[str, Any] = {"user-agent": self._user_agent, **headers}
         if method == "POST":
             all_headers.setdefault("content-type", "application/json")
@@ -162,17 +190,19 @@ class AiohttpTransport:
                 ) as resp:
                     content = await resp.content.read(MAX_RESPONSE)
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"), time.time())
-                    return done(resp.status, None, retry_after, content)
+                    return TransportResult.answered(resp.status, elapsed(), retry_after=retry_after, body=content)
         except TimeoutError:
-            return done(None, "timeout")
+            return TransportResult.failed(SendFailure.TIMEOUT, elapsed())
         except aiohttp.ClientConnectorError as e:
-            if "forbidden_target:" in str(e.os_error):  # one refused address, or several ("Multiple exceptions: …")
-                return done(None, str(e.os_error)[str(e.os_error).index("forbidden_target:") :])
-            return done(None, f"network_error: {e.os_error.strerror or e}")
+            # aiohttp wraps what our socket factory raised; several refused addresses come as one
+            # OSError ("Multiple exceptions: …") that only keeps the messages.
+            if isinstance(e.os_error, ForbiddenTarget) or _FORBIDDEN in str(e.os_error):
+                return TransportResult.failed(SendFailure.FORBIDDEN_TARGET, elapsed(), _reason(str(e.os_error)))
+            return TransportResult.failed(SendFailure.NETWORK, elapsed(), str(e.os_error.strerror or e))
         except ForbiddenTarget as e:
-            return done(None, str(e))
+            return TransportResult.failed(SendFailure.FORBIDDEN_TARGET, elapsed(), _reason(str(e)))
         except (aiohttp.ClientError, OSError, ValueError) as e:
-            return done(None, f"network_error: {type(e).__name__}")
+            return TransportResult.failed(SendFailure.NETWORK, elapsed(), type(e).__name__)
 
     async def close(self) -> None:
         if self._session is not None:

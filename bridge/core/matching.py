@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.core.states import OrderStatus, sources
+
 __all__ = ["Candidate", "MatchDecision", "MatchRules", "channel_family", "choose", "compatible", "device_may_report"]
 
 
@@ -37,9 +39,9 @@ def compatible(order_channel: str, report_channel: str | None) -> bool:
     return order_channel == "any" or family is None or family == order_channel
 
 
-# The statuses an order can be paid from: still waiting, or expired by the sweep (the payer may have
-# paid in time, or within the late grace). Paid, closed and refunded orders never match.
-_OPEN = ("pending", "expired")
+# The statuses an order can be paid from (the transition table's): still waiting, or expired by the
+# sweep (the payer may have paid in time, or within the late grace). Paid and closed orders never match.
+_OPEN = frozenset(sources(OrderStatus.PAID))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +57,7 @@ class Candidate:
 
     order_id: str
     channel: str
-    status: str  # "pending" or "expired"
+    status: OrderStatus  # pending or expired
     created_at: int
     expires_at: int
 

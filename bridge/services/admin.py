@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge.clock import rfc3339
-from bridge.core.amounts import format_fen
+from bridge.core.models.ids import MerchantId
+from bridge.core.models.merchant import Merchant, MerchantUsage
 from bridge.core.signing import new_secret
 from bridge.core.tokens import api_key_from_bytes, hash_secret
 from bridge.ids import new_id, random_bytes
@@ -19,7 +20,16 @@ from bridge.store import merchants as store
 from bridge.store.database import Tx
 from bridge.store.files import private_dir
 
-__all__ = ["ADMIN_TOKEN_FILE", "create_merchant", "ensure_admin_token", "get_merchant", "health", "list_merchants"]
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "create_merchant",
+    "database_ok",
+    "ensure_admin_token",
+    "get_merchant",
+    "health",
+    "list_merchants",
+    "merchant_for_key",
+]
 
 ADMIN_TOKEN_FILE = "admin_token.sha256"  # noqa: S105 - a file name
 
@@ -44,13 +54,28 @@ def ensure_admin_token(data_dir: Path, configured: str) -> tuple[str, str | None
     return hash_secret(token), token
 
 
-async def get_merchant(ctx: Context, merchant_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
-        row = store.get_merchant(tx, merchant_id)
-        assert row is not None  # the key was just resolved to it
-        return {"id": row["id"], "name": row["name"], "created_at": rfc3339(row["created_at"])}
+async def get_merchant(ctx: Context, merchant_id: str) -> Merchant:
+    def op(tx: Tx) -> Merchant:
+        merchant = store.get_merchant(tx, merchant_id)
+        assert merchant is not None  # the key was just resolved to it
+        return merchant
 
     return await ctx.db.read(op)
+
+
+async def merchant_for_key(ctx: Context, key_hash: str) -> MerchantId | None:
+    """The id of the merchant whose API key hashes to `key_hash`, or None."""
+
+    def op(tx: Tx) -> MerchantId | None:
+        merchant = store.merchant_by_key_hash(tx, key_hash)
+        return None if merchant is None else merchant.id
+
+    return await ctx.db.read(op)
+
+
+async def database_ok(ctx: Context) -> None:
+    """A trivial read: returns once the database answers (raises Unavailable when it cannot)."""
+    await ctx.db.read(store.ping)
 
 
 async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:
@@ -75,26 +100,9 @@ async def create_merchant(ctx: Context, name: str) -> dict[str, Any]:
     }
 
 
-async def list_merchants(ctx: Context) -> list[dict[str, Any]]:
+async def list_merchants(ctx: Context) -> list[MerchantUsage]:
     """Every merchant with its usage (the admin's overview)."""
-
-    def op(tx: Tx) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": r["id"],
-                "name": r["name"],
-                "created_at": rfc3339(r["created_at"]),
-                "phones": r["phones"],
-                "orders": r["orders"],
-                "paid_orders": r["paid_orders"],
-                "paid_amount": format_fen(r["paid_cents"]),
-                "unmatched_payments": r["unmatched"],
-                "last_order_at": rfc3339(r["last_order_at"]),
-            }
-            for r in store.list_merchants(tx)
-        ]
-
-    return await ctx.db.read(op)
+    return await ctx.db.read(store.list_merchants)
 
 
 SENDER_LATE_MS = 60_000  # a delivery due longer ago than this means the sender is behind

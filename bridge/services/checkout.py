@@ -10,17 +10,17 @@ adapters (易支付, V免签) extend it so their orders return to their own sign
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 from urllib.parse import urlsplit
 
-from bridge.clock import rfc3339
-from bridge.core.amounts import format_fen
+from bridge.core.models.account import Account
+from bridge.core.models.order import Order
+from bridge.core.states import OrderStatus
 from bridge.errors import NotFound
 from bridge.services.compat_notify import compat_return_url
 from bridge.services.context import Context
 from bridge.store import merchants as merchants_store
 from bridge.store import orders as store
-from bridge.store.database import Row, Tx
+from bridge.store.database import Tx
 
 __all__ = [
     "Checkout",
@@ -29,7 +29,6 @@ __all__ = [
     "checkout_url",
     "load_checkout",
     "paid_return_url",
-    "status_json",
 ]
 
 
@@ -48,7 +47,7 @@ class Checkout:
     order_id: str
     shop_name: str
     description: str | None
-    status: str  # the order's status; a pending order past its time reads "expired"
+    status: OrderStatus  # the order's status; a pending order past its time reads "expired"
     channel: str  # the order's channel; "any" lets the payer pick among `choices`
     amount_cents: int  # what the shop asked
     pay_amount_cents: int  # what the payer must pay, to the fen
@@ -61,7 +60,7 @@ class Checkout:
 
     @property
     def seconds_left(self) -> int:
-        return max(0, (self.expires_at - self.now + 999) // 1000) if self.status == "pending" else 0
+        return max(0, (self.expires_at - self.now + 999) // 1000) if self.status is OrderStatus.PENDING else 0
 
     @property
     def amount_differs(self) -> bool:
@@ -77,69 +76,66 @@ def checkout_url(ctx: Context, order_id: str) -> str:
     return ctx.public_url(checkout_path(order_id))
 
 
-async def paid_return_url(ctx: Context, order: Row) -> str | None:
+async def paid_return_url(ctx: Context, order: Order) -> str | None:
     """Where the checkout page sends the payer of a paid order: THE seam for return targets.
 
     Called for paid orders only, at every page view and status poll (so a target signed with a
     timestamp is fresh each time). The shop gateways' signed return for their orders, else the order's
     own `return_url`.
     """
-    signed = await compat_return_url(ctx, str(order["id"]))  # 易支付 / V免签: the shop's signed return
+    signed = await compat_return_url(ctx, order.id)  # 易支付 / V免签: the shop's signed return
     if signed is not None:
         return signed
-    url = order["return_url"]
-    return None if url is None else str(url)
+    return order.return_url
 
 
-def _account(row: Row) -> PayAccount | None:
-    if not row["qr_payload"]:
+def _account(a: Account) -> PayAccount | None:
+    if not a.qr_payload:
         return None
-    return PayAccount(
-        id=str(row["id"]), name=str(row["name"]), channel=str(row["channel"]), qr_payload=str(row["qr_payload"])
-    )
+    return PayAccount(id=a.id, name=a.name, channel=a.channel, qr_payload=a.qr_payload)
 
 
-def _read(ctx: Context, tx: Tx, order_id: str, pick: str | None) -> tuple[Row, Checkout]:
+def _read(ctx: Context, tx: Tx, order_id: str, pick: str | None) -> tuple[Order, Checkout]:
     order = store.find_order(tx, order_id)
     if order is None:
         raise NotFound("no such order")
-    merchant = merchants_store.get_merchant(tx, order["merchant_id"])
+    merchant = merchants_store.get_merchant(tx, order.merchant_id)
     assert merchant is not None
     now = ctx.clock.now_ms()
-    status = str(order["status"])
-    if status == "pending" and order["expires_at"] <= now:
-        status = "expired"  # the expiry loop has not run yet; the payer must not pay now
+    status = order.status
+    if status is OrderStatus.PENDING and order.expires_at <= now:
+        status = OrderStatus.EXPIRED  # the expiry loop has not run yet; the payer must not pay now
     s = ctx.settings
-    late_until = order["expires_at"] + s.late_grace * 1000 if s.accept_late else order["expires_at"]
+    late_until = order.expires_at + s.late_grace * 1000 if s.accept_late else order.expires_at
     account: PayAccount | None = None
     choices: tuple[PayAccount, ...] = ()
-    if order["account_id"] is not None:
-        row = merchants_store.get_account(tx, order["merchant_id"], order["account_id"])
-        account = None if row is None else _account(row)
-    elif status == "pending":
+    if order.account_id is not None:
+        found = merchants_store.get_account(tx, order.merchant_id, order.account_id)
+        account = None if found is None else _account(found)
+    elif status is OrderStatus.PENDING:
         # An `any` order holds its pay amount on every account the merchant had when it was
         # created (and on the implicit per-channel slots): the payer may use any of those, with
         # the same amount; accounts added later are not offered (another order may hold it there).
         held = store.held_slots(tx, order_id)
-        rows = [a for a in merchants_store.accounts_for_merchant(tx, order["merchant_id"]) if a["id"] in held]
-        if order["channel"] != "any":
-            rows = [a for a in rows if a["channel"] == order["channel"]]
-        choices = tuple(a for a in (_account(r) for r in rows) if a is not None)
+        accounts = [a for a in merchants_store.accounts_for_merchant(tx, order.merchant_id) if a.id in held]
+        if order.channel != "any":
+            accounts = [a for a in accounts if a.channel == order.channel]
+        choices = tuple(p for p in (_account(a) for a in accounts) if p is not None)
         account = next((a for a in choices if a.id == pick), choices[0] if choices else None)
     checkout = Checkout(
-        order_id=str(order["id"]),
-        shop_name=str(merchant["name"]),
-        description=order["description"],
+        order_id=order.id,
+        shop_name=merchant.name,
+        description=order.description,
         status=status,
-        channel=str(order["channel"]),
-        amount_cents=int(order["amount_cents"]),
-        pay_amount_cents=int(order["pay_amount_cents"]),
-        expires_at=int(order["expires_at"]),
+        channel=order.channel,
+        amount_cents=order.amount_cents,
+        pay_amount_cents=order.pay_amount_cents,
+        expires_at=order.expires_at,
         now=now,
         account=account,
         choices=choices if len(choices) > 1 else (),
         return_to=None,
-        watch=status == "pending" or (status == "expired" and now < late_until),
+        watch=status is OrderStatus.PENDING or (status is OrderStatus.EXPIRED and now < late_until),
     )
     return order, checkout
 
@@ -147,23 +143,9 @@ def _read(ctx: Context, tx: Tx, order_id: str, pick: str | None) -> tuple[Row, C
 async def load_checkout(ctx: Context, order_id: str, *, pick: str | None = None) -> Checkout:
     """Everything the page shows for an order; `pick` chooses the account of an `any` order. NotFound if unknown."""
     order, checkout = await ctx.db.read(lambda tx: _read(ctx, tx, order_id, pick))
-    if checkout.status != "paid":
+    if checkout.status is not OrderStatus.PAID:
         return checkout
     url = await paid_return_url(ctx, order)
     if url is not None and urlsplit(url).scheme not in ("http", "https"):
         url = None  # the page navigates there by itself: never to javascript: or an app scheme
     return replace(checkout, return_to=url)
-
-
-def status_json(c: Checkout) -> dict[str, Any]:
-    """`GET /pay/<id>/status`: what the page's script needs to follow the order."""
-    return {
-        "id": c.order_id,
-        "status": c.status,
-        "amount": format_fen(c.amount_cents),
-        "pay_amount": format_fen(c.pay_amount_cents),
-        "expires_at": rfc3339(c.expires_at),
-        "seconds_left": c.seconds_left,
-        "watch": c.watch,
-        "return_url": c.return_to,
-    }

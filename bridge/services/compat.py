@@ -24,15 +24,17 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bridge.core import epay, vmq
+from bridge.core.models.compat import CompatOrder, Shop, ShopOrderDetail
+from bridge.core.models.order import OrderDetail
 from bridge.core.ssrf import check_target
 from bridge.errors import BadRequest, Conflict, NotFound, Unauthorized
 from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
-from bridge.services.orders import NewOrder, close_order, create_order_in, render
+from bridge.services.orders import NewOrder, close_order, create_order_in, detail
 from bridge.store import compat as store
 from bridge.store import devices as devices_store
 from bridge.store import orders as orders_store
-from bridge.store.database import Row, Tx
+from bridge.store.database import Tx
 
 __all__ = [
     "Shop",
@@ -64,18 +66,6 @@ MAX_URL = 2048
 
 
 @dataclass(frozen=True, slots=True)
-class Shop:
-    """A merchant as the shop gateways know it."""
-
-    merchant_id: str
-    pid: int
-    key: str
-    platform_private_key: str
-    platform_public_key: str
-    merchant_public_key: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class ShopOrder:
     """An order as a shop asked for it, validated; strings kept exactly as sent."""
 
@@ -99,46 +89,22 @@ class ShopOrder:
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def _shop(row: Row) -> Shop:
-    return Shop(
-        merchant_id=str(row["merchant_id"]),
-        pid=int(row["pid"]),
-        key=str(row["key"]),
-        platform_private_key=str(row["platform_private_key"]),
-        platform_public_key=str(row["platform_public_key"]),
-        merchant_public_key=None if row["merchant_public_key"] is None else str(row["merchant_public_key"]),
-    )
-
-
 def _new_key() -> str:
     return "".join(secrets.choice(epay.KEY_ALPHABET) for _ in range(epay.KEY_LENGTH))
 
 
-def _credentials_json(ctx: Context, shop: Shop) -> dict[str, Any]:
-    base = ctx.public_url("").rstrip("/")
-    return {
-        "pid": shop.pid,
-        "key": shop.key,
-        "epay_url": f"{base}/",
-        "submit_url": f"{base}/submit.php",
-        "vmq_url": f"{base}/vmq/{shop.pid}/",
-        "platform_public_key": shop.platform_public_key,
-        "merchant_public_key": shop.merchant_public_key,
-    }
-
-
 async def _ensure(ctx: Context, merchant_id: str) -> Shop:
-    def read(tx: Tx) -> Row | None:
+    def read(tx: Tx) -> Shop | None:
         return store.get_merchant(tx, merchant_id)
 
-    row = await ctx.db.read(read)
-    if row is not None:
-        return _shop(row)
+    shop = await ctx.db.read(read)
+    if shop is not None:
+        return shop
     # RSA key generation is CPU work: off the event loop, before the (short) write.
     private = await asyncio.to_thread(rsa.generate_private_key, public_exponent=65537, key_size=2048)
     private_b64, public_b64 = epay.private_key_b64(private), epay.public_key_b64(private.public_key())
 
-    def write(tx: Tx) -> Row:
+    def write(tx: Tx) -> Shop:
         existing = store.get_merchant(tx, merchant_id)
         if existing is None:
             store.insert_merchant(
@@ -153,12 +119,12 @@ async def _ensure(ctx: Context, merchant_id: str) -> Shop:
         assert existing is not None
         return existing
 
-    return _shop(await ctx.db.write(write))
+    return await ctx.db.write(write)
 
 
-async def credentials(ctx: Context, merchant_id: str) -> dict[str, Any]:
-    """The merchant's pid, key and gateway URLs (made on first use)."""
-    return _credentials_json(ctx, await _ensure(ctx, merchant_id))
+async def credentials(ctx: Context, merchant_id: str) -> Shop:
+    """The merchant's pid, key and platform keys (made on first use)."""
+    return await _ensure(ctx, merchant_id)
 
 
 def key_fingerprint(key: str) -> str:
@@ -166,38 +132,38 @@ def key_fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-async def _rotate(ctx: Context, merchant_id: str, if_fingerprint: str | None) -> tuple[dict[str, Any], bool]:
+async def _rotate(ctx: Context, merchant_id: str, if_fingerprint: str | None) -> tuple[Shop, bool]:
     await _ensure(ctx, merchant_id)
 
-    def op(tx: Tx) -> tuple[Row, bool]:
-        row = store.get_merchant(tx, merchant_id)
-        assert row is not None
-        if if_fingerprint is not None and not hmac.compare_digest(key_fingerprint(str(row["key"])), if_fingerprint):
-            return row, False
+    def op(tx: Tx) -> tuple[Shop, bool]:
+        shop = store.get_merchant(tx, merchant_id)
+        assert shop is not None
+        if if_fingerprint is not None and not hmac.compare_digest(key_fingerprint(shop.key), if_fingerprint):
+            return shop, False
         store.set_key(tx, merchant_id, _new_key(), now=ctx.clock.now_ms())
-        row = store.get_merchant(tx, merchant_id)
-        assert row is not None
-        return row, True
+        shop = store.get_merchant(tx, merchant_id)
+        assert shop is not None
+        return shop, True
 
-    row, rotated = await ctx.db.write(op)
+    shop, rotated = await ctx.db.write(op)
     if rotated:
         log.info("compat.key_rotated", merchant_id=merchant_id)
-    return _credentials_json(ctx, _shop(row)), rotated
+    return shop, rotated
 
 
-async def rotate_key(ctx: Context, merchant_id: str) -> dict[str, Any]:
+async def rotate_key(ctx: Context, merchant_id: str) -> Shop:
     """A new compat key; the old one stops working at once (notifies still queued are signed with the new one)."""
     creds, _ = await _rotate(ctx, merchant_id, None)
     return creds
 
 
-async def rotate_key_if(ctx: Context, merchant_id: str, fingerprint: str) -> tuple[dict[str, Any], bool]:
+async def rotate_key_if(ctx: Context, merchant_id: str, fingerprint: str) -> tuple[Shop, bool]:
     """Rotate only while the current key has `fingerprint` (see `key_fingerprint`): a form submitted twice,
     or from two tabs, rotates once. Returns the credentials and whether this call rotated."""
     return await _rotate(ctx, merchant_id, fingerprint)
 
 
-async def set_merchant_public_key(ctx: Context, merchant_id: str, public_key: str | None) -> dict[str, Any]:
+async def set_merchant_public_key(ctx: Context, merchant_id: str, public_key: str | None) -> Shop:
     """Register (or clear, with None) the merchant's RSA public key that V2 requests are verified with."""
     if public_key is not None:
         try:
@@ -207,26 +173,26 @@ async def set_merchant_public_key(ctx: Context, merchant_id: str, public_key: st
         public_key = epay.public_key_b64(key)
     await _ensure(ctx, merchant_id)
 
-    def op(tx: Tx) -> Row:
+    def op(tx: Tx) -> Shop:
         store.set_merchant_public_key(tx, merchant_id, public_key, now=ctx.clock.now_ms())
-        row = store.get_merchant(tx, merchant_id)
-        assert row is not None
-        return row
+        shop = store.get_merchant(tx, merchant_id)
+        assert shop is not None
+        return shop
 
-    return _credentials_json(ctx, _shop(await ctx.db.write(op)))
+    return await ctx.db.write(op)
 
 
 async def shop_by_pid(ctx: Context, pid: str | None) -> Shop:
     if not pid or not pid.isascii() or not pid.isdigit() or len(pid) > 12:
         raise BadRequest("pid is required: the merchant number from `paybridge compat`", "invalid_pid")
 
-    def op(tx: Tx) -> Row | None:
+    def op(tx: Tx) -> Shop | None:
         return store.get_merchant_by_pid(tx, int(pid))
 
-    row = await ctx.db.read(op)
-    if row is None:
+    shop = await ctx.db.read(op)
+    if shop is None:
         raise NotFound("unknown pid", "unknown_pid")
-    return _shop(row)
+    return shop
 
 
 def key_matches(shop: Shop, key: str) -> bool:
@@ -331,24 +297,24 @@ def shop_order(
     )
 
 
-def _order_view(ctx: Context, tx: Tx, compat: Row) -> dict[str, Any]:
-    row = orders_store.get_order(tx, str(compat["merchant_id"]), str(compat["order_id"]))
-    assert row is not None
-    return {"order": render(ctx, tx, row), "compat": dict(compat), "checkout_url": checkout_url(ctx, str(row["id"]))}
+def _order_view(tx: Tx, compat: CompatOrder, *, created: bool = False) -> ShopOrderDetail:
+    order = orders_store.get_order(tx, compat.merchant_id, compat.order_id)
+    assert order is not None
+    return ShopOrderDetail(detail(tx, order), compat, created)
 
 
-async def create_shop_order(ctx: Context, shop: Shop, order: ShopOrder) -> dict[str, Any]:
-    """Create the order (or return the identical one); {"order", "compat", "checkout_url", "created"}."""
+async def create_shop_order(ctx: Context, shop: Shop, order: ShopOrder) -> ShopOrderDetail:
+    """Create the order (or return the identical one, `created` False)."""
     params_hash = order.params_hash()
 
-    def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> ShopOrderDetail:
         existing = store.get_compat_order_by_ref(tx, shop.merchant_id, order.out_trade_no)
         if existing is not None:
-            if existing["params_hash"] != params_hash:
+            if existing.params_hash != params_hash:
                 raise Conflict(
                     "an order with this out_trade_no exists with different parameters", "out_trade_no_conflict"
                 )
-            return {**_order_view(ctx, tx, existing), "created": False}
+            return _order_view(tx, existing)
         if orders_store.get_order_by_merchant_ref(tx, shop.merchant_id, order.out_trade_no) is not None:
             raise Conflict("an API order already uses this out_trade_no", "out_trade_no_conflict")
         metadata: dict[str, Any] = {"source": order.protocol}
@@ -362,10 +328,19 @@ async def create_shop_order(ctx: Context, shop: Shop, order: ShopOrder) -> dict[
             notify_url=None,  # compat notifies have their own delivery: no Standard Webhooks to the shop
             metadata=metadata,
         )
-        created, _, _ = create_order_in(ctx, tx, shop.merchant_id, new)
+        made, created, _ = create_order_in(ctx, tx, shop.merchant_id, new)
+        if not created:  # another process made it since we looked (PostgreSQL): the same, or refused
+            winner = store.get_compat_order(tx, made.id)
+            if winner is None:
+                raise Conflict("an API order already uses this out_trade_no", "out_trade_no_conflict")
+            if winner.params_hash != params_hash:
+                raise Conflict(
+                    "an order with this out_trade_no exists with different parameters", "out_trade_no_conflict"
+                )
+            return _order_view(tx, winner)
         store.insert_compat_order(
             tx,
-            order_id=str(created["id"]),
+            order_id=made.id,
             merchant_id=shop.merchant_id,
             protocol=order.protocol,
             out_trade_no=order.out_trade_no,
@@ -378,19 +353,19 @@ async def create_shop_order(ctx: Context, shop: Shop, order: ShopOrder) -> dict[
             params_hash=params_hash,
             now=ctx.clock.now_ms(),
         )
-        compat = store.get_compat_order(tx, str(created["id"]))
+        compat = store.get_compat_order(tx, made.id)
         assert compat is not None
-        return {**_order_view(ctx, tx, compat), "created": True}
+        return _order_view(tx, compat, created=True)
 
     return await ctx.db.write(op)
 
 
 async def find_shop_order(
     ctx: Context, shop: Shop, *, trade_no: str | None = None, out_trade_no: str | None = None
-) -> dict[str, Any]:
+) -> ShopOrderDetail:
     """A compat order of this shop by our id (`trade_no`) or the shop's (`out_trade_no`)."""
 
-    def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> ShopOrderDetail:
         compat = None
         if trade_no:
             compat = store.get_compat_order(tx, trade_no)
@@ -398,22 +373,22 @@ async def find_shop_order(
             compat = store.get_compat_order_by_ref(tx, shop.merchant_id, out_trade_no)
         else:
             raise BadRequest("send trade_no or out_trade_no", "missing_field")
-        if compat is None or compat["merchant_id"] != shop.merchant_id:
+        if compat is None or compat.merchant_id != shop.merchant_id:
             raise NotFound("no such order", "order_not_found")
-        return _order_view(ctx, tx, compat)
+        return _order_view(tx, compat)
 
     return await ctx.db.read(op)
 
 
-async def close_shop_order(ctx: Context, shop: Shop, order_id: str) -> dict[str, Any]:
+async def close_shop_order(ctx: Context, shop: Shop, order_id: str) -> OrderDetail:
     await find_shop_order(ctx, shop, trade_no=order_id)
     return await close_order(ctx, shop.merchant_id, order_id)
 
 
-async def monitor_state(ctx: Context, shop: Shop) -> dict[str, Any]:
-    """For V免签's getState: whether a phone is online and when it last reported."""
+async def monitor_state(ctx: Context, shop: Shop) -> bool:
+    """For V免签's getState: whether a phone of the shop's merchant is online."""
 
-    def op(tx: Tx) -> dict[str, Any]:
-        return {"online": devices_store.merchant_has_online_device(tx, shop.merchant_id)}
+    def op(tx: Tx) -> bool:
+        return devices_store.merchant_has_online_device(tx, shop.merchant_id)
 
     return await ctx.db.read(op)

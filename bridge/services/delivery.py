@@ -1,92 +1,110 @@
-"""The webhook delivery worker: signs and sends due deliveries, records outcomes, schedules retries.
+"""The webhook delivery worker: one loop that claims, sends, records and renews.
 
-One loop loads what is due and starts a task per delivery without waiting for any of them
-(pipelining); each task waits for a slot on its host (`settings.webhook_per_host` in flight) and
-a global slot (`settings.webhook_concurrency`), so a slow or dead endpoint only ever holds its
-own slots. A
-delivery is "in flight" from the moment it is loaded until its outcome is committed, and is never
-loaded twice meanwhile. Finished attempts go to one recorder that writes every outcome waiting at
-that moment in a single transaction.
+Each turn of `DeliveryWorker._loop`:
 
-Shop gateway notifies (易支付 / V免签, `compat_protocol` set on the row) ride the same outbox: a GET of
-the shop's notify URL with a query signed at each attempt, done when the body acknowledges it
+1. **Claim.** Fresh deliveries arrive already claimed: their transaction committed them claimed
+   by this instance (`claimed_by`, `lease_until`: `EventBus.claim`) and handed them over in
+   memory, so they go out at once, without a read. Due deliveries nobody holds (retries, compat
+   notifies, whatever another instance left when it died, anything that did not fit in memory)
+   are claimed from the database at every poll (`POLL_S`), at once after a wake-up
+   (`EventBus.deliveries`: a manual retry, a compat notify) and when a recorded retry falls due.
+   On PostgreSQL the claim skips rows another instance is claiming (`FOR UPDATE SKIP LOCKED`).
+2. **Send.** Every claimed delivery gets a task that waits for a slot on its host
+   (`settings.webhook_per_host`) and a global one (`settings.webhook_concurrency`), signs and sends,
+   and puts the attempt in `_finished`. A slow or dead endpoint only ever holds its own slots.
+3. **Record.** The attempts finished by then are written in one transaction (the outcome, the
+   attempt log, the retry's time or the end, the claim cleared).
+4. **Renew.** Every third of `settings.webhook_lease` the leases of what is still claimed here
+   (`_in_flight`: claimed and not yet recorded) are extended.
+
+The loop never waits for the database: the claim, the recording and the renewal each run as one
+job at a time beside it, and a later turn takes the job's result. So a fresh delivery starts at
+the next turn, whatever the database is doing.
+
+A delivery is in `_in_flight` from its claim to its recorded outcome; the database claim keeps
+every other instance (and this one's own poll) away from it meanwhile. An endpoint that answered
+410 is remembered in `_gone`, so its deliveries still waiting for a slot are not sent (recording
+the 410 disables them). Besides the work handed from one step to the next (`_finished`,
+`_give_back`) and the jobs under way, that is all the state there is.
+
+Shop gateway notifies (易支付 / V免签, `Outgoing.compat`) ride the same outbox: a GET of the
+shop's notify URL with a query signed at each attempt, done when the body acknowledges it
 (`success`), retried on the same schedule otherwise.
 
 At-least-once: an outcome is recorded after the HTTP exchange; a crash between a receiver's 2xx
 and the recording means the delivery is sent again, with the same `webhook-id`. Receivers dedupe.
-On shutdown the attempts that already finished are still recorded (under `asyncio.shield`).
-
-Several instances on one database: a delivery is sent by the instance that holds its claim
-(`claimed_by`, `lease_until`). Fresh deliveries are committed already claimed by the instance whose
-worker takes them from memory; the poll claims what it loaded before sending it (on PostgreSQL
-with `FOR UPDATE SKIP LOCKED`). The worker renews the leases of what it has in flight every third
-of `settings.webhook_lease` and clears the claim when it records the outcome; on a clean stop it
-gives back the claims it still holds. An instance that dies leaves its claims to run out, and then
-any instance's poll takes those deliveries (sent again, with the same `webhook-id`).
+On shutdown the attempts that already finished are still recorded (under `asyncio.shield`) and
+the claims still held are given back; an instance that dies leaves its claims to run out, and
+then any instance's poll takes those deliveries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import random
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import structlog
 
 from bridge.core.backoff import RetryPolicy, delay_for
+from bridge.core.models.delivery import Outgoing
+from bridge.core.models.ids import DeliveryId, EndpointId, EventId, InstanceId, MerchantId
 from bridge.core.signing import signature_header
+from bridge.core.states import DeliveryStatus
+from bridge.errors import SendFailure
 from bridge.ids import new_id
 from bridge.services import compat_notify
 from bridge.services.context import Context
 from bridge.store import deliveries as store
 from bridge.store import endpoints as endpoints_store
-from bridge.store.database import Row, Tx
+from bridge.store.database import Tx
 from bridge.transport import TransportResult, WebhookTransport
 
-__all__ = ["DeliveryWorker", "Outcome", "classify", "classify_compat", "live_secrets"]
+__all__ = ["DeliveryWorker", "Outcome", "classify", "classify_compat"]
 
 log = structlog.get_logger("bridge.webhooks")
 
-QUEUED_PER_TARGET = 16  # deliveries a database load may hold in memory per endpoint / notify URL
-RECENT_SETTLED = 100_000  # ids remembered to drop late fresh hand-overs of deliveries already attempted
-FRESH_PER_TARGET = 256  # deliveries handed over at commit that may wait in memory per host
-BATCH = 500  # deliveries loaded per query
-POLL_S = 1.0  # the longest the loop sleeps without looking at the database
+QUEUED_PER_TARGET = 16  # deliveries one claim may take per endpoint / notify URL
+FRESH_PER_TARGET = 256  # fresh deliveries that may wait in memory per host (the rest: the next poll's)
+BATCH = 500  # deliveries claimed per poll
+POLL_S = 1.0  # the longest the loop goes without looking in the database
 RENEW_CHUNK = 500  # ids per lease renewal statement
+
+J = TypeVar("J")
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: str  # the delivery's new status: succeeded, pending (retry later), failed, disabled
+    status: DeliveryStatus  # the delivery's new status (PENDING: a retry in `next_in` seconds)
     metric: str  # success, http_error, timeout, network_error, gone, forbidden_target
     next_in: float | None  # seconds to the next attempt when still pending
     disable_endpoint: bool = False
 
 
-def classify(result: TransportResult, *, attempt: int, policy: RetryPolicy, rng: random.Random) -> Outcome:
-    """What the result of attempt number `attempt` means for the delivery (pure)."""
-    if result.status is not None and 200 <= result.status < 300:
-        return Outcome("succeeded", "success", None)
-    if result.status == 410:
-        return Outcome("disabled", "gone", None, disable_endpoint=True)
-    if result.error and result.error.startswith("forbidden_target"):
-        return Outcome("failed", "forbidden_target", None)  # a configuration problem: retrying cannot help
-    if result.status is not None:
-        metric = "http_error"
-    elif result.error == "timeout":
-        metric = "timeout"
-    else:
-        metric = "network_error"
+def _retry(result: TransportResult, *, attempt: int, policy: RetryPolicy, rng: random.Random) -> Outcome:
+    """A failed attempt: failed at once if sending again cannot help, else retried on schedule until it ends."""
+    failure = result.failure
+    if failure is not None and not failure.retryable:
+        return Outcome(DeliveryStatus.FAILED, failure.metric, None)  # a configuration problem
+    metric = "http_error" if result.status is not None else (failure or SendFailure.NETWORK).metric
     wait = delay_for(attempt + 1, policy, rng, result.retry_after)
     if wait is None:
-        return Outcome("failed", metric, None)
-    return Outcome("pending", metric, wait)
+        return Outcome(DeliveryStatus.FAILED, metric, None)
+    return Outcome(DeliveryStatus.PENDING, metric, wait)
+
+
+def classify(result: TransportResult, *, attempt: int, policy: RetryPolicy, rng: random.Random) -> Outcome:
+    """What the result of attempt number `attempt` means for a webhook delivery (pure)."""
+    if result.status is not None and 200 <= result.status < 300:
+        return Outcome(DeliveryStatus.SUCCEEDED, "success", None)
+    if result.status == 410:
+        return Outcome(DeliveryStatus.DISABLED, "gone", None, disable_endpoint=True)
+    return _retry(result, attempt=attempt, policy=policy, rng=rng)
 
 
 def classify_compat(
@@ -95,45 +113,42 @@ def classify_compat(
     """A compat notify: done only when a 2xx body acknowledges it; anything else is retried on schedule
     (a shop answering 410 is not a webhook endpoint to disable)."""
     if result.status is not None and 200 <= result.status < 300 and compat_notify.is_ack(protocol, result.body):
-        return Outcome("succeeded", "success", None)
-    if result.error and result.error.startswith("forbidden_target"):
-        return Outcome("failed", "forbidden_target", None)
-    metric = (
-        "http_error" if result.status is not None else ("timeout" if result.error == "timeout" else "network_error")
+        return Outcome(DeliveryStatus.SUCCEEDED, "success", None)
+    return _retry(result, attempt=attempt, policy=policy, rng=rng)
+
+
+def _fresh(row: dict[str, Any]) -> Outgoing:
+    """A delivery handed over at commit (`bridge.services.events.emit`), as the record a claim returns."""
+    endpoint_id = row["endpoint_id"]
+    return Outgoing(
+        id=DeliveryId(str(row["id"])),
+        event_id=EventId(str(row["event_id"])),
+        event_type=str(row["event_type"]),
+        merchant_id=MerchantId(str(row["merchant_id"])),
+        endpoint_id=None if endpoint_id is None else EndpointId(str(endpoint_id)),
+        url=str(row["url"]),
+        attempts=int(row["attempts"]),
+        body=str(row["body"]),
+        lease_until=row.get("lease_until"),
+        secret=row.get("secret"),
+        old_secret=row.get("old_secret"),
+        old_secret_expires_at=row.get("old_secret_expires_at"),
+        webhook_secret=row.get("webhook_secret"),
     )
-    wait = delay_for(attempt + 1, policy, rng, result.retry_after)
-    return Outcome("failed", metric, None) if wait is None else Outcome("pending", metric, wait)
-
-
-def _compat_protocol(row: Row | dict[str, Any]) -> str | None:
-    """The shop gateway protocol of a compat notify row; None for a webhook (fresh hand-overs are webhooks)."""
-    value = row.get("compat_protocol") if isinstance(row, dict) else row["compat_protocol"]
-    return None if value is None else str(value)
-
-
-def live_secrets(row: Row | dict[str, Any], now: int) -> list[str]:
-    """The secrets to sign with: the endpoint's (plus its previous one during rotation), or the
-    merchant's default secret for an order's notify_url."""
-    if row["endpoint_id"] is None:
-        return [str(row["webhook_secret"])]
-    out = [str(row["secret"])]
-    if row["old_secret"] and row["old_secret_expires_at"] and row["old_secret_expires_at"] > now:
-        out.append(str(row["old_secret"]))
-    return out
 
 
 @dataclass(frozen=True, slots=True)
 class _Attempt:
     """One finished HTTP attempt, waiting to be recorded."""
 
-    row: Row | dict[str, Any]
+    delivery: Outgoing
     result: TransportResult
     outcome: Outcome
     at: int  # Unix ms when it finished
 
     @property
     def number(self) -> int:
-        return int(self.row["attempts"]) + 1
+        return self.delivery.attempts + 1
 
     @property
     def next_attempt_at(self) -> int | None:
@@ -141,7 +156,7 @@ class _Attempt:
 
     @property
     def error(self) -> str | None:
-        if self.result.error or self.outcome.status == "succeeded":
+        if self.result.failure is not None or self.outcome.status is DeliveryStatus.SUCCEEDED:
             return self.result.error
         return f"HTTP {self.result.status}"
 
@@ -149,14 +164,7 @@ class _Attempt:
 @dataclass
 class _Target:
     slots: asyncio.Semaphore
-    users: int = 0
-
-
-@dataclass
-class _Recorder:
-    finished: list[_Attempt] = field(default_factory=list)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    stopping: bool = False
+    users: int = 0  # deliveries to this host waiting for a slot or being sent
 
 
 class DeliveryWorker:
@@ -173,292 +181,285 @@ class DeliveryWorker:
         self.rng = rng or random.Random()
         self.policy = RetryPolicy(schedule=ctx.settings.schedule())
         self.per_target = per_target or ctx.settings.webhook_per_host
-        self.instance = new_id("inst")  # who holds this worker's claims (a restart is a new claimant)
+        self.instance = InstanceId(new_id("inst"))  # who holds this worker's claims (a restart is a new one)
         self.lease_ms = int(ctx.settings.webhook_lease * 1000)
-        self._in_flight: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._global = asyncio.Semaphore(ctx.settings.webhook_concurrency)
+        # Claimed here, outcome not yet recorded: id -> its attempt count when claimed (one round).
+        self._in_flight: dict[DeliveryId, int] = {}
+        self._finished: list[_Attempt] = []  # attempts done, recorded at the next turn
+        self._gone: set[EndpointId] = set()  # endpoints that answered 410 Gone
+        self._wake = asyncio.Event()  # something to do (the bus's `fresh_ready` once running)
+        self._look = True  # claim from the database at the next turn, whatever the time
         self._targets: dict[str, _Target] = {}
-        self._recorder = _Recorder()
-        self._gone: set[str] = set()  # endpoints that answered 410 Gone (disabled in the database)
-        self._left_in_db = False  # a fresh delivery was left for the database poll (its host was full)
-        # Deliveries that left the in-flight set while a database load was running: the load's
-        # snapshot may predate their recorded outcome, so its rows for them are stale.
-        self._settled_during_load: set[str] | None = None
-        # Recently settled ids: a fresh hand-over that arrives after its delivery was already sent
-        # from a database load (and settled) must not send it again.
-        self._recently_settled: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._global = asyncio.Semaphore(ctx.settings.webhook_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._give_back: list[DeliveryId] = []  # fresh ones that did not fit: their claims go back
+        # The database jobs beside the loop, at most one of each kind at a time.
+        self._claiming: asyncio.Task[tuple[list[Outgoing], int]] | None = None
+        self._recording: asyncio.Task[int | None] | None = None
+        self._renewing: asyncio.Task[None] | None = None
 
     @property
-    def in_flight(self) -> frozenset[str]:
-        """Ids of the deliveries loaded and not yet recorded."""
+    def in_flight(self) -> frozenset[DeliveryId]:
+        """Ids of the deliveries claimed here and not yet recorded."""
         return frozenset(self._in_flight)
 
     async def run(self) -> None:
-        """Deliver until cancelled; then stop sending and record what already finished."""
-        self.ctx.bus.claimant = (self.instance, self.lease_ms)
-        recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
-        fresh = asyncio.create_task(self._fresh_loop(), name="webhook-fresh")
-        renewer = asyncio.create_task(self._renew_loop(), name="webhook-lease-renewer")
-        try:
-            await self._dispatch_loop()
-        finally:
-            if self.ctx.bus.claimant is not None and self.ctx.bus.claimant[0] == self.instance:
-                self.ctx.bus.claimant = None
-            for helper in (fresh, renewer):
-                helper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await helper
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._recorder.stopping = True
-            self._recorder.ready.set()
-            await asyncio.shield(recorder)
-            await asyncio.shield(self._release(None))  # what it still holds: due again for any instance
-
-    async def _release(self, ids: list[str] | None) -> None:
-        """Give up claims (None: all this worker holds); a failure only leaves them to run out."""
-        try:
-            await self.ctx.db.write(functools.partial(_release, ids, self.instance))
-        except Exception as e:
-            log.warning("webhook.release_failed", error=repr(e))
-
-    async def _renew_loop(self) -> None:
-        """Keep the leases of the deliveries in flight here from running out while they wait or run."""
-        while True:
-            await asyncio.sleep(self.lease_ms / 3000)
-            ids = sorted(self._in_flight)
-            until = self.ctx.clock.now_ms() + self.lease_ms
-            for i in range(0, len(ids), RENEW_CHUNK):
-                chunk = ids[i : i + RENEW_CHUNK]
-                try:
-                    await self.ctx.db.write(functools.partial(_renew, chunk, self.instance, until))
-                except Exception as e:  # a lease that runs out only means a possible second send
-                    log.warning("webhook.renew_failed", error=repr(e))
-
-    async def _dispatch_loop(self) -> None:
+        """Deliver until cancelled; then stop sending, record what already finished, give back the rest."""
         bus = self.ctx.bus
+        bus.claimant = (self.instance, self.lease_ms)
+        # The loop sleeps on the bus's `fresh_ready`: set at commit when fresh deliveries arrive, and
+        # by the worker itself when a send or a job ends. A wake-up on `bus.deliveries` also means
+        # "claim from the database now".
+        self._wake = bus.fresh_ready
+        relays = [asyncio.create_task(self._relay(bus.deliveries), name="webhook-wake-relay")]
+        try:
+            await self._loop()
+        finally:
+            if bus.claimant is not None and bus.claimant[0] == self.instance:
+                bus.claimant = None
+            for task in [*relays, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(*relays, *self._tasks, return_exceptions=True)
+            await asyncio.shield(self._wind_down())
+
+    async def _loop(self) -> None:
+        """Claim, send, record, renew, until cancelled. The loop itself never waits for the database:
+        each of claim, record and renew runs as one job at a time beside it (`_job`), and the turn
+        after a job ends takes its result, so fresh deliveries always start at the next turn."""
+        clock = self.ctx.clock
+        renew_every = max(1, self.lease_ms // 3)
+        next_poll = 0  # Unix ms: claim from the database when this passes (or on a wake-up)
+        next_renewal = clock.now_ms() + renew_every
         while True:
-            bus.deliveries.clear()  # before the query: a wake-up during it is not lost
-            now = self.ctx.clock.now_ms()
-            exclude = frozenset(self._in_flight)
-            self._settled_during_load = set()
-
-            def load(tx: Tx, now: int = now, exclude: frozenset[str] = exclude) -> tuple[list[Row], int | None]:
-                due = store.due_deliveries(tx, now=now, limit=BATCH, per_target=QUEUED_PER_TARGET, exclude=exclude)
-                return due, store.next_due_after(tx, now)
-
-            try:
-                due, next_at = await self.ctx.db.read(load)
-            except Exception as e:  # the database may be busy: try again shortly
-                log.warning("webhook.load_failed", error=repr(e))
-                due, next_at = [], None
-            settled, self._settled_during_load = self._settled_during_load or set(), None
-            due = [row for row in due if str(row["id"]) not in settled and str(row["id"]) not in self._in_flight]
-            if due:
-                await self._claim_and_start(due)
-            if len(due) >= BATCH:
-                await asyncio.sleep(0)  # more are due: load the next batch right away
-                continue
-            wait = POLL_S
-            if next_at is not None:
-                wait = min(wait, max(0.0, (next_at - self.ctx.clock.now_ms()) / 1000))
+            self._wake.clear()
+            now = clock.now_ms()
+            # 1. Claim: fresh deliveries come claimed; due ones are claimed from the database.
+            self._take_fresh(now)
+            if self._claiming is not None and self._claiming.done():
+                claimed, next_poll = self._claiming.result()
+                self._claiming = None
+                for delivery in claimed:
+                    self._start(delivery)
+            if self._claiming is None and (self._look or now >= next_poll):
+                self._look = False
+                self._claiming = self._job(self._claim_due(now))
+            # 2. Send: each claimed delivery has a task of its own (`_deliver`), already under way.
+            # 3. Record what finished, in one transaction; a retry due before the next poll moves it up.
+            if self._recording is not None and self._recording.done():
+                soonest, self._recording = self._recording.result(), None
+                if soonest is not None:
+                    next_poll = min(next_poll, soonest)
+            if self._finished and self._recording is None:
+                batch, self._finished = self._finished, []
+                self._recording = self._job(self._record(batch))
+            # 4. Renew the leases of what is still claimed here (and give back what did not fit).
+            if self._renewing is not None and self._renewing.done():
+                self._renewing = None
+            if self._renewing is None and (now >= next_renewal or self._give_back):
+                if now >= next_renewal:
+                    next_renewal = now + renew_every
+                    ids = sorted(self._in_flight)
+                else:
+                    ids = []
+                give_back, self._give_back = self._give_back, []
+                self._renewing = self._job(self._renew_and_release(now, ids, give_back))
+            wait_s = max(0.0, (min(next_poll, next_renewal) - clock.now_ms()) / 1000)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
             # arrives as the event is set, and the worker would never stop.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await bus.deliveries.wait()
+                async with asyncio.timeout(wait_s):
+                    await self._wake.wait()
 
-    async def _claim_and_start(self, due: list[Row]) -> None:
-        """Claim the loaded deliveries (another instance may have taken some meanwhile) and send the
-        claimed ones, with their attempt counts as of the claim."""
-        now = self.ctx.clock.now_ms()
-        ids = [str(row["id"]) for row in due]
+    def _job(self, work: Coroutine[Any, Any, J]) -> asyncio.Task[J]:
+        """Run a database step beside the loop; its end wakes the loop. Jobs are not cancelled on stop:
+        `_wind_down` waits for them (a claim's rows are then given back, a recording completes)."""
+        task = asyncio.create_task(work, name="webhook-job")
+        task.add_done_callback(lambda _: self._wake.set())
+        return task
+
+    async def _relay(self, event: asyncio.Event) -> None:
+        """Turn a wake-up ("look in the database now") into a turn of the loop that claims."""
+        while True:
+            await event.wait()
+            event.clear()
+            self._look = True
+            self._wake.set()
+
+    def _take_fresh(self, now: int) -> None:
+        """Start the deliveries handed over at commit. One whose claim is not this worker's live one
+        (committed unclaimed, or it ran out while waiting) is the database poll's; so is one whose
+        host already has FRESH_PER_TARGET waiting (its claim is given back at step 4)."""
+        fresh = self.ctx.bus.fresh
+        while fresh:
+            delivery = _fresh(fresh.popleft())
+            if delivery.lease_until is None or delivery.lease_until <= now:
+                continue
+            target = self._targets.get(_host(delivery.url))
+            if target is not None and target.users >= FRESH_PER_TARGET:
+                self._give_back.append(delivery.id)
+                continue
+            self._start(delivery)
+
+    async def _claim_due(self, now: int) -> tuple[list[Outgoing], int]:
+        """Claim due deliveries nobody holds; return them and when to look again (Unix ms)."""
+        poll = now + int(POLL_S * 1000)
+
+        def find(tx: Tx) -> tuple[list[DeliveryId], int | None]:
+            return store.due(tx, now=now, limit=BATCH, per_target=QUEUED_PER_TARGET), store.next_due_after(tx, now)
+
+        claim = functools.partial(store.claim_outgoing, by=self.instance, now=now, until=now + self.lease_ms)
         try:
-            claimed = await self.ctx.db.write(
-                lambda tx: store.claim(tx, ids, by=self.instance, now=now, until=now + self.lease_ms)
-            )
+            # A read first: most polls find nothing due (fresh deliveries came claimed) and write nothing.
+            ids, next_due = await self.ctx.db.read(find)
+            claimed = await self.ctx.db.write(lambda tx: claim(tx, ids)) if ids else []
         except Exception as e:  # the database may be busy: the next poll tries again
             log.warning("webhook.claim_failed", error=repr(e))
-            return
-        busy: list[str] = []
-        for row in due:
-            delivery_id = str(row["id"])
-            if delivery_id not in claimed:
-                continue
-            if delivery_id in self._in_flight:  # started from memory while the claim ran: hand it back
-                busy.append(delivery_id)
-                continue
-            fields = dict(zip(row.keys(), row, strict=True))
-            fields["attempts"] = claimed[delivery_id]
-            self._start(fields)
-        if busy:
-            await self._release(busy)
+            return [], poll
+        if len(ids) >= BATCH:
+            return claimed, now  # more may be due: claim the next batch at the next turn
+        return claimed, poll if next_due is None else min(poll, next_due)
 
-    def _settle(self, delivery_id: str) -> None:
-        self._in_flight.discard(delivery_id)
-        if self._settled_during_load is not None:
-            self._settled_during_load.add(delivery_id)
-        self._recently_settled[delivery_id] = None
-        if len(self._recently_settled) > RECENT_SETTLED:
-            self._recently_settled.popitem(last=False)
-
-    def _start(self, row: Row | dict[str, Any]) -> None:
-        """Send a delivery unless it is already in flight (a database load and the fresh hand-over
-        may both see it)."""
-        if str(row["id"]) in self._in_flight:
+    def _start(self, delivery: Outgoing) -> None:
+        """Send a claimed delivery, unless this round of it is in flight here already (a poll may claim
+        one whose lease ran out while it waited here: this worker holds it again, and it is sent once).
+        A claim with another attempt count is the next round: its outcome was just recorded, and the
+        recorder had not yet said so."""
+        if self._in_flight.get(delivery.id) == delivery.attempts:
             return
-        self._in_flight.add(str(row["id"]))
-        task = asyncio.create_task(self._deliver(row), name=f"webhook-delivery-{row['id']}")
+        self._in_flight[delivery.id] = delivery.attempts
+        task = asyncio.create_task(self._deliver(delivery), name=f"webhook-delivery-{delivery.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _fresh_loop(self) -> None:
-        """Send deliveries the moment their transaction commits, without reading them back.
-
-        A delivery whose host already has FRESH_PER_TARGET waiting stays for the database poll,
-        as does anything lost here (the rows are committed: the poll is the safety net)."""
-        bus = self.ctx.bus
-        while True:
-            bus.fresh_ready.clear()
-            left: list[str] = []
-            while bus.fresh:
-                row = bus.fresh.popleft()
-                if str(row["id"]) in self._recently_settled:
-                    continue  # already sent from a database load; retries come from the database
-                lease_until = row.get("lease_until")
-                if lease_until is None or lease_until <= self.ctx.clock.now_ms():
-                    continue  # not claimed for this worker, or its claim ran out: the poll takes it
-                host = urlsplit(str(row["url"])).netloc.lower()
-                target = self._targets.get(host)
-                if target is not None and target.users >= FRESH_PER_TARGET:
-                    left.append(str(row["id"]))
-                    continue
-                self._start(row)
-            if left:  # committed claimed by this worker: give them back so a poll can take them
-                await self._release(left)
-                self._left_in_db = True
-            await bus.fresh_ready.wait()
-
-    async def _deliver(self, row: Row | dict[str, Any]) -> None:
-        host = urlsplit(str(row["url"])).netloc.lower()
+    async def _deliver(self, delivery: Outgoing) -> None:
+        host = _host(delivery.url)
         target = self._targets.get(host)
         if target is None:
             target = self._targets[host] = _Target(asyncio.Semaphore(self.per_target))
         target.users += 1
-        endpoint_id = row["endpoint_id"]
         try:
             async with target.slots, self._global:  # the host's slot first: waiting for it holds no global slot
-                if endpoint_id is not None and endpoint_id in self._gone:
-                    # It answered 410 while this one waited: the recorder disables this delivery too.
-                    self._settle(str(row["id"]))
+                if delivery.endpoint_id is not None and delivery.endpoint_id in self._gone:
+                    # It answered 410 while this one waited: recording that disables this delivery too.
+                    self._settle(delivery)
                     return
-                result = await self._send(row)
-            number = int(row["attempts"]) + 1
-            protocol = _compat_protocol(row)
-            if protocol is None:
-                outcome = classify(result, attempt=number, policy=self.policy, rng=self.rng)
+                result = await self._send(delivery)
+            if delivery.compat is None:
+                outcome = classify(result, attempt=delivery.attempts + 1, policy=self.policy, rng=self.rng)
             else:
-                outcome = classify_compat(result, protocol, attempt=number, policy=self.policy, rng=self.rng)
-            attempt = _Attempt(row, result, outcome, self.ctx.clock.now_ms())
-            if attempt.outcome.disable_endpoint and endpoint_id is not None:
-                self._gone.add(str(endpoint_id))
-            # Handed to the recorder synchronously: from here on a cancellation cannot lose it.
-            self._recorder.finished.append(attempt)
-            self._recorder.ready.set()
+                outcome = classify_compat(
+                    result, delivery.compat.protocol, attempt=delivery.attempts + 1, policy=self.policy, rng=self.rng
+                )
+            if outcome.disable_endpoint and delivery.endpoint_id is not None:
+                self._gone.add(delivery.endpoint_id)
+            # Handed over synchronously: from here on a cancellation cannot lose it.
+            self._finished.append(_Attempt(delivery, result, outcome, self.ctx.clock.now_ms()))
+            self._wake.set()
         except BaseException:
-            self._settle(str(row["id"]))  # not sent (or sent without an answer): due again
+            self._settle(delivery)  # not sent (or sent without an answer): due again
             raise
         finally:
             target.users -= 1
             if target.users == 0:
                 del self._targets[host]
 
-    async def _send(self, row: Row | dict[str, Any]) -> TransportResult:
-        now = self.ctx.clock.now_ms()
-        timestamp = now // 1000
-        body = str(row["body"]).encode()
-        event_id = str(row["event_id"])
-        try:
-            if _compat_protocol(row) is not None:  # signed now: a V2 notify needs a fresh timestamp each time
-                url = compat_notify.notify_url_for(row, now)
-                return await self._timed(
-                    self.transport.send(url, {}, b"", self.ctx.settings.webhook_timeout, method="GET")
-                )
-            headers = {
-                "webhook-id": event_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": signature_header(live_secrets(row, now), event_id, timestamp, body),
-            }
-            return await self._timed(
-                self.transport.send(str(row["url"]), headers, body, self.ctx.settings.webhook_timeout)
-            )
-        except Exception as e:  # a bug or a broken secret: an attempt that failed, retried on schedule
-            log.error("webhook.send_crashed", delivery_id=row["id"], error=repr(e))
-            return TransportResult(None, None, f"internal_error: {type(e).__name__}", 0.0)
+    def _settle(self, delivery: Outgoing) -> None:
+        """This round of the delivery is over here (recorded, or not sent at all)."""
+        if self._in_flight.get(delivery.id) == delivery.attempts:
+            del self._in_flight[delivery.id]
 
-    async def _timed(self, sending: Awaitable[TransportResult]) -> TransportResult:
-        result = await sending
+    async def _send(self, delivery: Outgoing) -> TransportResult:
+        now = self.ctx.clock.now_ms()
+        timeout = self.ctx.settings.webhook_timeout
+        try:
+            if delivery.compat is not None:  # signed now: a V2 notify needs a fresh timestamp each time
+                url = compat_notify.notify_url_for(delivery.url, delivery.compat, now)
+                result = await self.transport.send(url, {}, b"", timeout, method="GET")
+            else:
+                timestamp = now // 1000
+                body = delivery.body.encode()
+                headers = {
+                    "webhook-id": delivery.event_id,
+                    "webhook-timestamp": str(timestamp),
+                    "webhook-signature": signature_header(delivery.secrets(now), delivery.event_id, timestamp, body),
+                }
+                result = await self.transport.send(delivery.url, headers, body, timeout)
+        except Exception as e:  # a bug or a broken secret: an attempt that failed, retried on schedule
+            log.error("webhook.send_crashed", delivery_id=delivery.id, error=repr(e))
+            return TransportResult.failed(SendFailure.INTERNAL, 0.0, type(e).__name__)
         self.ctx.metrics.webhook_seconds.observe(result.elapsed_ms / 1000)
         return result
 
-    async def _record_loop(self) -> None:
-        rec = self._recorder
-        while True:
-            if not rec.finished:
-                if rec.stopping:
-                    return
-                rec.ready.clear()
-                await rec.ready.wait()
-                continue
-            batch, rec.finished = rec.finished, []
-            try:
-                await self._record(batch)
-            except Exception as e:  # never let the recorder die: nothing would be recorded after it
-                log.error("webhook.recorder_crashed", error=repr(e))
-
-    async def _record(self, batch: list[_Attempt]) -> None:
-        """Record a batch of outcomes in one transaction (one by one if that fails, so one bad row
-        cannot lose the others)."""
+    async def _record(self, batch: list[_Attempt]) -> int | None:
+        """One transaction for the batch (one per attempt if that fails, so one bad row cannot lose
+        the others); an attempt whose recording fails stays pending and is sent again. Returns when
+        the soonest retry among them is due (Unix ms), if any. Never raises: it runs on its own,
+        and a stop waits for it rather than cancelling it."""
+        recorded: list[_Attempt] = []
         try:
             await self.ctx.db.write(functools.partial(_apply, batch))
             recorded = batch
         except Exception as e:
             log.warning("webhook.record_batch_failed", size=len(batch), error=repr(e))
-            recorded = []
             for a in batch:
                 try:
                     await self.ctx.db.write(functools.partial(_apply, [a]))
                     recorded.append(a)
-                except Exception as e2:  # left pending: it will be sent again (at-least-once)
-                    log.error("webhook.record_failed", delivery_id=a.row["id"], error=repr(e2))
+                except Exception as e2:
+                    log.error("webhook.record_failed", delivery_id=a.delivery.id, error=repr(e2))
         for a in batch:
-            self._settle(str(a.row["id"]))
-        # Re-plan when a retry is due before the next regular poll, or a host that was full has room
-        # again; otherwise the poll every POLL_S finds what is due (fresh ones come in memory).
-        soon = self.ctx.clock.now_ms() + int(POLL_S * 1000)
-        if self._left_in_db or any(a.next_attempt_at is not None and a.next_attempt_at <= soon for a in batch):
-            self._left_in_db = False
-            self.ctx.bus.deliveries.set()
+            self._settle(a.delivery)
         for a in recorded:
             self._report(a)
+        retries = [a.next_attempt_at for a in recorded if a.next_attempt_at is not None]
+        return min(retries) if retries else None
+
+    async def _renew_and_release(self, now: int, ids: list[DeliveryId], give_back: list[DeliveryId]) -> None:
+        """Keep the leases of the deliveries claimed here from running out while they wait or run, and
+        give back the claims of fresh deliveries that did not fit (due again for any poll)."""
+        for i in range(0, len(ids), RENEW_CHUNK):
+            renew = functools.partial(_renew, ids[i : i + RENEW_CHUNK], self.instance, now + self.lease_ms)
+            try:
+                await self.ctx.db.write(renew)
+            except Exception as e:  # a lease that runs out only means a possible second send
+                log.warning("webhook.renew_failed", error=repr(e))
+        if give_back:
+            await self._release(give_back)
+
+    async def _release(self, ids: list[DeliveryId] | None) -> None:
+        """Give up claims (None: every one this worker holds); a failure only leaves them to run out."""
+        try:
+            await self.ctx.db.write(lambda tx: store.release(tx, ids, by=self.instance))
+        except Exception as e:
+            log.warning("webhook.release_failed", error=repr(e))
+
+    async def _wind_down(self) -> None:
+        """After the loop: let the jobs under way end (a recording completes; what a claim took is not
+        sent), record what finished, then give back every claim still held: due again for any instance."""
+        for job in (self._claiming, self._recording, self._renewing):
+            if job is not None:
+                await asyncio.gather(job, return_exceptions=True)
+        if self._finished:
+            batch, self._finished = self._finished, []
+            await self._record(batch)
+        await self._release(None)
 
     def _report(self, a: _Attempt) -> None:
         self.ctx.metrics.webhook_attempts.labels(a.outcome.metric).inc()
         event = {
-            "succeeded": "webhook.delivered",
-            "pending": "webhook.retry",
-            "failed": "webhook.failed",
-            "disabled": "webhook.endpoint_disabled",
+            DeliveryStatus.SUCCEEDED: "webhook.delivered",
+            DeliveryStatus.PENDING: "webhook.retry",
+            DeliveryStatus.FAILED: "webhook.failed",
+            DeliveryStatus.DISABLED: "webhook.endpoint_disabled",
         }[a.outcome.status]
+        d = a.delivery
         log.info(
             event,
-            delivery_id=a.row["id"],
-            event_id=a.row["event_id"],
-            event_type=a.row["event_type"],
-            endpoint_id=a.row["endpoint_id"],
-            compat=_compat_protocol(a.row),  # the shop gateway protocol of a compat notify, else None
+            delivery_id=d.id,
+            event_id=d.event_id,
+            event_type=d.event_type,
+            endpoint_id=d.endpoint_id,
+            compat=None if d.compat is None else d.compat.protocol,  # a compat notify's gateway protocol
             attempt=a.number,
             status_code=a.result.status,
             error=a.result.error,
@@ -466,30 +467,26 @@ class DeliveryWorker:
         )
 
 
-def _renew(ids: list[str], by: str, until: int, tx: Tx) -> None:
-    store.renew(tx, ids, by=by, until=until)
+def _host(url: str) -> str:
+    return urlsplit(url).netloc.lower()
 
 
-def _release(ids: list[str] | None, by: str, tx: Tx) -> None:
-    store.release(tx, ids, by=by)
+def _renew(ids: list[DeliveryId], by: InstanceId, until: int, tx: Tx) -> int:
+    return store.renew(tx, ids, by=by, until=until)
 
 
 def _apply(batch: list[_Attempt], tx: Tx) -> None:
     for a in batch:
-        _apply_one(tx, a)
-
-
-def _apply_one(tx: Tx, a: _Attempt) -> None:
-    store.record_attempt(
-        tx,
-        str(a.row["id"]),
-        attempt=a.number,
-        now=a.at,
-        status=a.outcome.status,
-        status_code=a.result.status,
-        error=a.error,
-        duration_ms=int(a.result.elapsed_ms),
-        next_attempt_at=a.next_attempt_at,
-    )
-    if a.outcome.disable_endpoint and a.row["endpoint_id"] is not None:
-        endpoints_store.disable_endpoint(tx, str(a.row["endpoint_id"]), now=a.at, reason="gone")
+        store.record_attempt(
+            tx,
+            a.delivery.id,
+            now=a.at,
+            status=a.outcome.status,
+            attempts=a.number,
+            status_code=a.result.status,
+            error=a.error,
+            duration_ms=int(a.result.elapsed_ms),
+            next_attempt_at=a.next_attempt_at,
+        )
+        if a.outcome.disable_endpoint and a.delivery.endpoint_id is not None:
+            endpoints_store.disable_endpoint(tx, a.delivery.endpoint_id, now=a.at, reason="gone")

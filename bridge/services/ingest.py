@@ -8,8 +8,11 @@ from typing import Any
 from bridge.core import codec
 from bridge.core.dedupe import notification_fingerprint
 from bridge.core.matching import Candidate, choose, device_may_report
+from bridge.core.models.ids import DeviceId, MerchantId, OrderId, PaymentId
+from bridge.core.models.order import Order
+from bridge.core.models.payment import Payment
 from bridge.core.protocol import Report
-from bridge.core.sightings import Sighting, same_payment
+from bridge.core.sightings import same_payment
 from bridge.core.states import OrderStatus, PaymentStatus, transition
 from bridge.ids import new_id
 from bridge.services.compat_notify import enqueue_on_paid
@@ -50,9 +53,9 @@ async def ingest_report(
 
     def op(tx: Tx) -> Outcome:
         now = ctx.clock.now_ms()
-        payment_id = new_id("pay")
         # Dedupe by writing first: the report log and the fingerprint each refuse a second claim, so
         # the common case (a new payment) costs no lookups; the duplicate cases read what is there.
+        payment_id = PaymentId(new_id("pay"))
         if not store.insert_report(
             tx,
             device_id=device_id,
@@ -64,18 +67,16 @@ async def ingest_report(
         ):
             seen = store.find_report(tx, device_id, report.event_id)
             assert seen is not None
-            return Outcome("duplicate", seen["payment_id"], reason="same_event")
+            return Outcome("duplicate", seen.payment_id, reason="same_event")
         if not store.claim_fingerprint(
             tx, merchant_id=merchant_id, fingerprint=fp, now=now, payment_id=payment_id, since=now - window_ms
         ):
             again = store.find_fingerprint(tx, merchant_id, fp, since=now - window_ms)
             assert again is not None
-            store.set_report_duplicate(
-                tx, device_id=device_id, event_id=report.event_id, payment_id=again["payment_id"]
-            )
-            return Outcome("duplicate", again["payment_id"], reason="same_notification")
+            store.set_report_duplicate(tx, device_id=device_id, event_id=report.event_id, payment_id=again.payment_id)
+            return Outcome("duplicate", again.payment_id, reason="same_notification")
         if report.kind == "payment" and report.amount_cents is not None and redundant_ms > 0:
-            rows = store.sightings(
+            earlier = store.sightings(
                 tx,
                 merchant_id=merchant_id,
                 device_id=device_id,
@@ -85,7 +86,7 @@ async def ingest_report(
                 until=report.observed_at + redundant_ms,
             )
             copy_of = same_payment(
-                [Sighting(r["id"], r["device_id"], r["observed_at"], bool(r["seen"])) for r in rows],
+                earlier,
                 device_id=device_id,
                 observed_at=report.observed_at,
                 window_ms=redundant_ms,
@@ -105,34 +106,34 @@ async def ingest_report(
         elif not device_may_report(device_channels, report.channel):
             reason = "channel_not_paired"  # recorded for a human, never pays an order by itself
         else:
-            rows = orders_store.match_candidates(
+            orders = orders_store.match_candidates(
                 tx, merchant_id, report.amount_cents, device_id, since=report.observed_at - rules.late_grace_ms
             )
             decision = choose(
-                [Candidate(r["id"], r["channel"], r["status"], r["created_at"], r["expires_at"]) for r in rows],
+                [Candidate(o.id, o.channel, o.status, o.created_at, o.expires_at) for o in orders],
                 observed_at=report.observed_at,
                 report_channel=report.channel,
                 rules=rules,
             )
             decision_order, late, reason = decision.order_id, decision.late, decision.reason
         status = PaymentStatus.MATCHED if decision_order else PaymentStatus.UNMATCHED
-        payment_row: dict[str, Any] = {
-            "id": payment_id,
-            "merchant_id": merchant_id,
-            "device_id": device_id,
-            "kind": report.kind,
-            "channel": report.channel,
-            "amount_cents": report.amount_cents,
-            "status": status.value,
-            "reason": reason,
-            "order_id": decision_order,
-            "late": int(late),
-            "manual": 0,
-            "observed_at": report.observed_at,
-            "received_at": now,
-            "event_id": report.event_id,
-            "fingerprint": fp,
-            "notification": codec.dumps(
+        record = Payment(
+            id=payment_id,
+            merchant_id=MerchantId(merchant_id),
+            device_id=DeviceId(device_id),
+            kind=report.kind,
+            channel=report.channel,
+            amount_cents=report.amount_cents,
+            status=status,
+            reason=reason,
+            order_id=None if decision_order is None else OrderId(decision_order),
+            late=late,
+            manual=False,
+            observed_at=report.observed_at,
+            received_at=now,
+            event_id=report.event_id,
+            fingerprint=fp,
+            notification=codec.dumps(
                 {
                     "package": report.package,
                     "title": report.title,
@@ -142,11 +143,11 @@ async def ingest_report(
                     "parse_reason": report.parse_reason,
                 },
             ),
-        }
-        store.insert_payment(tx, payment_row)
+        )
+        store.insert_payment(tx, record)
         tx.checkpoint("ingest.payment_recorded")
         devices_store.record_report(tx, device_id, now=now, day=utc_day(now), seq=report.seq)
-        payment = payment_json(payment_row)
+        payment = payment_json(record)
         subscribers = events_store.subscribers(tx, merchant_id)
 
         def payment_event(type_: str) -> None:
@@ -197,30 +198,30 @@ def mark_paid(
     manual: bool,
     payment: dict[str, Any] | None = None,
     subscribers: events_store.Subscribers | None = None,
-) -> None:
-    """Order -> paid and its `order.paid` event, inside the caller's transaction."""
-    row = orders_store.set_paid(tx, merchant_id, order_id, payment_id=payment_id, now=now, late=late, manual=manual)
-    if row is None:  # not payable: say why (InvalidTransition), or that it vanished
+) -> Order:
+    """Order -> paid and its `order.paid` event, inside the caller's transaction; the paid order.
+    `payment`: the payment's JSON as the caller already rendered it (matched to this order), else read here."""
+    order = orders_store.set_paid(tx, merchant_id, order_id, payment_id=payment_id, now=now, late=late, manual=manual)
+    if order is None:  # not payable: say why (IllegalTransition), or that it vanished
         current = orders_store.get_order(tx, merchant_id, order_id)
         if current is not None:
-            transition(OrderStatus(current["status"]), OrderStatus.PAID)
+            transition(current.status, OrderStatus.PAID)
         raise RuntimeError("order changed underneath a write transaction")
     tx.checkpoint("ingest.order_paid")
     if payment is None:
-        payment_row = store.get_payment(tx, merchant_id, payment_id)
-        assert payment_row is not None
-        payment = payment_json(payment_row)
-    else:  # the caller's view of the payment, now linked to this order
-        payment = {**payment, "status": "matched", "order_id": order_id, "late": late}
+        record = store.get_payment(tx, merchant_id, payment_id)
+        assert record is not None
+        payment = payment_json(record)
     event_id = emit(
         tx,
         ctx.bus,
         merchant_id=merchant_id,
         type="order.paid",
-        data={"order": render(ctx, tx, row), "payment": payment},
+        data={"order": render(ctx, tx, order), "payment": payment},
         now=now,
-        notify_url=row["notify_url"],
+        notify_url=order.notify_url,
         subscribers=subscribers,
     )
     # A shop gateway order (易支付 / V免签) also gets its shop's notify, in this same transaction.
-    enqueue_on_paid(ctx, tx, row, event_id=event_id, paid_channel=payment.get("channel"), now=now)
+    enqueue_on_paid(ctx, tx, order, event_id=event_id, paid_channel=payment.get("channel"), now=now)
+    return order

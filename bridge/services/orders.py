@@ -10,19 +10,22 @@ from typing import Any
 import structlog
 
 from bridge.core.amounts import candidate_amounts
+from bridge.core.models.account import Account
+from bridge.core.models.ids import AccountId
+from bridge.core.models.order import Order, OrderDetail, OrderTimeline
+from bridge.core.models.page import Page
 from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id
-from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
 from bridge.services.endpoints import deliveries_of_event
 from bridge.services.events import emit
-from bridge.services.views import order_json, payment_json
+from bridge.services.views import order_out
 from bridge.store import devices as devices_store
 from bridge.store import events as events_store
 from bridge.store import merchants as merchants_store
 from bridge.store import orders as store
 from bridge.store import payments as payments_store
-from bridge.store.database import Row, Tx
+from bridge.store.database import Tx
 
 __all__ = [
     "ORDER_CHANNELS",
@@ -30,6 +33,7 @@ __all__ = [
     "close_order",
     "create_order",
     "create_order_in",
+    "detail",
     "expire_orders",
     "get_order",
     "implicit_slot",
@@ -68,11 +72,17 @@ class NewOrder:
         return hashlib.sha256(canon.encode()).hexdigest()
 
 
-def render(ctx: Context, tx: Tx, row: Row) -> dict[str, Any]:
+def detail(tx: Tx, order: Order) -> OrderDetail:
+    """The order with the receiving account it shows."""
     account = None
-    if row["account_id"] is not None:
-        account = merchants_store.get_account(tx, row["merchant_id"], row["account_id"])
-    return order_json(row, account, checkout_url=checkout_url(ctx, row["id"]))
+    if order.account_id is not None:
+        account = merchants_store.get_account(tx, order.merchant_id, order.account_id)
+    return OrderDetail(order, account)
+
+
+def render(ctx: Context, tx: Tx, order: Order) -> dict[str, Any]:
+    """The order's JSON, for the events a change raises (in the change's own transaction)."""
+    return order_out(ctx, detail(tx, order))
 
 
 def implicit_slot(merchant_id: str, channel: str) -> str:
@@ -80,33 +90,38 @@ def implicit_slot(merchant_id: str, channel: str) -> str:
     return f"{merchant_id}:{channel}"
 
 
-def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[str | None, list[str]]]:
+def _slot_groups(tx: Tx, merchant_id: str, channel: str) -> list[tuple[AccountId | None, list[str]]]:
     """The ways to place an order: (account id or None, the slots it must hold), best first."""
     accounts = merchants_store.accounts_for_merchant(tx, merchant_id)
-    by_channel: dict[str, list[Row]] = {}
+    by_channel: dict[str, list[Account]] = {}
     for a in accounts:
-        by_channel.setdefault(a["channel"], []).append(a)
+        by_channel.setdefault(a.channel, []).append(a)
     if channel == "any":
         slots: list[str] = []
         for wallet in WALLETS:
             acc = by_channel.get(wallet)
-            slots.extend([str(a["id"]) for a in acc] if acc else [implicit_slot(merchant_id, wallet)])
+            slots.extend([a.id for a in acc] if acc else [implicit_slot(merchant_id, wallet)])
         return [(None, slots)]
     chosen = by_channel.get(channel)
     if not chosen:
         return [(None, [implicit_slot(merchant_id, channel)])]
     online = devices_store.online_account_ids(tx, merchant_id)
-    ordered = sorted(chosen, key=lambda a: (a["id"] not in online,))  # online first, then creation order
+    ordered = sorted(chosen, key=lambda a: (a.id not in online,))  # online first, then creation order
     # An `any` order holds every slot including the implicit one; accounts also collide with it.
-    return [(str(a["id"]), [str(a["id"])]) for a in ordered]
+    return [(a.id, [a.id]) for a in ordered]
 
 
-async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[dict[str, Any], bool, list[str]]:
-    """Create (or return the identical existing) order; (order JSON, created?, warnings)."""
-    return await ctx.db.write(lambda tx: create_order_in(ctx, tx, merchant_id, new))
+async def create_order(ctx: Context, merchant_id: str, new: NewOrder) -> tuple[OrderDetail, bool, list[str]]:
+    """Create (or return the identical existing) order; (the order, created?, warnings)."""
+
+    def op(tx: Tx) -> tuple[OrderDetail, bool, list[str]]:
+        order, created, warnings = create_order_in(ctx, tx, merchant_id, new)
+        return detail(tx, order), created, warnings
+
+    return await ctx.db.write(op)
 
 
-def create_order_in(ctx: Context, tx: Tx, merchant_id: str, new: NewOrder) -> tuple[dict[str, Any], bool, list[str]]:
+def create_order_in(ctx: Context, tx: Tx, merchant_id: str, new: NewOrder) -> tuple[Order, bool, list[str]]:
     """`create_order` inside the caller's transaction (the shop gateways add their own row to it)."""
     s = ctx.settings
     params_hash = new.params_hash()
@@ -114,12 +129,7 @@ def create_order_in(ctx: Context, tx: Tx, merchant_id: str, new: NewOrder) -> tu
     warnings = [] if devices_store.merchant_has_online_device(tx, merchant_id) else ["no_online_device"]
     existing = store.get_order_by_merchant_ref(tx, merchant_id, new.merchant_order_id)
     if existing is not None:
-        if existing["params_hash"] != params_hash:
-            raise Conflict(
-                "an order with this merchant_order_id exists with different parameters",
-                "merchant_order_id_conflict",
-            )
-        return render(ctx, tx, existing), False, warnings
+        return _same_order(existing, params_hash), False, warnings
     amounts = candidate_amounts(
         new.amount_cents, steps=s.amount_steps, step=s.amount_step_cents, direction=s.amount_direction
     )
@@ -131,7 +141,7 @@ def create_order_in(ctx: Context, tx: Tx, merchant_id: str, new: NewOrder) -> tu
         for account_id, slots in groups:
             if any((slot, amount) in taken for slot in slots):
                 continue
-            store.insert_order(
+            order = store.insert_order(
                 tx,
                 id=order_id,
                 merchant_id=merchant_id,
@@ -148,50 +158,62 @@ def create_order_in(ctx: Context, tx: Tx, merchant_id: str, new: NewOrder) -> tu
                 now=now,
                 expires_at=now + new.expires_in * 1000,
             )
+            if order is None:  # another process created it since we looked (PostgreSQL): it won
+                winner = store.get_order_by_merchant_ref(tx, merchant_id, new.merchant_order_id)
+                if winner is None:  # it was created and is gone again: cannot happen (orders are kept)
+                    raise Conflict("order created concurrently; retry", "merchant_order_id_conflict")
+                return _same_order(winner, params_hash), False, warnings
             for slot in slots:
                 if not store.lock_amount(tx, slot, amount, order_id):
                     raise Conflict("pay amount taken concurrently; retry", "amount_exhausted")
-            row = store.get_order(tx, merchant_id, order_id)
-            assert row is not None
             tx.after_commit.append(ctx.metrics.orders.inc)
-            return render(ctx, tx, row), True, warnings
+            return order, True, warnings
     raise Conflict(
         "every pay amount near this amount is held by a pending order; retry later or pick another amount",
         "amount_exhausted",
     )
 
 
-async def get_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
-        row = store.get_order(tx, merchant_id, order_id)
-        if row is None:
+def _same_order(existing: Order, params_hash: str) -> Order:
+    """The existing order of a repeated create, if it was made with the same parameters; else Conflict."""
+    if existing.params_hash != params_hash:
+        raise Conflict(
+            "an order with this merchant_order_id exists with different parameters",
+            "merchant_order_id_conflict",
+        )
+    return existing
+
+
+async def get_order(ctx: Context, merchant_id: str, order_id: str) -> OrderDetail:
+    def op(tx: Tx) -> OrderDetail:
+        order = store.get_order(tx, merchant_id, order_id)
+        if order is None:
             raise NotFound("no such order")
-        return render(ctx, tx, row)
+        return detail(tx, order)
 
     return await ctx.db.read(op)
 
 
-async def close_order(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
+async def close_order(ctx: Context, merchant_id: str, order_id: str) -> OrderDetail:
+    def op(tx: Tx) -> OrderDetail:
         now = ctx.clock.now_ms()
-        row = store.get_order(tx, merchant_id, order_id)
-        if row is None:
+        order = store.get_order(tx, merchant_id, order_id)
+        if order is None:
             raise NotFound("no such order")
-        if not store.set_closed(tx, order_id, now=now):
-            raise Conflict(f"only pending orders can be closed; this one is {row['status']}", "order_not_pending")
-        row = store.get_order(tx, merchant_id, order_id)
-        assert row is not None
-        data = render(ctx, tx, row)
+        closed = store.set_closed(tx, order_id, now=now)
+        if closed is None:
+            raise Conflict(f"only pending orders can be closed; this one is {order.status}", "order_not_pending")
+        out = detail(tx, closed)
         emit(
             tx,
             ctx.bus,
             merchant_id=merchant_id,
             type="order.closed",
-            data={"order": data},
+            data={"order": order_out(ctx, out)},
             now=now,
-            notify_url=row["notify_url"],
+            notify_url=closed.notify_url,
         )
-        return data
+        return out
 
     return await ctx.db.write(op)
 
@@ -232,17 +254,17 @@ async def expire_orders(ctx: Context, limit: int = 500, quarantine: set[str] | N
 
 
 def _expire_one(tx: Tx, ctx: Context, order_id: str, now: int) -> None:
-    row = store.set_expired(tx, order_id)
-    if row is None:
+    order = store.set_expired(tx, order_id)
+    if order is None:
         return
     emit(
         tx,
         ctx.bus,
-        merchant_id=row["merchant_id"],
+        merchant_id=order.merchant_id,
         type="order.expired",
-        data={"order": render(ctx, tx, row)},
+        data={"order": render(ctx, tx, order)},
         now=now,
-        notify_url=row["notify_url"],
+        notify_url=order.notify_url,
     )
 
 
@@ -257,12 +279,12 @@ async def list_orders(
     channel: str | None = None,
     created_from: int | None = None,
     created_to: int | None = None,
-) -> dict[str, Any]:
+) -> Page[OrderDetail]:
     """A page of orders, newest first; pass the last id as `starting_after` for the next page.
     `created_from` / `created_to` (Unix ms, to exclusive) and `channel` narrow it (the dashboard's filters)."""
 
-    def op(tx: Tx) -> dict[str, Any]:
-        rows = store.list_orders(
+    def op(tx: Tx) -> Page[OrderDetail]:
+        orders = store.list_orders(
             tx,
             merchant_id,
             merchant_order_id=merchant_order_id,
@@ -273,29 +295,27 @@ async def list_orders(
             created_from=created_from,
             created_to=created_to,
         )
-        data = [render(ctx, tx, r) for r in rows[:limit]]
-        return {"data": data, "has_more": len(rows) > limit}
+        return Page(tuple(detail(tx, o) for o in orders[:limit]), has_more=len(orders) > limit)
 
     return await ctx.db.read(op)
 
 
-async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> dict[str, Any]:
+async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> OrderTimeline:
     """An order with what happened to it: the payment that paid it (and the phone that saw it), and
     every `order.*` event with each delivery (webhook endpoint or notify_url) and its attempts."""
 
-    def op(tx: Tx) -> dict[str, Any]:
-        row = store.get_order(tx, merchant_id, order_id)
-        if row is None:
+    def op(tx: Tx) -> OrderTimeline:
+        order = store.get_order(tx, merchant_id, order_id)
+        if order is None:
             raise NotFound("no such order")
-        payment = None
-        if row["payment_id"] is not None:
-            p = payments_store.get_payment(tx, merchant_id, row["payment_id"])
-            if p is not None:
-                payment = payment_json(p)
-                device = devices_store.get_device(tx, p["device_id"])
-                payment["device_name"] = None if device is None else device["name"]
+        payment = device_name = None
+        if order.payment_id is not None:
+            payment = payments_store.get_payment(tx, merchant_id, order.payment_id)
+            if payment is not None:
+                device = devices_store.get_device(tx, payment.device_id)
+                device_name = None if device is None else str(device["name"])
         events = []
-        for e in events_store.order_events(tx, merchant_id, order_id, since=row["created_at"]):
+        for e in events_store.order_events(tx, merchant_id, order_id, since=order.created_at):
             body = json.loads(e["body"])
             if body.get("data", {}).get("order", {}).get("id") != order_id:
                 continue
@@ -307,6 +327,6 @@ async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> dict[
                     "deliveries": deliveries_of_event(tx, merchant_id, e["id"]),
                 }
             )
-        return {"order": render(ctx, tx, row), "payment": payment, "events": events}
+        return OrderTimeline(detail(tx, order), payment, device_name, tuple(events))
 
     return await ctx.db.read(op)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from bridge.core.states import PaymentStatus, transition
+from bridge.core.models.account import LinkedAccount
+from bridge.core.models.ids import AccountId, DeviceId
+from bridge.core.models.order import OrderDetail
+from bridge.core.models.page import Page
+from bridge.core.models.payment import Payment, UnmatchedPayment
+from bridge.core.states import OrderStatus, PaymentStatus, sources
 from bridge.errors import Conflict, NotFound
 from bridge.ids import new_id
 from bridge.services.context import Context
 from bridge.services.ingest import mark_paid
-from bridge.services.orders import implicit_slot, render
-from bridge.services.views import account_json, payment_json
+from bridge.services.orders import detail, implicit_slot
+from bridge.services.views import payment_json
 from bridge.store import devices as devices_store
 from bridge.store import merchants as merchants_store
 from bridge.store import orders as orders_store
@@ -34,51 +37,55 @@ SUGGEST_WITHIN_MS = 24 * 3600 * 1000  # orders that expired longer ago than this
 
 async def list_payments(
     ctx: Context, merchant_id: str, *, status: str | None, before: str | None, limit: int
-) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
-        rows = store.list_payments(tx, merchant_id, status=status, before=before, limit=limit + 1)
-        return {"data": [payment_json(r) for r in rows[:limit]], "has_more": len(rows) > limit}
+) -> Page[Payment]:
+    def op(tx: Tx) -> Page[Payment]:
+        found = store.list_payments(tx, merchant_id, status=status, before=before, limit=limit + 1)
+        return Page(tuple(found[:limit]), has_more=len(found) > limit)
 
     return await ctx.db.read(op)
 
 
-async def unmatched_queue(ctx: Context, merchant_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+async def unmatched_queue(ctx: Context, merchant_id: str, *, limit: int = 50) -> list[UnmatchedPayment]:
     """Unmatched payments, newest first, each with the phone that saw it and the orders it may pay:
     pending or recently expired ones whose pay amount (first) or asked amount equals it."""
 
-    def op(tx: Tx) -> list[dict[str, Any]]:
+    def op(tx: Tx) -> list[UnmatchedPayment]:
         since = ctx.clock.now_ms() - SUGGEST_WITHIN_MS
         out = []
-        for row in store.list_payments(tx, merchant_id, status=PaymentStatus.UNMATCHED, before=None, limit=limit):
-            p = payment_json(row)
-            device = devices_store.get_device(tx, row["device_id"])
-            p["device_name"] = None if device is None else device["name"]
+        for payment in store.list_payments(tx, merchant_id, status=PaymentStatus.UNMATCHED, before=None, limit=limit):
+            device = devices_store.get_device(tx, payment.device_id)
             fits = []
-            if row["amount_cents"] is not None:
+            if payment.amount_cents is not None:
                 fits = orders_store.fitting_orders(
-                    tx, merchant_id, row["amount_cents"], row["channel"], since=since, limit=5
+                    tx, merchant_id, payment.amount_cents, payment.channel, since=since, limit=5
                 )
-            p["suggestions"] = [render(ctx, tx, o) for o in fits]
-            out.append(p)
+            out.append(
+                UnmatchedPayment(
+                    payment,
+                    None if device is None else str(device["name"]),
+                    tuple(detail(tx, o) for o in fits),
+                )
+            )
         return out
 
     return await ctx.db.read(op)
 
 
-async def get_payment(ctx: Context, merchant_id: str, payment_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
-        row = store.get_payment(tx, merchant_id, payment_id)
-        if row is None:
+async def get_payment(ctx: Context, merchant_id: str, payment_id: str) -> Payment:
+    def op(tx: Tx) -> Payment:
+        payment = store.get_payment(tx, merchant_id, payment_id)
+        if payment is None:
             raise NotFound("no such payment")
-        return payment_json(row)
+        return payment
 
     return await ctx.db.read(op)
 
 
-async def match_manually(ctx: Context, merchant_id: str, payment_id: str, order_id: str) -> dict[str, Any]:
-    """A human says this unmatched payment pays that order: order -> paid (manual), one transaction."""
+async def match_manually(ctx: Context, merchant_id: str, payment_id: str, order_id: str) -> tuple[Payment, OrderDetail]:
+    """A human says this unmatched payment pays that order: order -> paid (manual), one transaction.
+    The payment and the order as they are now."""
 
-    def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> tuple[Payment, OrderDetail]:
         now = ctx.clock.now_ms()
         payment = store.get_payment(tx, merchant_id, payment_id)
         if payment is None:
@@ -86,50 +93,53 @@ async def match_manually(ctx: Context, merchant_id: str, payment_id: str, order_
         order = orders_store.get_order(tx, merchant_id, order_id)
         if order is None:
             raise NotFound("no such order")
-        if payment["status"] != PaymentStatus.UNMATCHED:
-            raise Conflict(f"this payment is already {payment['status']}", "payment_not_unmatched")
-        if order["status"] not in ("pending", "expired"):
+        if payment.status not in sources(PaymentStatus.MATCHED):
+            raise Conflict(f"this payment is already {payment.status}", "payment_not_unmatched")
+        if order.status not in sources(OrderStatus.PAID):
             raise Conflict(
-                f"this order is {order['status']}; only pending or expired orders can be paid", "order_not_payable"
+                f"this order is {order.status}; only pending or expired orders can be paid", "order_not_payable"
             )
-        transition(PaymentStatus.UNMATCHED, PaymentStatus.MATCHED)
-        store.set_payment_status(
+        paid = store.set_payment_status(
             tx, payment_id, status=PaymentStatus.MATCHED, reason="manual", order_id=order_id, manual=True
         )
-        mark_paid(
-            ctx, tx, merchant_id=merchant_id, order_id=order_id, payment_id=payment_id, now=now, late=False, manual=True
+        assert paid is not None  # unmatched a moment ago, in this transaction
+        fresh = mark_paid(
+            ctx,
+            tx,
+            merchant_id=merchant_id,
+            order_id=order_id,
+            payment_id=payment_id,
+            now=now,
+            late=False,
+            manual=True,
+            payment=payment_json(paid),
         )
-        fresh = orders_store.get_order(tx, merchant_id, order_id)
-        paid = store.get_payment(tx, merchant_id, payment_id)
-        assert fresh is not None and paid is not None
-        return {"payment": payment_json(paid), "order": render(ctx, tx, fresh)}
+        return paid, detail(tx, fresh)
 
     return await ctx.db.write(op)
 
 
-async def ignore(ctx: Context, merchant_id: str, payment_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
+async def ignore(ctx: Context, merchant_id: str, payment_id: str) -> Payment:
+    def op(tx: Tx) -> Payment:
         payment = store.get_payment(tx, merchant_id, payment_id)
         if payment is None:
             raise NotFound("no such payment")
-        if payment["status"] != PaymentStatus.UNMATCHED:
-            raise Conflict(f"this payment is already {payment['status']}", "payment_not_unmatched")
-        store.set_payment_status(
+        ignored = store.set_payment_status(
             tx, payment_id, status=PaymentStatus.IGNORED, reason="ignored_by_merchant", manual=True
         )
-        row = store.get_payment(tx, merchant_id, payment_id)
-        assert row is not None
-        return payment_json(row)
+        if ignored is None:
+            raise Conflict(f"this payment is already {payment.status}", "payment_not_unmatched")
+        return ignored
 
     return await ctx.db.write(op)
 
 
 async def create_account(
     ctx: Context, merchant_id: str, *, channel: str, name: str, qr_payload: str | None, device_ids: list[str]
-) -> dict[str, Any]:
-    account_id = new_id("acc")
+) -> LinkedAccount:
+    account_id = AccountId(new_id("acc"))
 
-    def op(tx: Tx) -> dict[str, Any]:
+    def op(tx: Tx) -> LinkedAccount:
         for device_id in device_ids:
             d = devices_store.get_device(tx, device_id)
             if d is None or d["merchant_id"] != merchant_id:
@@ -148,36 +158,32 @@ async def create_account(
         orders_store.share_slot(tx, held=implicit_slot(merchant_id, channel), also=account_id)
         for device_id in device_ids:
             devices_store.link_account(tx, device_id, account_id)
-        row = merchants_store.get_account(tx, merchant_id, account_id)
-        out = account_json(row)
-        assert out is not None
-        out["device_ids"] = device_ids
-        return out
+        account = merchants_store.get_account(tx, merchant_id, account_id)
+        assert account is not None
+        return LinkedAccount(account, tuple(DeviceId(d) for d in device_ids))
 
     return await ctx.db.write(op)
 
 
-async def list_accounts(ctx: Context, merchant_id: str) -> list[dict[str, Any]]:
-    def op(tx: Tx) -> list[dict[str, Any]]:
-        out = []
-        for row in merchants_store.accounts_for_merchant(tx, merchant_id):
-            a = account_json(row)
-            assert a is not None
-            a["device_ids"] = merchants_store.account_device_ids(tx, row["id"])
-            out.append(a)
-        return out
+async def list_accounts(ctx: Context, merchant_id: str) -> list[LinkedAccount]:
+    def op(tx: Tx) -> list[LinkedAccount]:
+        return [
+            LinkedAccount(a, tuple(merchants_store.account_device_ids(tx, a.id)))
+            for a in merchants_store.accounts_for_merchant(tx, merchant_id)
+        ]
 
     return await ctx.db.read(op)
 
 
-async def link_device(ctx: Context, merchant_id: str, account_id: str, device_id: str) -> dict[str, Any]:
-    def op(tx: Tx) -> dict[str, Any]:
+async def link_device(ctx: Context, merchant_id: str, account_id: str, device_id: str) -> None:
+    """Link a phone to a receiving account (both the merchant's; NotFound otherwise)."""
+
+    def op(tx: Tx) -> None:
         if merchants_store.get_account(tx, merchant_id, account_id) is None:
             raise NotFound("no such account")
         d = devices_store.get_device(tx, device_id)
         if d is None or d["merchant_id"] != merchant_id:
             raise NotFound("no such device")
         devices_store.link_account(tx, device_id, account_id)
-        return {"account_id": account_id, "device_id": device_id}
 
-    return await ctx.db.write(op)
+    await ctx.db.write(op)

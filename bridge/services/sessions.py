@@ -51,10 +51,10 @@ async def sign_in(ctx: Context, secret: str, admin_hash: str) -> Session | None:
         store.delete_expired(tx, now=now, idle_before=now - r.idle_ms)
         merchant_id = merchant_name = None
         if not is_admin:
-            row = merchants_store.merchant_by_key_hash(tx, digest)
-            if row is None:
+            merchant = merchants_store.merchant_by_key_hash(tx, digest)
+            if merchant is None:
                 return None
-            merchant_id, merchant_name = str(row["id"]), str(row["name"])
+            merchant_id, merchant_name = merchant.id, merchant.name
         store.insert_session(
             tx, id_hash=hash_secret(session_id), merchant_id=merchant_id, now=now, expires_at=now + r.max_ms
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bridge.core.models.compat import CompatOrder, Shop
+from bridge.core.models.ids import MerchantId, OrderId
+from bridge.core.states import DeliveryStatus
 from bridge.store.database import Row, Tx
 
 __all__ = [
@@ -26,16 +29,30 @@ FIRST_PID = 1000
 _MERCHANT = (
     "SELECT merchant_id, pid, open_secret('compat_merchants.key', key) AS key,"
     " open_secret('compat_merchants.platform_private_key', platform_private_key) AS platform_private_key,"
-    " platform_public_key, merchant_public_key, created_at, updated_at FROM compat_merchants"
+    " platform_public_key, merchant_public_key FROM compat_merchants"
+)
+_ORDER = (
+    "SELECT order_id, merchant_id, protocol, out_trade_no, money_str, type, name, param, notify_url, return_url,"
+    " params_hash, created_at FROM compat_orders"
 )
 
 
-def get_merchant(tx: Tx, merchant_id: str) -> Row | None:
-    return tx.one(_MERCHANT + " WHERE merchant_id = ?", (merchant_id,))
+def _shop(r: Row) -> Shop:
+    return Shop(MerchantId(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), r[5])
 
 
-def get_merchant_by_pid(tx: Tx, pid: int) -> Row | None:
-    return tx.one(_MERCHANT + " WHERE pid = ?", (pid,))
+def _compat_order(r: Row) -> CompatOrder:
+    return CompatOrder(OrderId(r[0]), MerchantId(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11])
+
+
+def get_merchant(tx: Tx, merchant_id: str) -> Shop | None:
+    r = tx.one(_MERCHANT + " WHERE merchant_id = ?", (merchant_id,))
+    return None if r is None else _shop(r)
+
+
+def get_merchant_by_pid(tx: Tx, pid: int) -> Shop | None:
+    r = tx.one(_MERCHANT + " WHERE pid = ?", (pid,))
+    return None if r is None else _shop(r)
 
 
 def insert_merchant(
@@ -68,12 +85,14 @@ def set_merchant_public_key(tx: Tx, merchant_id: str, public_key: str | None, *,
     )
 
 
-def get_compat_order(tx: Tx, order_id: str) -> Row | None:
-    return tx.one("SELECT * FROM compat_orders WHERE order_id = ?", (order_id,))
+def get_compat_order(tx: Tx, order_id: str) -> CompatOrder | None:
+    r = tx.one(_ORDER + " WHERE order_id = ?", (order_id,))
+    return None if r is None else _compat_order(r)
 
 
-def get_compat_order_by_ref(tx: Tx, merchant_id: str, out_trade_no: str) -> Row | None:
-    return tx.one("SELECT * FROM compat_orders WHERE merchant_id = ? AND out_trade_no = ?", (merchant_id, out_trade_no))
+def get_compat_order_by_ref(tx: Tx, merchant_id: str, out_trade_no: str) -> CompatOrder | None:
+    r = tx.one(_ORDER + " WHERE merchant_id = ? AND out_trade_no = ?", (merchant_id, out_trade_no))
+    return None if r is None else _compat_order(r)
 
 
 def insert_compat_order(
@@ -127,8 +146,8 @@ def insert_notify(
     """A pending delivery of the compat notify for `order_id` (due now), tied to the event that caused it."""
     tx.execute(
         "INSERT INTO deliveries (id, event_id, merchant_id, endpoint_id, url, status, attempts,"
-        " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, NULL, ?, 'pending', 0, ?, ?, ?)",
-        (delivery_id, event_id, merchant_id, url, now, now, now),
+        " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, NULL, ?, ?, 0, ?, ?, ?)",
+        (delivery_id, event_id, merchant_id, url, DeliveryStatus.PENDING.value, now, now, now),
     )
     tx.execute(
         "INSERT INTO compat_notifies (delivery_id, order_id, protocol, fields) VALUES (?, ?, ?, ?)",

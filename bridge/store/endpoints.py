@@ -1,15 +1,19 @@
 """Webhook endpoints: where integrators want events, and the secrets that sign them (stored sealed:
-bridge.store.sealing; `SELECT *` rows carry them sealed, as nothing but signing needs them)."""
+bridge.store.sealing; `Endpoint` records leave them out, `endpoint_keys` opens them for signing)."""
 
 from __future__ import annotations
 
 import json
 
+from bridge.core.models.endpoint import Endpoint, EndpointKeys
+from bridge.core.models.ids import EndpointId, MerchantId
 from bridge.store.database import Row, Tx
+from bridge.store.deliveries import disable_pending
 
 __all__ = [
     "count_endpoints",
     "disable_endpoint",
+    "endpoint_keys",
     "get_endpoint",
     "insert_endpoint",
     "list_endpoints",
@@ -28,11 +32,40 @@ def insert_endpoint(
     )
 
 
-def get_endpoint(tx: Tx, merchant_id: str, endpoint_id: str) -> Row | None:
-    return tx.one(
-        "SELECT * FROM webhook_endpoints WHERE id = ? AND merchant_id = ? AND deleted_at IS NULL",
+_FIELDS = "id, merchant_id, url, event_types, created_at, disabled_at, disabled_reason, deleted_at"
+
+
+def _endpoint(row: Row) -> Endpoint:
+    return Endpoint(
+        id=EndpointId(str(row["id"])),
+        merchant_id=MerchantId(str(row["merchant_id"])),
+        url=str(row["url"]),
+        event_types=tuple(str(t) for t in json.loads(row["event_types"])),
+        created_at=int(row["created_at"]),
+        disabled_at=None if row["disabled_at"] is None else int(row["disabled_at"]),
+        disabled_reason=None if row["disabled_reason"] is None else str(row["disabled_reason"]),
+        deleted_at=None if row["deleted_at"] is None else int(row["deleted_at"]),
+    )
+
+
+def get_endpoint(tx: Tx, merchant_id: str, endpoint_id: str) -> Endpoint | None:
+    row = tx.one(
+        f"SELECT {_FIELDS} FROM webhook_endpoints WHERE id = ? AND merchant_id = ? AND deleted_at IS NULL",
         (endpoint_id, merchant_id),
     )
+    return None if row is None else _endpoint(row)
+
+
+def endpoint_keys(tx: Tx, endpoint_id: str) -> EndpointKeys | None:
+    """The endpoint's signing secrets, opened."""
+    row = tx.one(
+        "SELECT open_secret('webhook_endpoints.secret', secret), open_secret('webhook_endpoints.secret', old_secret),"
+        " old_secret_expires_at FROM webhook_endpoints WHERE id = ?",
+        (endpoint_id,),
+    )
+    if row is None:
+        return None
+    return EndpointKeys(str(row[0]), None if row[1] is None else str(row[1]), None if row[2] is None else int(row[2]))
 
 
 def count_endpoints(tx: Tx, merchant_id: str) -> int:
@@ -41,11 +74,12 @@ def count_endpoints(tx: Tx, merchant_id: str) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def list_endpoints(tx: Tx, merchant_id: str) -> list[Row]:
-    return tx.all(
-        "SELECT * FROM webhook_endpoints WHERE merchant_id = ? AND deleted_at IS NULL ORDER BY created_at, id",
+def list_endpoints(tx: Tx, merchant_id: str) -> list[Endpoint]:
+    rows = tx.all(
+        f"SELECT {_FIELDS} FROM webhook_endpoints WHERE merchant_id = ? AND deleted_at IS NULL ORDER BY created_at, id",
         (merchant_id,),
     )
+    return [_endpoint(r) for r in rows]
 
 
 def rotate_secret(tx: Tx, endpoint_id: str, *, new_secret: str, old_valid_until: int) -> None:
@@ -57,12 +91,9 @@ def rotate_secret(tx: Tx, endpoint_id: str, *, new_secret: str, old_valid_until:
 
 
 def soft_delete_endpoint(tx: Tx, endpoint_id: str, *, now: int) -> None:
+    """Delete an endpoint (kept for the delivery log); its pending deliveries are disabled."""
     tx.execute("UPDATE webhook_endpoints SET deleted_at = ? WHERE id = ?", (now, endpoint_id))
-    tx.execute(
-        "UPDATE deliveries SET status = 'disabled', last_error = 'endpoint deleted', updated_at = ?"
-        " WHERE endpoint_id = ? AND status = 'pending'",
-        (now, endpoint_id),
-    )
+    disable_pending(tx, endpoint_id=endpoint_id, now=now, reason="endpoint deleted")
 
 
 def disable_endpoint(tx: Tx, endpoint_id: str, *, now: int, reason: str) -> None:
@@ -71,8 +102,4 @@ def disable_endpoint(tx: Tx, endpoint_id: str, *, now: int, reason: str) -> None
         "UPDATE webhook_endpoints SET disabled_at = ?, disabled_reason = ? WHERE id = ? AND disabled_at IS NULL",
         (now, reason, endpoint_id),
     )
-    tx.execute(
-        "UPDATE deliveries SET status = 'disabled', last_error = ?, updated_at = ?"
-        " WHERE endpoint_id = ? AND status = 'pending'",
-        (f"endpoint disabled: {reason}", now, endpoint_id),
-    )
+    disable_pending(tx, endpoint_id=endpoint_id, now=now, reason=f"endpoint disabled: {reason}")

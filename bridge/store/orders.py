@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from bridge.core.models.ids import MerchantId, OrderId
+from bridge.core.models.order import Order
+from bridge.core.states import OrderStatus, sources
 from bridge.store.database import Row, Tx
 
 __all__ = [
@@ -26,13 +29,61 @@ __all__ = [
 ]
 
 
-def get_order(tx: Tx, merchant_id: str, order_id: str) -> Row | None:
-    return tx.one("SELECT * FROM orders WHERE id = ? AND merchant_id = ?", (order_id, merchant_id))
+# Named columns in Order's field order (a SELECT * would follow the migrations' order instead).
+_COLUMNS = (
+    "id, merchant_id, merchant_order_id, channel, amount_cents, pay_amount_cents, account_id, status,"
+    " notify_url, return_url, description, metadata, params_hash, created_at, expires_at, paid_at, closed_at,"
+    " payment_id, late, manual"
+)
+_SELECT = f"SELECT {_COLUMNS} FROM orders"
+_STATUS = OrderStatus._value2member_map_  # text -> member without the Enum call's overhead
 
 
-def find_order(tx: Tx, order_id: str) -> Row | None:
+def _order(r: Row) -> Order:
+    return Order(
+        OrderId(r[0]),
+        MerchantId(r[1]),
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        _STATUS[r[7]],  # type: ignore[arg-type]  # the map's values are OrderStatus members
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+        r[14],
+        r[15],
+        r[16],
+        r[17],
+        bool(r[18]),
+        bool(r[19]),
+    )
+
+
+def _in(statuses: Sequence[OrderStatus]) -> str:
+    """`status IN ('a', 'b')` from enum members: the guard of a move, written from the transition table."""
+    return "status IN (" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
+
+
+# The guards of the moves this module makes, each from `bridge.core.states.sources(target)`.
+_PAYABLE = _in(sources(OrderStatus.PAID))
+_CLOSABLE = _in(sources(OrderStatus.CLOSED))
+_EXPIRABLE = _in(sources(OrderStatus.EXPIRED))
+
+
+def get_order(tx: Tx, merchant_id: str, order_id: str) -> Order | None:
+    r = tx.one(f"{_SELECT} WHERE id = ? AND merchant_id = ?", (order_id, merchant_id))
+    return None if r is None else _order(r)
+
+
+def find_order(tx: Tx, order_id: str) -> Order | None:
     """An order by id alone, whoever owns it: the checkout page, where the id is the capability."""
-    return tx.one("SELECT * FROM orders WHERE id = ?", (order_id,))
+    r = tx.one(f"{_SELECT} WHERE id = ?", (order_id,))
+    return None if r is None else _order(r)
 
 
 def held_slots(tx: Tx, order_id: str) -> set[str]:
@@ -40,10 +91,9 @@ def held_slots(tx: Tx, order_id: str) -> set[str]:
     return {str(r[0]) for r in tx.all("SELECT slot FROM amount_locks WHERE order_id = ?", (order_id,))}
 
 
-def get_order_by_merchant_ref(tx: Tx, merchant_id: str, merchant_order_id: str) -> Row | None:
-    return tx.one(
-        "SELECT * FROM orders WHERE merchant_id = ? AND merchant_order_id = ?", (merchant_id, merchant_order_id)
-    )
+def get_order_by_merchant_ref(tx: Tx, merchant_id: str, merchant_order_id: str) -> Order | None:
+    r = tx.one(f"{_SELECT} WHERE merchant_id = ? AND merchant_order_id = ?", (merchant_id, merchant_order_id))
+    return None if r is None else _order(r)
 
 
 def slots_taken(tx: Tx, slots: Sequence[str], amounts: Sequence[int]) -> set[tuple[str, int]]:
@@ -106,11 +156,15 @@ def insert_order(
     params_hash: str,
     now: int,
     expires_at: int,
-) -> None:
-    tx.execute(
+) -> Order | None:
+    """Insert a pending order and return it; None (nothing written) if the merchant already has one
+    with this `merchant_order_id`. On PostgreSQL an insert racing another process's waits for it to
+    commit, then does nothing, so the caller can read the winner instead of failing the transaction."""
+    rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
         "INSERT INTO orders (id, merchant_id, merchant_order_id, channel, amount_cents, pay_amount_cents,"
         " account_id, status, notify_url, return_url, description, metadata, params_hash, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        f" ON CONFLICT (merchant_id, merchant_order_id) DO NOTHING RETURNING {_COLUMNS}",
         (
             id,
             merchant_id,
@@ -119,6 +173,7 @@ def insert_order(
             amount_cents,
             pay_amount_cents,
             account_id,
+            OrderStatus.PENDING.value,
             notify_url,
             return_url,
             description,
@@ -128,6 +183,7 @@ def insert_order(
             expires_at,
         ),
     )
+    return _order(rows[0]) if rows else None
 
 
 def list_orders(
@@ -141,7 +197,7 @@ def list_orders(
     channel: str | None = None,
     created_from: int | None = None,
     created_to: int | None = None,
-) -> list[Row]:
+) -> list[Order]:
     where = ["merchant_id = ?"]
     params: list[object] = [merchant_id]
     filters = (
@@ -161,50 +217,57 @@ def list_orders(
         where.append("(created_at, id) < (SELECT created_at, id FROM orders WHERE id = ? AND merchant_id = ?)")
         params += [before, merchant_id]
     params.append(limit)
-    return tx.all(f"SELECT * FROM orders WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", params)
+    rows = tx.all(f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", params)
+    return [_order(r) for r in rows]
 
 
-def match_candidates(tx: Tx, merchant_id: str, amount: int, device_id: str, *, since: int) -> list[Row]:
+def match_candidates(tx: Tx, merchant_id: str, amount: int, device_id: str, *, since: int) -> list[Order]:
     """Pending or recently expired orders of this amount the reporting device can see.
 
     A device linked to accounts sees those accounts' orders and `any` orders; a device linked
     to none sees all of its merchant's orders.
     """
-    return tx.all(
-        "SELECT * FROM orders WHERE merchant_id = ? AND pay_amount_cents = ?"
-        " AND status IN ('pending', 'expired') AND +expires_at >= ?"  # unary +: search orders_slot_amount
+    rows = tx.all(
+        f"{_SELECT} WHERE merchant_id = ? AND pay_amount_cents = ?"
+        f" AND {_PAYABLE} AND +expires_at >= ?"  # unary +: search orders_slot_amount
         " AND (account_id IS NULL"
         " OR account_id IN (SELECT account_id FROM device_accounts WHERE device_id = ?)"
         " OR NOT EXISTS (SELECT 1 FROM device_accounts WHERE device_id = ?))",
         (merchant_id, amount, since, device_id, device_id),
     )
+    return [_order(r) for r in rows]
 
 
 def set_paid(
     tx: Tx, merchant_id: str, order_id: str, *, payment_id: str, now: int, late: bool, manual: bool
-) -> Row | None:
-    """Pending or expired -> paid, releasing its amount lock; the paid order, or None if it was neither."""
+) -> Order | None:
+    """-> paid from a payable status (pending or expired), releasing its amount lock; the paid order,
+    or None if it was in none of those (nothing changed)."""
     rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
-        "UPDATE orders SET status = 'paid', paid_at = ?, payment_id = ?, late = ?, manual = ?"
-        " WHERE id = ? AND merchant_id = ? AND status IN ('pending', 'expired') RETURNING *",
-        (now, payment_id, int(late), int(manual), order_id, merchant_id),
+        f"UPDATE orders SET status = ?, paid_at = ?, payment_id = ?, late = ?, manual = ?"
+        f" WHERE id = ? AND merchant_id = ? AND {_PAYABLE} RETURNING {_COLUMNS}",
+        (OrderStatus.PAID.value, now, payment_id, int(late), int(manual), order_id, merchant_id),
     )
     if not rows:
         return None
     release_locks(tx, order_id)
-    return rows[0]
+    return _order(rows[0])
 
 
-def set_closed(tx: Tx, order_id: str, *, now: int) -> bool:
-    n = tx.execute(
-        "UPDATE orders SET status = 'closed', closed_at = ? WHERE id = ? AND status = 'pending'", (now, order_id)
+def set_closed(tx: Tx, order_id: str, *, now: int) -> Order | None:
+    """-> closed from a closable status (pending), releasing its amount lock; the closed order, or None
+    if it was not closable (nothing changed)."""
+    rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
+        f"UPDATE orders SET status = ?, closed_at = ? WHERE id = ? AND {_CLOSABLE} RETURNING {_COLUMNS}",
+        (OrderStatus.CLOSED.value, now, order_id),
     )
-    if n == 1:
-        release_locks(tx, order_id)
-    return n == 1
+    if not rows:
+        return None
+    release_locks(tx, order_id)
+    return _order(rows[0])
 
 
-def due_for_expiry(tx: Tx, *, now: int, limit: int, exclude: Collection[str] = ()) -> list[str]:
+def due_for_expiry(tx: Tx, *, now: int, limit: int, exclude: Collection[str] = ()) -> list[OrderId]:
     """Ids of up to `limit` pending orders whose time is up, soonest first, leaving out `exclude`.
 
     On PostgreSQL the rows are locked for the caller's transaction and rows another transaction
@@ -214,33 +277,37 @@ def due_for_expiry(tx: Tx, *, now: int, limit: int, exclude: Collection[str] = (
     skip = f" AND id NOT IN ({','.join('?' * len(exclude))})" if exclude else ""
     lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgresql" else ""
     rows = tx.all(
-        f"SELECT id FROM orders WHERE status = 'pending' AND expires_at <= ?{skip} ORDER BY expires_at, id LIMIT ?"
-        + lock,
+        f"SELECT id FROM orders WHERE {_EXPIRABLE} AND expires_at <= ?{skip} ORDER BY expires_at, id LIMIT ?" + lock,
         (now, *exclude, limit),
     )
-    return [str(r[0]) for r in rows]
+    return [OrderId(r[0]) for r in rows]
 
 
-def set_expired(tx: Tx, order_id: str) -> Row | None:
-    """Pending -> expired, releasing its amount lock; the expired order, or None if it was not pending."""
+def set_expired(tx: Tx, order_id: str) -> Order | None:
+    """-> expired from an expirable status (pending), releasing its amount lock; the expired order, or
+    None if it was not expirable (nothing changed)."""
     rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
-        "UPDATE orders SET status = 'expired' WHERE id = ? AND status = 'pending' RETURNING *", (order_id,)
+        f"UPDATE orders SET status = ? WHERE id = ? AND {_EXPIRABLE} RETURNING {_COLUMNS}",
+        (OrderStatus.EXPIRED.value, order_id),
     )
     if not rows:
         return None
     release_locks(tx, order_id)
-    return rows[0]
+    return _order(rows[0])
 
 
-def fitting_orders(tx: Tx, merchant_id: str, amount: int, channel: str | None, *, since: int, limit: int) -> list[Row]:
+def fitting_orders(
+    tx: Tx, merchant_id: str, amount: int, channel: str | None, *, since: int, limit: int
+) -> list[Order]:
     """Pending or recently expired orders a payment of `amount` may have been meant for: the pay amount
     or the asked amount is equal, the channel fits (or is unknown), and it expired after `since`.
     Exact pay amounts first, then the newest."""
     channel_rule = "" if channel is None else " AND channel IN (?, 'any')"
     params: list[object] = [merchant_id, since, amount, amount, *([] if channel is None else [channel]), amount, limit]
-    return tx.all(
-        "SELECT * FROM orders WHERE merchant_id = ? AND status IN ('pending', 'expired') AND expires_at >= ?"
+    rows = tx.all(
+        f"{_SELECT} WHERE merchant_id = ? AND {_PAYABLE} AND expires_at >= ?"
         f" AND (pay_amount_cents = ? OR amount_cents = ?){channel_rule}"
         " ORDER BY (pay_amount_cents = ?) DESC, created_at DESC LIMIT ?",
         params,
     )
+    return [_order(r) for r in rows]

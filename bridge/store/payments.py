@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from bridge.core.models.ids import DeviceId, MerchantId, PaymentId
+from bridge.core.models.payment import Payment
+from bridge.core.models.report import Fingerprint, Report
+from bridge.core.sightings import Sighting
+from bridge.core.states import IllegalTransition, PaymentStatus, sources
 from bridge.store.database import Row, Tx
 
 __all__ = [
-    "PAYMENT_COLUMNS",
     "claim_fingerprint",
     "find_fingerprint",
     "find_report",
@@ -23,8 +24,13 @@ __all__ = [
 ]
 
 
-def find_report(tx: Tx, device_id: str, event_id: str) -> Row | None:
-    return tx.one("SELECT * FROM reports WHERE device_id = ? AND event_id = ?", (device_id, event_id))
+def find_report(tx: Tx, device_id: str, event_id: str) -> Report | None:
+    r = tx.one(
+        "SELECT device_id, event_id, seq, received_at, outcome, payment_id FROM reports"
+        " WHERE device_id = ? AND event_id = ?",
+        (device_id, event_id),
+    )
+    return None if r is None else Report(DeviceId(r[0]), r[1], r[2], r[3], r[4], r[5])
 
 
 def insert_report(
@@ -46,11 +52,13 @@ def set_report_duplicate(tx: Tx, *, device_id: str, event_id: str, payment_id: s
     )
 
 
-def find_fingerprint(tx: Tx, merchant_id: str, fingerprint: str, *, since: int) -> Row | None:
-    return tx.one(
-        "SELECT * FROM fingerprints WHERE merchant_id = ? AND fingerprint = ? AND seen_at >= ?",
+def find_fingerprint(tx: Tx, merchant_id: str, fingerprint: str, *, since: int) -> Fingerprint | None:
+    r = tx.one(
+        "SELECT merchant_id, fingerprint, seen_at, payment_id FROM fingerprints"
+        " WHERE merchant_id = ? AND fingerprint = ? AND seen_at >= ?",
         (merchant_id, fingerprint, since),
     )
+    return None if r is None else Fingerprint(MerchantId(r[0]), r[1], r[2], PaymentId(r[3]))
 
 
 def claim_fingerprint(tx: Tx, *, merchant_id: str, fingerprint: str, now: int, payment_id: str, since: int) -> bool:
@@ -75,13 +83,12 @@ def point_fingerprint(tx: Tx, merchant_id: str, fingerprint: str, payment_id: st
 
 def sightings(
     tx: Tx, *, merchant_id: str, device_id: str, channel: str | None, amount: int, since: int, until: int
-) -> list[Row]:
+) -> list[Sighting]:
     """Payments of this amount and channel observed in [since, until] by other phones linked to a
-    receiving account `device_id` is linked to too, each with `seen`: whether `device_id` already
-    reported it (a bool on PostgreSQL, 0 or 1 on SQLite: read it with bool())."""
+    receiving account `device_id` is linked to too, each with whether `device_id` already reported it."""
     # `channel IS ?` is SQLite's null-safe equality; PostgreSQL spells it differently, so say which.
     same_channel = "p.channel IS NULL" if channel is None else "p.channel = ?"
-    return tx.all(
+    rows = tx.all(
         "SELECT p.id, p.device_id, p.observed_at,"
         " EXISTS (SELECT 1 FROM reports r WHERE r.payment_id = p.id AND r.device_id = ?) AS seen"
         " FROM payments p WHERE p.merchant_id = ? AND p.amount_cents = ? AND p.observed_at BETWEEN ? AND ?"
@@ -90,41 +97,77 @@ def sightings(
         " WHERE a.device_id = ? AND b.device_id = p.device_id)",
         (device_id, merchant_id, amount, since, until, *(() if channel is None else (channel,)), device_id, device_id),
     )
+    # `seen` is a bool on PostgreSQL, 0 or 1 on SQLite.
+    return [Sighting(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
 
-PAYMENT_COLUMNS = (
-    "id",
-    "merchant_id",
-    "device_id",
-    "kind",
-    "channel",
-    "amount_cents",
-    "status",
-    "reason",
-    "order_id",
-    "late",
-    "manual",
-    "observed_at",
-    "received_at",
-    "event_id",
-    "fingerprint",
-    "notification",
+# Payment's fields, in order: the insert and every read name them (a SELECT * follows the migrations).
+_COLUMNS = (
+    "id, merchant_id, device_id, kind, channel, amount_cents, status, reason, order_id, late, manual,"
+    " observed_at, received_at, event_id, fingerprint, notification"
 )
-_INSERT_PAYMENT = (
-    f"INSERT INTO payments ({', '.join(PAYMENT_COLUMNS)}) VALUES ({', '.join('?' * len(PAYMENT_COLUMNS))})"
-)
+_SELECT = f"SELECT {_COLUMNS} FROM payments"
+_INSERT = f"INSERT INTO payments ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_STATUS = PaymentStatus._value2member_map_  # text -> member without the Enum call's overhead
+# The guard of a resolution (-> matched or -> ignored), from `bridge.core.states.sources(target)`.
+_RESOLVABLE = {
+    target: "status IN (" + ", ".join(f"'{s.value}'" for s in sources(target)) + ")"
+    for target in PaymentStatus
+    if sources(target)
+}
 
 
-def insert_payment(tx: Tx, row: Mapping[str, Any]) -> None:
-    """Insert a payment given every column of PAYMENT_COLUMNS."""
-    tx.execute(_INSERT_PAYMENT, [row[c] for c in PAYMENT_COLUMNS])
+def _payment(r: Row) -> Payment:
+    return Payment(
+        PaymentId(r[0]),
+        MerchantId(r[1]),
+        DeviceId(r[2]),
+        r[3],
+        r[4],
+        r[5],
+        _STATUS[r[6]],  # type: ignore[arg-type]  # the map's values are PaymentStatus members
+        r[7],
+        r[8],
+        bool(r[9]),
+        bool(r[10]),
+        r[11],
+        r[12],
+        r[13],
+        r[14],
+        r[15],
+    )
 
 
-def get_payment(tx: Tx, merchant_id: str, payment_id: str) -> Row | None:
-    return tx.one("SELECT * FROM payments WHERE id = ? AND merchant_id = ?", (payment_id, merchant_id))
+def insert_payment(tx: Tx, p: Payment) -> None:
+    tx.execute(
+        _INSERT,
+        (
+            p.id,
+            p.merchant_id,
+            p.device_id,
+            p.kind,
+            p.channel,
+            p.amount_cents,
+            p.status.value,
+            p.reason,
+            p.order_id,
+            int(p.late),
+            int(p.manual),
+            p.observed_at,
+            p.received_at,
+            p.event_id,
+            p.fingerprint,
+            p.notification,
+        ),
+    )
 
 
-def list_payments(tx: Tx, merchant_id: str, *, status: str | None, before: str | None, limit: int) -> list[Row]:
+def get_payment(tx: Tx, merchant_id: str, payment_id: str) -> Payment | None:
+    r = tx.one(f"{_SELECT} WHERE id = ? AND merchant_id = ?", (payment_id, merchant_id))
+    return None if r is None else _payment(r)
+
+
+def list_payments(tx: Tx, merchant_id: str, *, status: str | None, before: str | None, limit: int) -> list[Payment]:
     where = ["merchant_id = ?"]
     params: list[object] = [merchant_id]
     if status is not None:
@@ -136,24 +179,28 @@ def list_payments(tx: Tx, merchant_id: str, *, status: str | None, before: str |
         where.append("(received_at, id) < (SELECT received_at, id FROM payments WHERE id = ? AND merchant_id = ?)")
         params += [before, merchant_id]
     params.append(limit)
-    return tx.all(
-        f"SELECT * FROM payments WHERE {' AND '.join(where)} ORDER BY received_at DESC, id DESC LIMIT ?", params
-    )
+    rows = tx.all(f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY received_at DESC, id DESC LIMIT ?", params)
+    return [_payment(r) for r in rows]
 
 
 def set_payment_status(
     tx: Tx,
     payment_id: str,
     *,
-    status: str,
+    status: PaymentStatus,
     reason: str,
     order_id: str | None = None,
     manual: bool = False,
     late: bool = False,
-) -> bool:
-    n = tx.execute(
+) -> Payment | None:
+    """Resolve a payment (-> matched or ignored) from a status that allows it (unmatched); the
+    payment as it is now, or None if it was in none of those (nothing changed)."""
+    guard = _RESOLVABLE.get(status)
+    if guard is None:
+        raise IllegalTransition(f"no payment status moves to {status}")
+    rows = tx.all(  # all(), not one(): RETURNING's statement must run to its end
         "UPDATE payments SET status = ?, reason = ?, order_id = COALESCE(?, order_id), manual = ?, late = ?"
-        " WHERE id = ? AND status = 'unmatched'",
-        (status, reason, order_id, int(manual), int(late), payment_id),
+        f" WHERE id = ? AND {guard} RETURNING {_COLUMNS}",
+        (status.value, reason, order_id, int(manual), int(late), payment_id),
     )
-    return n == 1
+    return _payment(rows[0]) if rows else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from bridge.store.files import private_dir, private_file, tighten
 from bridge.store.migrations import MIGRATIONS, statements_for
 from bridge.store.sealing import PREFIX, SecretBox, load_or_create_key
 
-__all__ = ["CHECKPOINT_EVERY_S", "WRITER_AUTOCHECKPOINT", "SqliteDatabase"]
+__all__ = ["CHECKPOINT_EVERY_S", "WRITER_AUTOCHECKPOINT", "SqliteDatabase", "backup"]
 
 log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
@@ -302,3 +303,38 @@ def _install_sealing(conn: sqlite3.Connection, box: SecretBox) -> None:
 
     conn.create_function("seal_secret", 2, seal)
     conn.create_function("open_secret", 2, open_, deterministic=True)
+
+
+def backup(path: Path, target: Path) -> int:
+    """Copy the SQLite database `path` into the new file `target` (0600) with SQLite's online backup
+    API and return its page count: a consistent snapshot of what was committed, taken while a bridge
+    keeps writing (a WAL reader: it never blocks the writer). Sealed secrets stay sealed: the copy
+    needs the secrets key to be of use. Written to a side file, checked, then renamed into place."""
+    if not path.is_file():
+        raise StoreError(f"no SQLite database at {path}")
+    if target.exists():
+        raise StoreError(f"{target} exists already; back up to a new file")
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    private_file(partial)
+    try:
+        src = sqlite3.connect(path.absolute().as_uri() + "?mode=ro", uri=True)
+        dst = sqlite3.connect(partial)
+        try:
+            src.execute("PRAGMA busy_timeout = 10000")
+            src.backup(dst)
+            pages = int(dst.execute("PRAGMA page_count").fetchone()[0])
+            check = dst.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StoreError(f"the backup of {path} failed its check: {check}")
+        finally:
+            dst.close()
+            src.close()
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot back up {path}: {e}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return pages

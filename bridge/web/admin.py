@@ -6,7 +6,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.services import admin as service
-from bridge.store.database import Tx
+from bridge.services.views import merchant_json
 from bridge.web.auth import require_admin, require_merchant
 from bridge.web.keys import CTX, HUB
 from bridge.web.validation import Body, read_json
@@ -26,16 +26,13 @@ async def me(request: web.Request) -> web.Response:
     """The merchant an API key belongs to (operators check they hold the right key)."""
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
-    return web.json_response(await service.get_merchant(ctx, merchant_id))
+    return web.json_response(merchant_json(await service.get_merchant(ctx, merchant_id)))
 
 
 async def healthz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
 
-    def op(tx: Tx) -> object:
-        return tx.one("SELECT 1")
-
-    await ctx.db.read(op)
+    await service.database_ok(ctx)
     return web.json_response({"status": "ok", "connected_devices": len(request.app[HUB])})
 
 

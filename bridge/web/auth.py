@@ -11,9 +11,8 @@ from aiohttp import web
 
 from bridge.core.tokens import hash_secret
 from bridge.errors import Unauthorized
+from bridge.services import admin as admin_service
 from bridge.services.context import Context
-from bridge.store import merchants as store
-from bridge.store.database import Tx
 from bridge.web.keys import ADMIN_HASH, CTX, KEY_CACHE
 
 __all__ = ["admin_or_merchant", "merchant_route", "require_admin", "require_merchant"]
@@ -42,11 +41,7 @@ async def _merchant_id(request: web.Request, token: str) -> str | None:
     if digest in cache:
         return cache[digest]
 
-    def op(tx: Tx) -> str | None:
-        row = store.merchant_by_key_hash(tx, digest)
-        return None if row is None else str(row["id"])
-
-    merchant_id = await request.app[CTX].db.read(op)
+    merchant_id = await admin_service.merchant_for_key(request.app[CTX], digest)
     if merchant_id is not None:
         if len(cache) > 10_000:
             cache.clear()

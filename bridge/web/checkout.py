@@ -19,10 +19,12 @@ import segno
 from aiohttp import web
 from markupsafe import Markup
 
+from bridge.clock import rfc3339
 from bridge.core.amounts import format_fen
 from bridge.core.ratelimit import RateLimiter
+from bridge.core.states import OrderStatus
 from bridge.errors import NotFound
-from bridge.services.checkout import Checkout, checkout_path, load_checkout, status_json
+from bridge.services.checkout import Checkout, checkout_path, load_checkout
 from bridge.web.devices import client_address
 from bridge.web.i18n import TEXT, pick_language
 from bridge.web.keys import CHECKOUT_LIMITER, CHECKOUT_MISSES, CTX
@@ -34,6 +36,20 @@ ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 POLL_MS = 2000  # the script's status poll
 REFRESH_S = 5  # the no-script meta refresh while the order may still change
 NO_STORE = page_headers(form_action="'none'")  # the payer's page has no form
+
+
+def status_json(c: Checkout) -> dict[str, Any]:
+    """`GET /pay/<id>/status`: what the page's script needs to follow the order."""
+    return {
+        "id": c.order_id,
+        "status": c.status.value,
+        "amount": format_fen(c.amount_cents),
+        "pay_amount": format_fen(c.pay_amount_cents),
+        "expires_at": rfc3339(c.expires_at),
+        "seconds_left": c.seconds_left,
+        "watch": c.watch,
+        "return_url": c.return_to,
+    }
 
 
 def setup(app: web.Application) -> None:
@@ -122,7 +138,7 @@ async def pay_page(request: web.Request) -> web.StreamResponse:
     c = await _load(request, request.query.get("account"))
     if c is None:
         return _message(request, lang, "not_found", "not_found_hint", 404)
-    if c.status == "paid" and c.return_to:
+    if c.status is OrderStatus.PAID and c.return_to:
         raise web.HTTPFound(c.return_to, headers=NO_STORE)
     t = TEXT[lang]
     path = checkout_path(c.order_id)
@@ -136,7 +152,7 @@ async def pay_page(request: web.Request) -> web.StreamResponse:
         "pay": format_fen(c.pay_amount_cents),
         "asked": format_fen(c.amount_cents),
         "left": _clock(c.seconds_left),
-        "qr": _qr_svg(account.qr_payload) if account and c.status == "pending" else None,
+        "qr": _qr_svg(account.qr_payload) if account and c.status is OrderStatus.PENDING else None,
         "alipay_link": alipay_link(account.qr_payload) if account and account.channel == "alipay" else None,
         "qr_png": f"{path}/qr.png?" + urlencode({"account": account.id}) if account else None,
         "choices": [(a, f"{path}?" + urlencode({**keep, "account": a.id})) for a in c.choices],
@@ -168,7 +184,7 @@ async def pay_qr_png(request: web.Request) -> web.Response:
     if _throttle(request, request.match_info["id"]):
         return web.Response(status=429, text="too many requests", headers={**NO_STORE, "Retry-After": "5"})
     c = await _load(request, request.query.get("account"))
-    if c is None or c.account is None or c.status != "pending":
+    if c is None or c.account is None or c.status is not OrderStatus.PENDING:
         return web.Response(status=404, text="no QR code here", headers=NO_STORE)
     qr = _qr(c.account.qr_payload)
     if qr is None:

@@ -8,12 +8,16 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.clock import rfc3339
 from bridge.core import epay
 from bridge.core.amounts import format_fen
+from bridge.core.models.compat import Shop, ShopOrderDetail
+from bridge.core.states import OrderStatus
 from bridge.errors import ApiError, BadRequest, Unauthorized
 from bridge.services import compat as service
-from bridge.services.compat import Shop
+from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
+from bridge.services.views import credentials_json
 from bridge.web.auth import merchant_route
 from bridge.web.keys import CTX
 from bridge.web.shop_input import error_page, merged_params, query_params, read_form
@@ -27,12 +31,12 @@ __all__ = ["add_routes"]
 
 @merchant_route
 async def get_compat(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    return web.json_response(await service.credentials(ctx, merchant_id))
+    return web.json_response(credentials_json(ctx, await service.credentials(ctx, merchant_id)))
 
 
 @merchant_route
 async def rotate_compat(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    return web.json_response(await service.rotate_key(ctx, merchant_id))
+    return web.json_response(credentials_json(ctx, await service.rotate_key(ctx, merchant_id)))
 
 
 @merchant_route
@@ -41,7 +45,7 @@ async def put_compat(request: web.Request, ctx: Context, merchant_id: str) -> we
     if not body.has("merchant_public_key"):
         raise BadRequest("merchant_public_key is required (null clears it)", "missing_field")
     key = body.str("merchant_public_key", required=False, max_len=4096)
-    return web.json_response(await service.set_merchant_public_key(ctx, merchant_id, key))
+    return web.json_response(credentials_json(ctx, await service.set_merchant_public_key(ctx, merchant_id, key)))
 
 
 # --- 易支付 V1 ---------------------------------------------------------------------------------
@@ -75,7 +79,7 @@ def _shop_order(ctx: Context, protocol: str, p: dict[str, str]) -> service.ShopO
     )
 
 
-async def _v1_order(ctx: Context, p: dict[str, str]) -> dict[str, Any]:
+async def _v1_order(ctx: Context, p: dict[str, str]) -> ShopOrderDetail:
     shop = await service.shop_by_pid(ctx, p.get("pid"))
     service.verify_v1(shop, p)
     return await service.create_shop_order(ctx, shop, _shop_order(ctx, "epay1", p))
@@ -88,7 +92,7 @@ async def submit(request: web.Request) -> web.Response:
         made = await _v1_order(ctx, await _submit_params(request, ctx))
     except ApiError as e:
         return error_page(e)
-    raise web.HTTPFound(made["checkout_url"])
+    raise web.HTTPFound(checkout_url(ctx, made.detail.order.id))
 
 
 def _epay_error(e: ApiError) -> web.Response:
@@ -103,34 +107,35 @@ async def mapi(request: web.Request) -> web.Response:
         made = await _v1_order(ctx, p)
     except ApiError as e:
         return _epay_error(e)
-    order = made["order"]
+    order = made.detail.order
+    url = checkout_url(ctx, order.id)
     return web.json_response(
         {
             "code": 1,
             "msg": "success",
-            "trade_no": order["id"],
-            "payurl": made["checkout_url"],
-            "qrcode": made["checkout_url"],
-            "money": made["compat"]["money_str"],
-            "pay_amount": order["pay_amount"],
+            "trade_no": order.id,
+            "payurl": url,
+            "qrcode": url,
+            "money": made.compat.money_str,
+            "pay_amount": format_fen(order.pay_amount_cents),
         }
     )
 
 
-def _epay_order_fields(shop: Shop, made: dict[str, Any]) -> dict[str, Any]:
-    order, compat = made["order"], made["compat"]
-    paid = order["status"] == "paid"
-    pay_type = compat["type"] or epay.CHANNEL_TYPES.get(order["channel"], "")
+def _epay_order_fields(shop: Shop, made: ShopOrderDetail) -> dict[str, Any]:
+    order, compat = made.detail.order, made.compat
+    paid = order.status is OrderStatus.PAID
+    pay_type = compat.type or epay.CHANNEL_TYPES.get(order.channel, "")
     return {
-        "trade_no": order["id"],
-        "out_trade_no": compat["out_trade_no"],
+        "trade_no": order.id,
+        "out_trade_no": compat.out_trade_no,
         "type": pay_type,
         "pid": shop.pid,
-        "addtime": order["created_at"],
-        "endtime": order["paid_at"] or "",
-        "name": compat["name"],
-        "money": compat["money_str"],
-        "param": compat["param"],
+        "addtime": rfc3339(order.created_at),
+        "endtime": rfc3339(order.paid_at) or "",
+        "name": compat.name,
+        "money": compat.money_str,
+        "param": compat.param,
         "status": 1 if paid else 0,
     }
 
@@ -175,7 +180,7 @@ async def v2_submit(request: web.Request) -> web.Response:
         made = await service.create_shop_order(ctx, shop, _shop_order(ctx, "epay2", p))
     except ApiError as e:
         return error_page(e)
-    raise web.HTTPFound(made["checkout_url"])
+    raise web.HTTPFound(checkout_url(ctx, made.detail.order.id))
 
 
 async def v2_create(request: web.Request) -> web.Response:
@@ -188,9 +193,9 @@ async def v2_create(request: web.Request) -> web.Response:
     fields: dict[str, str | int] = {
         "code": 0,
         "msg": "success",
-        "trade_no": str(made["order"]["id"]),
+        "trade_no": made.detail.order.id,
         "pay_type": "jump",
-        "pay_info": str(made["checkout_url"]),
+        "pay_info": checkout_url(ctx, made.detail.order.id),
     }
     return web.json_response(service.sign_v2(shop, fields, ctx.clock.now_ms()))
 
@@ -202,13 +207,13 @@ async def v2_query(request: web.Request) -> web.Response:
         made = await service.find_shop_order(ctx, shop, trade_no=p.get("trade_no"), out_trade_no=p.get("out_trade_no"))
     except ApiError as e:
         return _v2_error(e)
-    order = made["order"]
+    order = made.detail.order
     fields: dict[str, str | int] = {
         "code": 0,
         "msg": "success",
         **{k: v for k, v in _epay_order_fields(shop, made).items() if k not in ("pid", "addtime", "endtime")},
         "pid": str(shop.pid),
-        "pay_amount": format_fen(int(order["pay_amount_cents"])),
+        "pay_amount": format_fen(order.pay_amount_cents),
     }
     return web.json_response(service.sign_v2(shop, fields, ctx.clock.now_ms()))
 

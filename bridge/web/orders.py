@@ -8,11 +8,13 @@ from aiohttp import web
 
 from bridge.core.amounts import check_fen, parse_amount
 from bridge.core.ssrf import check_target
+from bridge.core.states import OrderStatus, PaymentStatus
 from bridge.errors import BadRequest
 from bridge.services import orders as orders_service
 from bridge.services import payments as payments_service
 from bridge.services.context import Context
 from bridge.services.orders import ORDER_CHANNELS, NewOrder
+from bridge.services.views import linked_account_json, order_out, page_json, payment_json
 from bridge.web.auth import merchant_route
 from bridge.web.validation import Body, check_url, query_choice, query_int, read_json
 
@@ -29,8 +31,8 @@ ORDER_FIELDS = {
     "description",
     "metadata",
 }
-ORDER_STATUSES = ("pending", "paid", "expired", "closed")
-PAYMENT_STATUSES = ("unmatched", "matched", "ignored")
+ORDER_STATUSES = tuple(s.value for s in OrderStatus)
+PAYMENT_STATUSES = tuple(s.value for s in PaymentStatus)
 
 
 def _amount(body: Body) -> int:
@@ -82,7 +84,7 @@ async def create_order(request: web.Request, ctx: Context, merchant_id: str) -> 
         description=body.str("description", required=False, max_len=256),
     )
     order, created, warnings = await orders_service.create_order(ctx, merchant_id, new)
-    out: dict[str, Any] = dict(order)
+    out: dict[str, Any] = order_out(ctx, order)
     if warnings:
         out["warnings"] = warnings
     return web.json_response(out, status=201 if created else 200)
@@ -90,7 +92,7 @@ async def create_order(request: web.Request, ctx: Context, merchant_id: str) -> 
 
 @merchant_route
 async def get_order(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    return web.json_response(await orders_service.get_order(ctx, merchant_id, request.match_info["id"]))
+    return web.json_response(order_out(ctx, await orders_service.get_order(ctx, merchant_id, request.match_info["id"])))
 
 
 @merchant_route
@@ -105,42 +107,43 @@ async def list_orders(request: web.Request, ctx: Context, merchant_id: str) -> w
         before=request.query.get("starting_after"),
         limit=limit,
     )
-    return web.json_response(page)
+    return web.json_response(page_json(page, lambda d: order_out(ctx, d)))
 
 
 @merchant_route
 async def close_order(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    return web.json_response(await orders_service.close_order(ctx, merchant_id, request.match_info["id"]))
+    closed = await orders_service.close_order(ctx, merchant_id, request.match_info["id"])
+    return web.json_response(order_out(ctx, closed))
 
 
 @merchant_route
 async def list_payments(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     status = query_choice(request, "status", PAYMENT_STATUSES)
     limit = query_int(request, "limit", 50, minimum=1, maximum=500)
-    return web.json_response(
-        await payments_service.list_payments(
-            ctx, merchant_id, status=status, before=request.query.get("starting_after"), limit=limit
-        )
+    page = await payments_service.list_payments(
+        ctx, merchant_id, status=status, before=request.query.get("starting_after"), limit=limit
     )
+    return web.json_response(page_json(page, payment_json))
 
 
 @merchant_route
 async def get_payment(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    return web.json_response(await payments_service.get_payment(ctx, merchant_id, request.match_info["id"]))
+    return web.json_response(
+        payment_json(await payments_service.get_payment(ctx, merchant_id, request.match_info["id"]))
+    )
 
 
 @merchant_route
 async def match_payment(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"order_id"})
     order_id = body.str("order_id", max_len=64) or ""
-    return web.json_response(
-        await payments_service.match_manually(ctx, merchant_id, request.match_info["id"], order_id)
-    )
+    payment, order = await payments_service.match_manually(ctx, merchant_id, request.match_info["id"], order_id)
+    return web.json_response({"payment": payment_json(payment), "order": order_out(ctx, order)})
 
 
 @merchant_route
 async def ignore_payment(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    return web.json_response(await payments_service.ignore(ctx, merchant_id, request.match_info["id"]))
+    return web.json_response(payment_json(await payments_service.ignore(ctx, merchant_id, request.match_info["id"])))
 
 
 @merchant_route
@@ -157,19 +160,22 @@ async def create_account(request: web.Request, ctx: Context, merchant_id: str) -
         qr_payload=body.str("qr_payload", required=False, max_len=2048),
         device_ids=body.str_list("device_ids", max_items=32) or [],
     )
-    return web.json_response(account, status=201)
+    return web.json_response(linked_account_json(account), status=201)
 
 
 @merchant_route
 async def list_accounts(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
-    return web.json_response({"data": await payments_service.list_accounts(ctx, merchant_id)})
+    accounts = await payments_service.list_accounts(ctx, merchant_id)
+    return web.json_response({"data": [linked_account_json(a) for a in accounts]})
 
 
 @merchant_route
 async def link_device(request: web.Request, ctx: Context, merchant_id: str) -> web.Response:
     body = Body(await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout), {"device_id"})
     device_id = body.str("device_id", max_len=64) or ""
-    return web.json_response(await payments_service.link_device(ctx, merchant_id, request.match_info["id"], device_id))
+    account_id = request.match_info["id"]
+    await payments_service.link_device(ctx, merchant_id, account_id, device_id)
+    return web.json_response({"account_id": account_id, "device_id": device_id})
 
 
 def add_routes(app: web.Application) -> None:

@@ -7,15 +7,16 @@ pushes that Paybridge's signed device channel replaces.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from bridge.core import vmq
+from bridge.core.models.compat import Shop, ShopOrderDetail
+from bridge.core.states import OrderStatus
 from bridge.errors import ApiError, BadRequest
 from bridge.services import compat as service
-from bridge.services.compat import Shop
+from bridge.services.checkout import checkout_url
 from bridge.services.compat_notify import compat_return_url
 from bridge.services.context import Context
 from bridge.web.keys import CTX
@@ -49,25 +50,23 @@ def vmq_route(fn: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     return handler
 
 
-def _order_data(made: dict[str, Any]) -> dict[str, Any]:
-    order, compat = made["order"], made["compat"]
-    state = {"pending": 0, "paid": 1, "expired": -1, "closed": -1}[order["status"]]
+_STATE = {OrderStatus.PENDING: 0, OrderStatus.PAID: 1, OrderStatus.EXPIRED: -1, OrderStatus.CLOSED: -1}
+
+
+def _order_data(ctx: Context, made: ShopOrderDetail) -> dict[str, Any]:
+    order, compat = made.detail.order, made.compat
     return {
-        "payId": compat["out_trade_no"],
-        "orderId": order["id"],
-        "payType": int(compat["type"]) if compat["type"] else 0,
-        "price": compat["money_str"],
-        "reallyPrice": vmq.php_money(int(order["pay_amount_cents"])),
-        "payUrl": made["checkout_url"],
+        "payId": compat.out_trade_no,
+        "orderId": order.id,
+        "payType": int(compat.type) if compat.type else 0,
+        "price": compat.money_str,
+        "reallyPrice": vmq.php_money(order.pay_amount_cents),
+        "payUrl": checkout_url(ctx, order.id),
         "isAuto": 1,
-        "state": state,
-        "timeOut": max(1, (_ms(order["expires_at"]) - _ms(order["created_at"])) // 60_000),
-        "date": _ms(order["created_at"]) // 1000,
+        "state": _STATE[order.status],
+        "timeOut": max(1, (order.expires_at - order.created_at) // 60_000),
+        "date": order.created_at // 1000,
     }
-
-
-def _ms(rfc3339: str) -> int:
-    return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 async def create_order(request: web.Request) -> web.Response:
@@ -100,24 +99,24 @@ async def create_order(request: web.Request) -> web.Response:
     except ApiError as e:
         return error_page(e) if is_html else _fail(e.message, e.code)
     if is_html:
-        raise web.HTTPFound(made["checkout_url"])
-    return _ok(_order_data(made))
+        raise web.HTTPFound(checkout_url(ctx, made.detail.order.id))
+    return _ok(_order_data(ctx, made))
 
 
 @vmq_route
 async def get_order(request: web.Request, ctx: Context, shop: Shop, p: dict[str, str]) -> web.Response:
     made = await service.find_shop_order(ctx, shop, trade_no=p.get("orderId") or None)
-    return _ok(_order_data(made))
+    return _ok(_order_data(ctx, made))
 
 
 @vmq_route
 async def check_order(request: web.Request, ctx: Context, shop: Shop, p: dict[str, str]) -> web.Response:
     """Code 1 with the signed return URL once paid; -1 while unpaid, or once expired or closed."""
     made = await service.find_shop_order(ctx, shop, trade_no=p.get("orderId") or None)
-    status = made["order"]["status"]
-    if status == "paid":
-        return _ok(await compat_return_url(ctx, made["order"]["id"]) or "")
-    return _fail("订单未支付" if status == "pending" else "订单已过期", f"order_{status}")
+    status = made.detail.order.status
+    if status is OrderStatus.PAID:
+        return _ok(await compat_return_url(ctx, made.detail.order.id) or "")
+    return _fail("订单未支付" if status is OrderStatus.PENDING else "订单已过期", f"order_{status.value}")
 
 
 @vmq_route
@@ -134,7 +133,7 @@ async def get_state(request: web.Request, ctx: Context, shop: Shop, p: dict[str,
     """Whether the receiving phone is online: `sign = md5(t + key)`."""
     service.verify_vmq(shop, [p.get("t", "")], p.get("sign", ""))
     state = await service.monitor_state(ctx, shop)
-    return _ok({"jkstate": "1" if state["online"] else "0"})
+    return _ok({"jkstate": "1" if state else "0"})
 
 
 def add_routes(app: web.Application) -> None:

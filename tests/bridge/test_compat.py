@@ -3,6 +3,8 @@ create the right orders; bad signs, changed parameters, unknown types and malfor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -12,6 +14,7 @@ from urllib.parse import urlencode
 import pytest
 
 from bridge.core import epay
+from tests import pg
 from tests.bridge.compat_helpers import compat_shop, get_raw, orders_of, path_of, post_form
 from tests.bridge.compat_vectors import key, needs_vectors, requests_of, rsa_keys
 from tests.harness import RunningBridge, make_settings, running_bridge
@@ -157,6 +160,28 @@ async def test_submit_refusals_make_no_order(bridge: RunningBridge) -> None:
     status, body, _ = await get_raw(bridge, "/submit.php?" + urlencode(changed))
     assert status == 409 and "out_trade_no_conflict" in body
     assert len(await orders_of(bridge, shop.api_key)) == 1
+
+
+async def test_concurrent_mapi_of_one_out_trade_no_make_one_order(tmp_path: Path) -> None:
+    """Ten simultaneous mapi.php requests for one out_trade_no all answer code 1 with the same trade_no
+    (one order, one compat row); on PostgreSQL they go to two bridges sharing the database."""
+    key_file = str(tmp_path / "secrets.key")
+    a_settings = make_settings(tmp_path / "a", secrets_key_file=key_file)
+    b_settings = make_settings(tmp_path / "b", database_url=a_settings.database_url, secrets_key_file=key_file)
+    async with running_bridge(a_settings) as a, contextlib.AsyncExitStack() as stack:
+        bridges = [a]
+        if pg.e2e_on_postgres():  # SQLite has one writer per file: a second bridge would only queue behind it
+            bridges.append(await stack.enter_async_context(running_bridge(b_settings)))
+        shop = await compat_shop(a)
+        for round_ in range(3):
+            form = _signed(_base_params(shop.compat["pid"], money="8.8", out_trade_no=f"RACE{round_}"), shop.key)
+            answers = await asyncio.gather(
+                *(post_form(bridges[i % len(bridges)], "/mapi.php", form) for i in range(10))
+            )
+            outs = [json.loads(text) for _, text, _ in answers]
+            assert [o["code"] for o in outs] == [1] * 10, outs
+            assert len({o["trade_no"] for o in outs}) == 1
+        assert len(await orders_of(a, shop.api_key)) == 3
 
 
 async def test_mapi(bridge: RunningBridge) -> None:

@@ -17,20 +17,27 @@ from standardwebhooks.webhooks import Webhook
 
 from bridge.clock import SystemClock
 from bridge.core.backoff import RetryPolicy
+from bridge.core.states import DeliveryStatus
+from bridge.errors import SendFailure
 from bridge.services.admin import create_merchant
 from bridge.services.context import Context
 from bridge.services.delivery import DeliveryWorker, Outcome, classify
-from bridge.services.endpoints import create_endpoint, get_delivery, get_endpoint, list_deliveries
+from bridge.services.endpoints import create_endpoint, get_delivery, get_endpoint, list_deliveries, send_test_event
 from bridge.services.events import emit
 from bridge.store.database import Tx, open_database
 from bridge.transport import TransportResult
+from bridge.web.webhooks import delivery_json
 from tests.harness import eventually, make_settings
 
 Respond = Callable[[str, dict[str, str], bytes], Awaitable[TransportResult]]
 
 
-def ok(status: int = 200, error: str | None = None, retry_after: float | None = None) -> TransportResult:
-    return TransportResult(status, retry_after, error, 1.0)
+def ok(status: int = 200, retry_after: float | None = None) -> TransportResult:
+    return TransportResult.answered(status, 1.0, retry_after=retry_after)
+
+
+def failed(failure: SendFailure, detail: str = "") -> TransportResult:
+    return TransportResult.failed(failure, 1.0, detail)
 
 
 class FakeTransport:
@@ -98,7 +105,7 @@ async def events_to(ctx: Context, merchant_id: str, urls: list[str]) -> list[str
 
 async def deliveries(ctx: Context, merchant_id: str, status: str | None = None) -> list[dict[str, Any]]:
     page = await list_deliveries(ctx, merchant_id, status=status, event_id=None, before=None, limit=500)
-    return list(page["data"])
+    return [delivery_json(d) for d in page.data]
 
 
 async def all_have(ctx: Context, merchant_id: str, status: str, n: int) -> list[dict[str, Any]]:
@@ -116,17 +123,18 @@ POLICY = RetryPolicy(schedule=(0, 5, 300), jitter=0.0)
 @pytest.mark.parametrize(
     ("result", "attempt", "expected"),
     [
-        (ok(200), 1, Outcome("succeeded", "success", None)),
-        (ok(204), 3, Outcome("succeeded", "success", None)),
-        (ok(410), 1, Outcome("disabled", "gone", None, disable_endpoint=True)),
-        (ok(None, "forbidden_target: 10.0.0.1"), 1, Outcome("failed", "forbidden_target", None)),
-        (ok(500), 1, Outcome("pending", "http_error", 5.0)),
-        (ok(302), 2, Outcome("pending", "http_error", 300.0)),
-        (ok(503, retry_after=60), 1, Outcome("pending", "http_error", 60.0)),
-        (ok(None, "timeout"), 1, Outcome("pending", "timeout", 5.0)),
-        (ok(None, "network_error: refused"), 1, Outcome("pending", "network_error", 5.0)),
-        (ok(500), 3, Outcome("failed", "http_error", None)),
-        (ok(None, "timeout"), 3, Outcome("failed", "timeout", None)),
+        (ok(200), 1, Outcome(DeliveryStatus.SUCCEEDED, "success", None)),
+        (ok(204), 3, Outcome(DeliveryStatus.SUCCEEDED, "success", None)),
+        (ok(410), 1, Outcome(DeliveryStatus.DISABLED, "gone", None, disable_endpoint=True)),
+        (failed(SendFailure.FORBIDDEN_TARGET, "10.0.0.1"), 1, Outcome(DeliveryStatus.FAILED, "forbidden_target", None)),
+        (ok(500), 1, Outcome(DeliveryStatus.PENDING, "http_error", 5.0)),
+        (ok(302), 2, Outcome(DeliveryStatus.PENDING, "http_error", 300.0)),
+        (ok(503, retry_after=60), 1, Outcome(DeliveryStatus.PENDING, "http_error", 60.0)),
+        (failed(SendFailure.TIMEOUT), 1, Outcome(DeliveryStatus.PENDING, "timeout", 5.0)),
+        (failed(SendFailure.NETWORK, "refused"), 1, Outcome(DeliveryStatus.PENDING, "network_error", 5.0)),
+        (failed(SendFailure.INTERNAL, "KeyError"), 1, Outcome(DeliveryStatus.PENDING, "network_error", 5.0)),
+        (ok(500), 3, Outcome(DeliveryStatus.FAILED, "http_error", None)),
+        (failed(SendFailure.TIMEOUT), 3, Outcome(DeliveryStatus.FAILED, "timeout", None)),
     ],
 )
 def test_classify(result: TransportResult, attempt: int, expected: Outcome) -> None:
@@ -147,6 +155,41 @@ async def test_every_due_delivery_is_sent_once_signed_and_recorded(tmp_path: Pat
         for _, headers, body in transport.calls:
             Webhook(m["webhook_secret"]).verify(body, headers)
         assert attempts_metric(ctx, "success") == 30
+
+
+async def test_a_fresh_delivery_goes_out_from_memory_already_claimed(tmp_path: Path) -> None:
+    """A delivery committed while the worker runs is sent without being claimed or read back: the only
+    write after its commit is the recorded outcome, which also clears the claim it was committed with."""
+    async with context(tmp_path) as ctx:
+        m = await create_merchant(ctx, "shop")
+        transport = FakeTransport()
+        worker = DeliveryWorker(ctx, transport)
+        async with running(worker):
+            await eventually(lambda: asyncio.sleep(0, ctx.bus.claimant), lambda c: c is not None)
+            [event_id] = await events_to(ctx, m["id"], ["http://h.example/"])
+            before = ctx.db.writes
+            [d] = await all_have(ctx, m["id"], "succeeded", 1)
+            assert ctx.db.writes - before == 1
+        assert [h["webhook-id"] for _, h, _ in transport.calls] == [event_id]
+        full = await get_delivery(ctx, m["id"], d["id"])
+        assert (full.delivery.claimed_by, full.delivery.lease_until) == (None, None)
+
+
+async def test_a_test_event_is_signed_with_the_endpoints_secret(tmp_path: Path) -> None:
+    """A dashboard test event, handed over in memory at commit, verifies with the endpoint's secret
+    (the one shown at creation), not with its sealed form."""
+    async with context(tmp_path) as ctx:
+        m = await create_merchant(ctx, "shop")
+        created = await create_endpoint(ctx, m["id"], "http://hook.example/", [])
+        transport = FakeTransport()
+        async with running(DeliveryWorker(ctx, transport)):
+            await eventually(lambda: asyncio.sleep(0, ctx.bus.claimant), lambda c: c is not None)
+            sent = await send_test_event(ctx, m["id"], created.endpoint.id)
+            [d] = await all_have(ctx, m["id"], "succeeded", 1)
+        assert d["attempts"] == 1  # the first attempt went out signed
+        [(_, headers, body)] = transport.calls
+        assert headers["webhook-id"] == sent.event_id
+        Webhook(created.secret).verify(body, headers)
 
 
 async def test_a_delivery_is_never_sent_twice_concurrently(tmp_path: Path) -> None:
@@ -268,9 +311,9 @@ async def test_metrics_count_each_outcome(tmp_path: Path) -> None:
     answers = {
         "a": ok(200),
         "b": ok(500),
-        "c": ok(None, "timeout"),
-        "d": ok(None, "network_error: refused"),
-        "e": ok(None, "forbidden_target: 10.0.0.1"),
+        "c": failed(SendFailure.TIMEOUT),
+        "d": failed(SendFailure.NETWORK, "refused"),
+        "e": failed(SendFailure.FORBIDDEN_TARGET, "10.0.0.1"),
     }
 
     async def respond(url: str, headers: dict[str, str], body: bytes) -> TransportResult:
@@ -305,8 +348,8 @@ async def test_gone_disables_the_endpoint_and_its_pending_deliveries(tmp_path: P
         async with running(DeliveryWorker(ctx, transport, per_target=1)):
             await all_have(ctx, m["id"], "succeeded", 3)
             await all_have(ctx, m["id"], "disabled", 3)
-        endpoint = await get_endpoint(ctx, m["id"], ep["id"])
-        assert endpoint["disabled"] is True and endpoint["disabled_reason"] == "gone"
+        endpoint = await get_endpoint(ctx, m["id"], ep.endpoint.id)
+        assert endpoint.disabled and endpoint.disabled_reason == "gone"
         assert len(transport.ids_sent_to("gone.example")) == 1
         assert attempts_metric(ctx, "gone") == 1
 
@@ -325,6 +368,6 @@ async def test_retry_after_moves_the_next_attempt(tmp_path: Path) -> None:
                 lambda: deliveries(ctx, m["id"], "pending"), lambda ds: len(ds) == 1 and ds[0]["attempts"] == 1
             )
         full = await get_delivery(ctx, m["id"], d["id"])
-        assert [(a["attempt"], a["status_code"], a["error"]) for a in full["attempt_log"]] == [(1, 503, "HTTP 503")]
+        assert [(a.attempt, a.status_code, a.error) for a in full.attempts] == [(1, 503, "HTTP 503")]
         assert d["next_attempt_at"] > d["updated_at"]  # RFC 3339 strings of one format sort as times
         assert d["next_attempt_at"][:13] != d["updated_at"][:13]  # two hours away, a different hour

@@ -10,7 +10,20 @@ import struct
 import pytest
 from aiohttp import web
 
-from bridge.sender import EXITED, SenderProcess, encode_frame, read_frame
+from bridge.errors import SendFailure
+from bridge.sender import (
+    EXITED,
+    PROTOCOL,
+    SenderProcess,
+    SendRequest,
+    decode_reply,
+    decode_request,
+    encode_frame,
+    encode_reply,
+    encode_request,
+    read_frame,
+)
+from bridge.transport import TransportResult
 from tests.harness import running_handler, running_receiver
 
 
@@ -69,11 +82,15 @@ async def test_the_child_keeps_the_timeout_and_the_address_guard() -> None:
     try:
         async with running_handler(hang) as base:
             slow = await open_sender.send(f"{base}/x", {}, b"{}", 0.3)
-            assert slow.status is None and slow.error == "timeout"
+            assert slow.status is None and slow.failure is SendFailure.TIMEOUT
             never.set()  # let the receiver's handler finish so the server can stop
         async with running_receiver() as rec:
             refused = await guarded.send(rec.url, {}, b"{}", 5.0)
-            assert refused.error is not None and refused.error.startswith("forbidden_target")
+            assert (
+                refused.failure is SendFailure.FORBIDDEN_TARGET
+                and refused.error is not None
+                and refused.error.startswith("forbidden_target")
+            )
             assert rec.requests == []
     finally:
         never.set()
@@ -101,7 +118,7 @@ async def test_a_dead_child_fails_what_it_held_and_is_replaced() -> None:
             assert child is not None
             os.kill(child.proc.pid, signal.SIGKILL)
             result = await asyncio.wait_for(pending, 10)
-            assert result.status is None and result.error == EXITED
+            assert result.status is None and result.failure is SendFailure.NETWORK and result.detail == EXITED
             release.set()
         async with running_receiver() as rec:
             again = await sender.send(rec.url, {}, b"{}", 5.0)
@@ -119,7 +136,7 @@ async def test_close_ends_the_child_and_later_sends_fail() -> None:
     await sender.close()
     assert child.proc.returncode == 0
     result = await sender.send("http://127.0.0.1:9/x", {}, b"{}", 1.0)
-    assert result.error == EXITED
+    assert result.failure is SendFailure.NETWORK and result.detail == EXITED
 
 
 def _reader(data: bytes) -> asyncio.StreamReader:
@@ -129,13 +146,60 @@ def _reader(data: bytes) -> asyncio.StreamReader:
     return reader
 
 
+def _raw_frame(head: bytes, body: bytes = b"") -> bytes:
+    return struct.pack(">II", len(head), len(body)) + head + body
+
+
 async def test_frames_round_trip_and_bad_frames_are_refused() -> None:
+    """A frame reads back as sent (with its protocol version); truncated, oversized, non-object and
+    other-version frames are refused."""
     frame = encode_frame({"i": 3, "u": "http://x/ü"}, b"\x00body")
-    assert await read_frame(_reader(frame + frame)) == ({"i": 3, "u": "http://x/ü"}, b"\x00body")
+    assert await read_frame(_reader(frame + frame)) == ({"p": PROTOCOL, "i": 3, "u": "http://x/ü"}, b"\x00body")
     assert await read_frame(_reader(b"")) is None
     with pytest.raises(ValueError, match="truncated"):
         await read_frame(_reader(frame[:-1]))
     with pytest.raises(ValueError, match="too large"):
         await read_frame(_reader(struct.pack(">II", 10**9, 0)))
     with pytest.raises(ValueError, match="not an object"):
-        await read_frame(_reader(encode_frame([1, 2])))  # type: ignore[arg-type]
+        await read_frame(_reader(_raw_frame(b"[1, 2]")))
+    with pytest.raises(ValueError, match="protocol"):
+        await read_frame(_reader(_raw_frame(b'{"i": 1, "s": 200, "e": null}')))  # a version-1 reply
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        TransportResult.answered(503, 12.5, retry_after=7.0, body=b"busy"),
+        TransportResult.failed(SendFailure.TIMEOUT, 5000.0),
+        TransportResult.failed(SendFailure.NETWORK, 1.0, EXITED),
+        TransportResult.failed(SendFailure.FORBIDDEN_TARGET, 0.5, "10.0.0.1 is a private address"),
+        TransportResult.failed(SendFailure.INTERNAL, 0.0, "KeyError"),
+    ],
+)
+async def test_a_reply_crosses_the_pipe_typed(result: TransportResult) -> None:
+    """What the child's transport returned is what the parent gets back: status, typed failure, detail, body."""
+    head, body = await read_frame(_reader(encode_reply(9, result, with_body=True))) or ({}, b"")
+    assert decode_reply(head, body) == (9, result)
+    head, body = await read_frame(_reader(encode_reply(9, result, with_body=False))) or ({}, b"")
+    assert decode_reply(head, body)[1].body == b""
+
+
+async def test_a_request_crosses_the_pipe_typed() -> None:
+    """A request reads back as sent, a GET included; one without a URL or with another method is refused."""
+    for request in (
+        SendRequest(4, "http://x/ü", {"webhook-id": "evt_1"}, 10.0, "POST", b"\x00{}"),
+        SendRequest(5, "http://shop/notify?a=1", {}, 2.5, "GET"),
+    ):
+        frame = await read_frame(_reader(encode_request(request)))
+        assert frame is not None and decode_request(*frame) == request
+    with pytest.raises(ValueError, match="malformed"):
+        decode_request({"p": PROTOCOL, "i": 1, "h": {}, "t": 1.0}, b"")
+    with pytest.raises(ValueError, match="malformed"):
+        decode_request({"p": PROTOCOL, "i": 1, "u": "http://x/", "h": {}, "t": 1.0, "v": "DELETE"}, b"")
+
+
+async def test_an_unknown_failure_in_a_reply_is_a_protocol_error() -> None:
+    """A reply naming a failure this side does not know is refused, not passed on as a string."""
+    head, body = await read_frame(_reader(encode_frame({"i": 1, "s": None, "f": "teleported", "m": 1.0}))) or ({}, b"")
+    with pytest.raises(ValueError):
+        decode_reply(head, body)

@@ -10,6 +10,7 @@ from bridge.errors import BadRequest
 from bridge.services import devices as devices_service
 from bridge.services import payments as service
 from bridge.services import qrimage
+from bridge.services.views import linked_account_json
 from bridge.web.dashboard.pages import PATH, View, form_str, page, redirect
 from bridge.web.dashboard.phones import qr_svg
 
@@ -19,7 +20,7 @@ CHANNELS = ("alipay", "wechat", "unionpay")
 
 
 async def _context(view: View) -> dict[str, Any]:
-    accounts = await service.list_accounts(view.ctx, view.merchant_id)
+    accounts = [linked_account_json(a) for a in await service.list_accounts(view.ctx, view.merchant_id)]
     phones = [d for d in await devices_service.list_devices(view.ctx, view.merchant_id) if not d["revoked"]]
     names = {d["id"]: d["name"] for d in phones}
     for a in accounts:

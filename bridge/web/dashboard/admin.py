@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.errors import StoreError, Unavailable
 from bridge.services import admin as service
+from bridge.services.views import merchant_usage_json
 from bridge.web.dashboard.pages import NO_STORE, PATH, View, form_str, page
 from bridge.web.keys import HUB
 
@@ -24,7 +25,7 @@ async def _context(view: View) -> dict[str, Any]:
     return {
         "nav": "admin",
         "health": health,
-        "merchants": await service.list_merchants(view.ctx),
+        "merchants": [merchant_usage_json(m) for m in await service.list_merchants(view.ctx)],
         "created": None,
     }
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from bridge.core.states import OrderStatus
 from bridge.errors import BadRequest
 from bridge.services import orders as service
+from bridge.services.views import order_out, timeline_json
 from bridge.web.dashboard.pages import PATH, View, page, redirect
 
 __all__ = ["add_routes", "parse_day"]
@@ -20,7 +21,7 @@ DAY_MS = 86_400_000
 
 
 def parse_day(value: str, name: str) -> int:
-    """"YYYY-MM-DD" (UTC) -> Unix ms at its start."""
+    """ "YYYY-MM-DD" (UTC) -> Unix ms at its start."""
     try:
         day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
@@ -58,9 +59,9 @@ async def list_orders(view: View) -> web.StreamResponse:
         before=q.get("before") or None,
         limit=PAGE_SIZE,
     )
-    orders = result["data"]
+    orders = [order_out(view.ctx, d) for d in result.items]
     more = None
-    if result["has_more"]:
+    if result.has_more:
         keep = {k: v for k, v in filters.items() if v}
         more = f"{PATH}/orders?" + urlencode({**keep, "before": orders[-1]["id"]})
     return view.render(
@@ -79,7 +80,10 @@ async def list_orders(view: View) -> web.StreamResponse:
 @page("merchant")
 async def order_detail(view: View) -> web.StreamResponse:
     timeline = await service.order_timeline(view.ctx, view.merchant_id, view.request.match_info["id"])
-    return view.render("dashboard/order.html", {"nav": "orders", **timeline, "done": view.request.query.get("done")})
+    return view.render(
+        "dashboard/order.html",
+        {"nav": "orders", **timeline_json(view.ctx, timeline), "done": view.request.query.get("done")},
+    )
 
 
 @page("merchant")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bridge.core.states import PaymentStatus
 from bridge.services import payments as service
+from bridge.services.views import payment_json, unmatched_json
 from bridge.web.dashboard.pages import PATH, View, form_str, page, redirect
 
 __all__ = ["add_routes"]
@@ -12,14 +14,14 @@ __all__ = ["add_routes"]
 
 @page("merchant")
 async def payments(view: View) -> web.StreamResponse:
-    queue = await service.unmatched_queue(view.ctx, view.merchant_id)
+    queue = [unmatched_json(view.ctx, u) for u in await service.unmatched_queue(view.ctx, view.merchant_id)]
     recent = await service.list_payments(view.ctx, view.merchant_id, status=None, before=None, limit=50)
     return view.render(
         "dashboard/payments.html",
         {
             "nav": "payments",
             "queue": queue,
-            "recent": [p for p in recent["data"] if p["status"] != "unmatched"],
+            "recent": [payment_json(p) for p in recent.items if p.status is not PaymentStatus.UNMATCHED],
             "done": view.request.query.get("done"),
         },
     )

@@ -40,9 +40,11 @@ async def _phones(view: View) -> dict[str, Any]:
     names: dict[str, str] = {}
     merchants: dict[str, str] = {}
     if view.session.merchant_id is not None:
-        names = {a["id"]: a["name"] for a in await payments_service.list_accounts(ctx, view.session.merchant_id)}
+        names = {
+            la.account.id: la.account.name for la in await payments_service.list_accounts(ctx, view.session.merchant_id)
+        }
     else:
-        merchants = {m["id"]: m["name"] for m in await admin_service.list_merchants(ctx)}
+        merchants = {m.id: m.name for m in await admin_service.list_merchants(ctx)}
     for d in devices:
         d["connected"] = hub.is_connected(d["id"])
         d["account_names"] = [names.get(a, a) for a in d["account_ids"]]
@@ -127,9 +129,7 @@ async def live(view: View) -> web.StreamResponse:
     ctx = view.ctx
     key = view.session.merchant_id or ALL
     wake = ctx.bus.subscribe(key)
-    resp = web.StreamResponse(
-        headers={**NO_STORE, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
-    )
+    resp = web.StreamResponse(headers={**NO_STORE, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
     try:
         await resp.prepare(view.request)
         await resp.write(b"retry: 2000\n\n")

@@ -17,6 +17,7 @@ from aiohttp import web
 from bridge.errors import BadRequest
 from bridge.services import compat as service
 from bridge.services.shop_setup import credential_fields, shop_setups
+from bridge.services.views import credentials_json
 from bridge.web.dashboard.pages import PATH, View, form_str, page, redirect
 
 __all__ = ["add_routes", "masked"]
@@ -34,7 +35,7 @@ def masked(key: str) -> str:
 
 
 async def _context(view: View, *, reveal: bool, rotated: str | None = None, error: str | None = None) -> dict[str, Any]:
-    creds = await service.credentials(view.ctx, view.merchant_id)
+    creds = credentials_json(view.ctx, await service.credentials(view.ctx, view.merchant_id))
     done = view.request.query.get("done") if view.request.method == "GET" else None
     return {
         "nav": "shop",
@@ -63,7 +64,7 @@ async def reveal(view: View) -> web.StreamResponse:
 
 @page("merchant")
 async def confirm_rotate(view: View) -> web.StreamResponse:
-    key = str((await service.credentials(view.ctx, view.merchant_id))["key"])
+    key = (await service.credentials(view.ctx, view.merchant_id)).key
     context = {"nav": "shop", "masked": masked(key), "fingerprint": service.key_fingerprint(key)}
     return view.render("dashboard/shop_rotate.html", context)
 

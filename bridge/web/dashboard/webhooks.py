@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bridge.clock import rfc3339
 from bridge.errors import BadRequest
 from bridge.services import endpoints as service
 from bridge.services.events import EVENT_TYPES
 from bridge.web.dashboard.pages import PATH, View, form_str, page, redirect
-from bridge.web.webhooks import DELIVERY_STATUSES, endpoint_url
+from bridge.web.webhooks import DELIVERY_STATUSES, delivery_detail_json, delivery_json, endpoint_json, endpoint_url
 
 __all__ = ["add_routes"]
 
@@ -24,8 +25,8 @@ async def _overview(view: View) -> dict[str, object]:
     )
     return {
         "nav": "webhooks",
-        "endpoints": [e for e in endpoints],
-        "deliveries": deliveries["data"],
+        "endpoints": [endpoint_json(e) for e in endpoints],
+        "deliveries": [delivery_json(d) for d in deliveries.data],
         "event_types": EVENT_TYPES,
         "delivery_statuses": DELIVERY_STATUSES,
         "status": status,
@@ -48,7 +49,8 @@ async def add_endpoint(view: View) -> web.StreamResponse:
         raise BadRequest("unknown event type", "invalid_form")
     created = await service.create_endpoint(view.ctx, view.merchant_id, url, types)
     context = await _overview(view)
-    context["secret"] = {"endpoint": created, "value": created["secret"], "new": True, "old_until": None}
+    endpoint = endpoint_json(created.endpoint)
+    context["secret"] = {"endpoint": endpoint, "value": created.secret, "new": True, "old_until": None}
     return view.render("dashboard/webhooks.html", context, status=201)
 
 
@@ -63,10 +65,10 @@ async def rotate(view: View) -> web.StreamResponse:
     rotated = await service.rotate_secret(view.ctx, view.merchant_id, view.request.match_info["id"])
     context = await _overview(view)
     context["secret"] = {
-        "endpoint": {"id": rotated["id"]},
-        "value": rotated["secret"],
+        "endpoint": {"id": rotated.endpoint_id},
+        "value": rotated.secret,
         "new": False,
-        "old_until": rotated["previous_secret_valid_until"],
+        "old_until": rfc3339(rotated.previous_valid_until),
     }
     return view.render("dashboard/webhooks.html", context)
 
@@ -74,15 +76,13 @@ async def rotate(view: View) -> web.StreamResponse:
 @page("merchant")
 async def send_test(view: View) -> web.StreamResponse:
     sent = await service.send_test_event(view.ctx, view.merchant_id, view.request.match_info["id"])
-    raise redirect(f"{PATH}/deliveries/{sent['delivery_id']}", done="test_sent")
+    raise redirect(f"{PATH}/deliveries/{sent.delivery_id}", done="test_sent")
 
 
 @page("merchant")
 async def delivery(view: View) -> web.StreamResponse:
-    d = await service.get_delivery(view.ctx, view.merchant_id, view.request.match_info["id"])
-    return view.render(
-        "dashboard/delivery.html", {"nav": "webhooks", "d": d, "done": view.request.query.get("done")}
-    )
+    d = delivery_detail_json(await service.get_delivery(view.ctx, view.merchant_id, view.request.match_info["id"]))
+    return view.render("dashboard/delivery.html", {"nav": "webhooks", "d": d, "done": view.request.query.get("done")})
 
 
 @page("merchant")
