@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bridge.core.forwarding import parse_networks
 from bridge.errors import ConfigError
 
 __all__ = ["Settings", "load_settings"]
@@ -56,6 +57,9 @@ class Settings:
     # s an instance's claim on a delivery it sends holds without renewal (renewed while it runs):
     # after an instance dies, another one sends its deliveries once their leases have run out.
     webhook_lease: float = 60.0
+    # s an instance's heartbeat row holds without renewal (renewed every third of it): once it runs
+    # out, another instance marks the devices whose sockets that instance held offline.
+    instance_ttl: float = 15.0
     # Devices
     heartbeat_interval: int = 30
     heartbeat_timeout: int = 90
@@ -87,6 +91,10 @@ class Settings:
     dashboard_idle_timeout: int = 1800  # s without a request before a dashboard session ends
     dashboard_session_max: int = 43_200  # s a dashboard session lasts at most
     dashboard_sign_ins_per_minute: int = 5  # failed sign-ins per client address
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated addresses or networks, e.g.
+    # "127.0.0.1, ::1" for nginx on the same box). Empty: the header is ignored and the TCP peer is
+    # the client. Behind a proxy, set it, or every client shares the proxy's rate limits.
+    trusted_proxies: str = ""
 
     def __post_init__(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -109,6 +117,8 @@ class Settings:
             raise ConfigError("webhook_per_host and webhook_concurrency must be at least 1")
         if not (1.0 <= self.webhook_lease <= 3600.0):
             raise ConfigError("webhook_lease must be 1..3600 seconds (PAYBRIDGE_WEBHOOK_LEASE)")
+        if not (1.0 <= self.instance_ttl <= 3600.0):
+            raise ConfigError("instance_ttl must be 1..3600 seconds (PAYBRIDGE_INSTANCE_TTL)")
         if self.webhook_sender not in ("process", "inline"):
             raise ConfigError("webhook_sender must be 'process' or 'inline' (PAYBRIDGE_WEBHOOK_SENDER)")
         for name in (
@@ -119,6 +129,10 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 (PAYBRIDGE_{name.upper()})")
+        try:
+            parse_networks(self.trusted_proxies)
+        except ValueError as e:
+            raise ConfigError(f"trusted_proxies: {e} (PAYBRIDGE_TRUSTED_PROXIES)") from None
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError("log_format must be auto, json or console (PAYBRIDGE_LOG_FORMAT)")
         if self.admin_token and len(self.admin_token) < 22:

@@ -1,11 +1,23 @@
-"""Token buckets keyed by client (pure: the caller passes `now` in seconds), and client networks."""
+"""Token buckets keyed by client (pure: the caller passes `now` in seconds), client networks, and
+the decision of a windowed counter kept in the database (shared by every instance).
+
+Which limits are shared by the instances on one database, and why the others are not:
+- shared (bridge/services/ratelimits.py): pairing attempts per client network and pairing codes
+  per merchant. Pairing codes are the one secret short enough to guess (40 bits), so N instances
+  each granting the full budget would multiply an attacker's guesses (and live targets) by N.
+- per instance (this module's RateLimiter): frames per device connection (a connection lives on
+  one instance, so the instance is exactly its scope); checkout page views and misses and failed
+  dashboard sign-ins per address (what they guard is at least 80 bits, so a budget times N still
+  finds nothing; they bound the load each instance takes, and that is per instance by nature);
+  event streams per merchant (a cap on what one process holds open).
+"""
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
 
-__all__ = ["RateLimiter", "client_network"]
+__all__ = ["RateLimiter", "client_network", "window_wait"]
 
 
 def client_network(address: str) -> str:
@@ -77,3 +89,20 @@ class RateLimiter:
             del self._buckets[k]
         if len(self._buckets) >= self.max_keys:
             self._buckets.clear()
+
+
+def window_wait(*, previous: int, current: int, elapsed: float, limit: int) -> float:
+    """A sliding-window counter's decision: 0.0 if an attempt is allowed, else how long until it
+    would be, in windows.
+
+    `current` counts the attempts of the current fixed window including this one, `previous` those
+    of the window before, `elapsed` how far into the current window we are (0..1). The previous
+    window weighs what is left of it (`current + previous * (1 - elapsed)`), so no burst of twice
+    the limit fits around a window's boundary. `limit` is at least 1.
+    """
+    if current + previous * (1.0 - elapsed) <= limit:
+        return 0.0
+    if previous > 0 and current <= limit:  # later in this window, when the previous one weighs less
+        return max(0.0, 1.0 - (limit - current) / previous - elapsed)
+    before = current - 1  # without this attempt: what the next window's previous will hold
+    return (1.0 - elapsed) + (0.0 if before == 0 else max(0.0, 1.0 - (limit - 1) / before))

@@ -10,9 +10,9 @@ from bridge.core.matching import MatchRules
 from bridge.core.status import HealthRules
 from bridge.metrics import Metrics
 from bridge.services.events import EventBus
-from bridge.store.database import Database
+from bridge.store.database import Database, open_database
 
-__all__ = ["Context"]
+__all__ = ["Context", "open_context"]
 
 
 @dataclass
@@ -44,3 +44,15 @@ class Context:
     @property
     def health_rules(self) -> HealthRules:
         return HealthRules(heartbeat_timeout_ms=self.settings.heartbeat_timeout * 1000)
+
+
+def open_context(settings: Settings, clock: Clock) -> Context:
+    """An app's context, with the database its settings name (not opened yet)."""
+    db = open_database(
+        settings.database,
+        synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.sqlite_busy_timeout,
+        key_file=settings.secrets_key_path,
+        pg_timeouts=(settings.pg_statement_timeout, settings.pg_lock_timeout, settings.pg_idle_in_transaction_timeout),
+    )
+    return Context(settings=settings, db=db, clock=clock)

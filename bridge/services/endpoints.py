@@ -18,6 +18,7 @@ from bridge.core.signing import new_secret
 from bridge.core.states import DeliveryStatus
 from bridge.errors import BadRequest, Conflict, NotFound
 from bridge.ids import new_id, random_bytes
+from bridge.services.bus import EVENTS, Message
 from bridge.services.context import Context
 from bridge.store import compat as compat_store
 from bridge.store import deliveries as deliveries_store
@@ -295,6 +296,7 @@ async def send_test_event(ctx: Context, merchant_id: str, endpoint_id: str) -> T
             "webhook_secret": None,
         }
         tx.after_commit.append(lambda: ctx.bus.announce(merchant_id, [fresh]))
+        ctx.bus.broadcast.publish(tx, Message(EVENTS, merchant_id), local=False)  # streams on other instances
         return TestSent(event_id, delivery_id)
 
     return await ctx.db.write(op)

@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.clock import rfc3339
 from bridge.core import codec
+from bridge.core.models.event import Event, Position
+from bridge.errors import BadRequest
 from bridge.ids import new_id
+from bridge.services.bus import EVENTS, Broadcast, Message
 from bridge.store import events as store
-from bridge.store.database import Tx
+from bridge.store.database import Database, Tx
 
-__all__ = ["ALL", "EVENT_TYPES", "EventBus", "emit"]
+__all__ = ["ALL", "EVENT_TYPES", "EventBus", "Page", "emit", "list_events"]
+
+SETTLE_FIRST_S = 0.005  # the first look again at held-back events (then doubling, at most 0.2 s)
 
 EVENT_TYPES = (
     "order.paid",
@@ -29,9 +35,16 @@ ALL = "*"  # subscribe to every merchant's wake-ups (the admin's dashboard); mer
 
 
 class EventBus:
-    """In-process wake-ups after commit: the delivery worker and SSE streams wait on it."""
+    """Wake-ups after commit: the delivery worker and SSE streams wait on it.
 
-    def __init__(self) -> None:
+    `broadcast` carries them to the other instances on the same database (`EVENTS` messages wake
+    their streams of that merchant; a listener's gap wakes every stream)."""
+
+    def __init__(self, instance: str | None = None) -> None:
+        # This process's id among the instances on one database (messages, device holders).
+        self.broadcast = Broadcast(instance or new_id("inst"))
+        self.broadcast.on(EVENTS, lambda msg: self.announce(msg.key, []))
+        self.broadcast.on_gap(self.wake_all)
         self.deliveries = asyncio.Event()  # "look in the database": retries due, room freed, manual retry
         # Deliveries just committed, with everything needed to sign and send them: the worker takes
         # them from here without reading them back (the database stays the truth: whatever the
@@ -44,9 +57,17 @@ class EventBus:
         self.closed = False
         self._streams: dict[str, set[asyncio.Event]] = defaultdict(set)
 
+    @property
+    def instance(self) -> str:
+        return self.broadcast.instance
+
     def close(self) -> None:
         """The app is shutting down: wake every stream so it can end."""
         self.closed = True
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        """Every stream looks in the database again."""
         for events in self._streams.values():
             for ev in events:
                 ev.set()
@@ -145,4 +166,47 @@ def emit(
         for (d, ep, url), secrets in zip(targets, sendable, strict=True)
     ]
     tx.after_commit.append(lambda: bus.announce(merchant_id, fresh))
+    bus.broadcast.publish(tx, Message(EVENTS, merchant_id), local=False)  # the announce above is ours
     return event_id
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    events: list[Event]
+    has_more: bool  # more settled events follow: ask again at once
+    unsettled: bool = False  # committed events follow that an older transaction holds back: ask again soon
+
+
+async def list_events(
+    db: Database, merchant_id: str, *, after: str | Position | None, limit: int, settle_s: float = 0.0
+) -> Page:
+    """The merchant's events after `after` in commit order. `after` is an event id (a client's
+    cursor, `Last-Event-ID`: BadRequest if it is not one of this merchant's events) or a position
+    already looked up.
+
+    Committed events that an older transaction still holds back (`Page.unsettled`) are waited for
+    up to `settle_s` (normally they settle within milliseconds), so that a client listing the feed
+    right after a change sees its event; after that the page says `unsettled`."""
+
+    def op(tx: Tx) -> Page:
+        position: Position = (0, 0)
+        if isinstance(after, str):
+            found = store.event_position(tx, merchant_id, after)
+            if found is None:
+                raise BadRequest(f"unknown event id in after / Last-Event-ID: {after[:64]}", "unknown_event")
+            position = found
+        elif after is not None:
+            position = after
+        events = store.events_after(tx, merchant_id, after=position, limit=limit + 1)
+        if len(events) > limit:
+            return Page(events[:limit], True)
+        last = events[-1].position if events else position
+        return Page(events, False, store.events_unsettled(tx, merchant_id, after=last))
+
+    page = await db.read(op)
+    waited, pause = 0.0, SETTLE_FIRST_S
+    while page.unsettled and waited < settle_s:
+        await asyncio.sleep(pause)
+        waited, pause = waited + pause, min(pause * 2, 0.2)
+        page = await db.read(op)
+    return page

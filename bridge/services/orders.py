@@ -313,7 +313,7 @@ async def order_timeline(ctx: Context, merchant_id: str, order_id: str) -> Order
             payment = payments_store.get_payment(tx, merchant_id, order.payment_id)
             if payment is not None:
                 device = devices_store.get_device(tx, payment.device_id)
-                device_name = None if device is None else str(device["name"])
+                device_name = None if device is None else device.name
         events = []
         for e in events_store.order_events(tx, merchant_id, order_id, since=order.created_at):
             body = json.loads(e["body"])

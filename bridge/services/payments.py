@@ -62,7 +62,7 @@ async def unmatched_queue(ctx: Context, merchant_id: str, *, limit: int = 50) ->
             out.append(
                 UnmatchedPayment(
                     payment,
-                    None if device is None else str(device["name"]),
+                    None if device is None else device.name,
                     tuple(detail(tx, o) for o in fits),
                 )
             )
@@ -142,7 +142,7 @@ async def create_account(
     def op(tx: Tx) -> LinkedAccount:
         for device_id in device_ids:
             d = devices_store.get_device(tx, device_id)
-            if d is None or d["merchant_id"] != merchant_id:
+            if d is None or d.merchant_id != merchant_id:
                 raise NotFound(f"no such device: {device_id}")
         merchants_store.insert_account(
             tx,
@@ -182,7 +182,7 @@ async def link_device(ctx: Context, merchant_id: str, account_id: str, device_id
         if merchants_store.get_account(tx, merchant_id, account_id) is None:
             raise NotFound("no such account")
         d = devices_store.get_device(tx, device_id)
-        if d is None or d["merchant_id"] != merchant_id:
+        if d is None or d.merchant_id != merchant_id:
             raise NotFound("no such device")
         devices_store.link_account(tx, device_id, account_id)
 

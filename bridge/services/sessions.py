@@ -74,18 +74,12 @@ async def load_session(ctx: Context, session_id: str, *, touch: bool = True) -> 
     row = await ctx.db.read(lambda tx: store.get_session(tx, id_hash))
     if row is None:
         return None
-    if not session_alive(last_seen_at=row["last_seen_at"], expires_at=row["expires_at"], now=now, rules=r):
+    if not session_alive(last_seen_at=row.last_seen_at, expires_at=row.expires_at, now=now, rules=r):
         await ctx.db.write(lambda tx: store.delete_session(tx, id_hash))
         return None
-    if touch and should_touch(last_seen_at=row["last_seen_at"], now=now, rules=r):
+    if touch and should_touch(last_seen_at=row.last_seen_at, now=now, rules=r):
         await ctx.db.write(lambda tx: store.touch_session(tx, id_hash, now=now))
-    merchant_id = row["merchant_id"]
-    return Session(
-        session_id,
-        None if merchant_id is None else str(merchant_id),
-        None if row["merchant_name"] is None else str(row["merchant_name"]),
-        csrf_token(session_id),
-    )
+    return Session(session_id, row.merchant_id, row.merchant_name, csrf_token(session_id))
 
 
 async def sign_out(ctx: Context, session_id: str) -> None:

@@ -12,13 +12,13 @@ from bridge.core import codec
 from bridge.core.amounts import format_fen
 from bridge.core.models.account import Account, LinkedAccount
 from bridge.core.models.compat import Shop
+from bridge.core.models.device import Device
 from bridge.core.models.merchant import Merchant, MerchantUsage
 from bridge.core.models.order import Order, OrderDetail, OrderTimeline
 from bridge.core.models.page import Page
 from bridge.core.models.payment import Payment, UnmatchedPayment
 from bridge.services.checkout import checkout_url
 from bridge.services.context import Context
-from bridge.store.database import Row
 
 T = TypeVar("T")
 
@@ -165,24 +165,24 @@ def merchant_usage_json(m: MerchantUsage) -> dict[str, Any]:
     }
 
 
-def device_json(row: Row, today: str | None = None) -> dict[str, Any]:
+def device_json(device: Device, today: str | None = None) -> dict[str, Any]:
     """A device; `today` (YYYY-MM-DD, UTC) makes `reports_today` 0 when the last report was another day."""
-    heartbeat = codec.loads(row["last_heartbeat"]) if row["last_heartbeat"] else None
+    heartbeat = codec.loads(device.last_heartbeat) if device.last_heartbeat else None
     return {
-        "id": row["id"],
-        "merchant_id": row["merchant_id"],
-        "name": row["name"],
-        "channels": codec.loads(row["channels"]),
-        "status": row["status"],
-        "status_reasons": codec.loads(row["status_reasons"]),
-        "revoked": row["revoked_at"] is not None,
-        "revoked_at": rfc3339(row["revoked_at"]),
-        "created_at": rfc3339(row["created_at"]),
-        "last_seen": rfc3339(row["last_seen"]),
-        "connected_since": rfc3339(row["connected_since"]),
+        "id": device.id,
+        "merchant_id": device.merchant_id,
+        "name": device.name,
+        "channels": list(device.channels),
+        "status": device.status.value,
+        "status_reasons": list(device.status_reasons),
+        "revoked": device.revoked,
+        "revoked_at": rfc3339(device.revoked_at),
+        "created_at": rfc3339(device.created_at),
+        "last_seen": rfc3339(device.last_seen),
+        "connected_since": rfc3339(device.connected_since),
         "last_heartbeat": heartbeat,
-        "last_heartbeat_at": rfc3339(row["last_heartbeat_at"]),
-        "last_report_at": rfc3339(row["last_report_at"]),
-        "reports_today": row["reports_today"] if today is None or row["reports_day"] == today else 0,
-        "last_seq": row["last_seq"],
+        "last_heartbeat_at": rfc3339(device.last_heartbeat_at),
+        "last_report_at": rfc3339(device.last_report_at),
+        "reports_today": device.reports_today if today is None or device.reports_day == today else 0,
+        "last_seq": device.last_seq,
     }

@@ -102,6 +102,13 @@ class Tx:
         """Run a transaction-control statement (SAVEPOINT, ROLLBACK TO, RELEASE)."""
         raise NotImplementedError
 
+    def notify(self, payload: str) -> None:
+        """Tell every other instance listening on this database (`Database.listen`) `payload`, when
+        and only if this transaction commits (undone with a savepoint block that is undone).
+
+        Small payloads (ids): listeners read the rest from the database. SQLite has no other
+        instances, so nothing is sent; the caller tells its own process in `after_commit`."""
+
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         """Run a block under its own SAVEPOINT: if it raises, its work alone is rolled back (and the
@@ -169,12 +176,25 @@ class Database:
         """Run `fn(tx)` against a consistent snapshot (a read transaction) in a reader thread."""
         raise NotImplementedError
 
+    async def listen(
+        self, on_message: Callable[[str], None], on_gap: Callable[[], None], name: str = "paybridge-listen"
+    ) -> None:
+        """Hear other instances' `Tx.notify` payloads: `on_message(payload)` on the event loop, in
+        commit order per sender; `on_gap()` whenever the listening connection was (re)made, since
+        payloads sent while it was down are lost (listeners then re-read what they care about).
+        `name` tells the listening connection apart (PostgreSQL's application_name). SQLite: one
+        process, nothing to hear. Stopped by `unlisten` (and `close`)."""
+
+    async def unlisten(self) -> None:
+        """Stop what `listen` started."""
+
     # -- shared ----------------------------------------------------------------------------
     async def open(self) -> None:
         await self._open()
         self._task = asyncio.create_task(self._write_loop(), name="db-writer")
 
     async def close(self) -> None:
+        await self.unlisten()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

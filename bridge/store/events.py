@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bridge.core import codec
+from bridge.core.models.event import Event, Position
+from bridge.core.models.ids import EventId, MerchantId
 from bridge.store.database import Row, Tx
 
 __all__ = [
     "Subscribers",
+    "event_position",
     "event_seq",
     "event_types_of",
+    "events_after",
+    "events_unsettled",
     "insert_event",
     "list_events",
     "order_events",
@@ -56,7 +61,7 @@ def insert_event(
     sends them from memory at commit, so no other instance's poll takes them meanwhile."""
     by, until = claim if claim is not None else (None, None)
     tx.execute(
-        "INSERT INTO events (id, merchant_id, type, created_at, body) VALUES (?, ?, ?, ?, ?)",
+        f"INSERT INTO events (id, merchant_id, type, created_at, body, tx) VALUES (?, ?, ?, ?, ?, {_TX[tx.dialect]})",
         (event_id, merchant_id, type, now, body),
     )
     if targets:
@@ -80,15 +85,64 @@ def order_events(tx: Tx, merchant_id: str, order_id: str, *, since: int) -> list
 
 
 def event_seq(tx: Tx, merchant_id: str, event_id: str) -> int | None:
+    """Superseded by `event_position` (seq order is not commit order with several writers)."""
     row = tx.one("SELECT seq FROM events WHERE id = ? AND merchant_id = ?", (event_id, merchant_id))
     return None if row is None else int(row[0])
 
 
 def list_events(tx: Tx, merchant_id: str, *, after_seq: int, limit: int) -> list[Row]:
+    """Superseded by `events_after`, the feed in commit order (kept for old callers)."""
     return tx.all(
         "SELECT seq, id, body FROM events WHERE merchant_id = ? AND seq > ? ORDER BY seq LIMIT ?",
         (merchant_id, after_seq, limit),
     )
+
+
+# The writing transaction, for the feed's commit order: on PostgreSQL its xid8 (64 bits, never
+# reused); SQLite commits one transaction at a time, so seq order is already commit order.
+_TX = {"sqlite": "0", "postgresql": "pg_current_xact_id()::text::bigint"}
+# Only events of transactions older than every one still running: anything committed later lands
+# after them, so a cursor never skips an event that commits late. (A snapshot's xmin; SQLite: all.)
+_SETTLED = {"sqlite": "", "postgresql": " AND tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"}
+
+
+def event_position(tx: Tx, merchant_id: str, event_id: str) -> Position | None:
+    """Where this merchant's event stands in its feed (None: no such event of this merchant)."""
+    row = tx.one("SELECT tx, seq FROM events WHERE id = ? AND merchant_id = ?", (event_id, merchant_id))
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def events_after(tx: Tx, merchant_id: str, *, after: Position = (0, 0), limit: int) -> list[Event]:
+    """The merchant's events after `after`, in commit order, settled ones only (see `_SETTLED`)."""
+    rows = tx.all(
+        "SELECT id, type, created_at, body, tx, seq FROM events WHERE merchant_id = ?"
+        " AND (tx, seq) > (?, ?)" + _SETTLED[tx.dialect] + " ORDER BY tx, seq LIMIT ?",
+        (merchant_id, after[0], after[1], limit),
+    )
+    return [
+        Event(
+            id=EventId(str(r["id"])),
+            merchant_id=MerchantId(merchant_id),
+            type=str(r["type"]),
+            created_at=int(r["created_at"]),
+            body=str(r["body"]),
+            position=(int(r["tx"]), int(r["seq"])),
+        )
+        for r in rows
+    ]
+
+
+def events_unsettled(tx: Tx, merchant_id: str, *, after: Position) -> bool:
+    """Whether committed events after `after` are held back because an older transaction still runs
+    (they will be listed once it ends: look again soon)."""
+    if tx.dialect != "postgresql":
+        return False
+    row = tx.one(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE merchant_id = ? AND (tx, seq) > (?, ?)"
+        " AND tx >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint)",
+        (merchant_id, after[0], after[1]),
+    )
+    return row is not None and bool(row[0])
 
 
 def event_types_of(row: Row) -> list[str]:

@@ -299,4 +299,32 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
             "ALTER TABLE deliveries ADD COLUMN lease_until INTEGER",
         ],
     ),
+    (
+        "several instances: instance heartbeats, which instance holds each device, events in commit order",
+        [
+            # One row per running `paybridge serve`; it renews alive_until while it lives. Devices held
+            # by an instance whose heartbeat ran out are marked offline by whichever instance sweeps first.
+            """CREATE TABLE instances (
+                id TEXT PRIMARY KEY,
+                started_at INTEGER NOT NULL,
+                alive_until INTEGER NOT NULL
+            )""",
+            # The instance holding the device's websocket and that connection's id: a status change
+            # from a connection that is no longer the device's current one changes nothing.
+            "ALTER TABLE devices ADD COLUMN held_by TEXT",
+            "ALTER TABLE devices ADD COLUMN connection_id TEXT",
+            # The writing transaction's id (PostgreSQL's xid8; 0 on SQLite, where commits are serial):
+            # the feed is read in (tx, seq) order and only below the oldest transaction still running,
+            # so an event committed late never lands behind a reader's cursor (bridge.store.events).
+            "ALTER TABLE events ADD COLUMN tx INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX events_merchant_position ON events(merchant_id, tx, seq)",
+            # Shared rate limits (pairing attempts): a counter per key and fixed window.
+            """CREATE TABLE rate_counters (
+                key TEXT NOT NULL,
+                window_start INTEGER NOT NULL,
+                hits INTEGER NOT NULL,
+                PRIMARY KEY (key, window_start)
+            )""",
+        ],
+    ),
 ]

@@ -40,6 +40,8 @@ import base64
 import concurrent.futures
 import contextlib
 import functools
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -230,7 +232,15 @@ class PgTx(Tx):
         self.after_commit = []
 
     def _control(self, sql: str) -> None:
+        if sql.startswith("ROLLBACK"):
+            self.__dict__.pop("_notified", None)  # what notify() sent may be undone: send it again
         self._conn.execute(sql, prepare=False)
+
+    def notify(self, payload: str) -> None:  # cross-instance notifications: see _Listener below
+        sent: set[str] = self.__dict__.setdefault("_notified", set())
+        if payload not in sent:  # PostgreSQL folds repeats anyway; this saves the round trips
+            self._conn.execute(translate(_NOTIFY), (payload,))
+            sent.add(payload)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
@@ -320,6 +330,7 @@ class PostgresDatabase(Database):
         self._writer: _Connection | None = None
         self._readers: list[_Connection] = []
         self._free: asyncio.Queue[_Connection] = asyncio.Queue()
+        self._listener: _Listener | None = None
 
     async def _open(self) -> None:
         if not self.key_file.parent.exists():  # the data dir (default) or wherever the key is kept
@@ -393,6 +404,18 @@ class PostgresDatabase(Database):
                 f" {redact_url(self.url)}; restore the key file that belongs to this database"
                 " (every instance on one database needs the same key)"
             ) from None
+
+    async def listen(
+        self, on_message: Callable[[str], None], on_gap: Callable[[], None], name: str = "paybridge-listen"
+    ) -> None:
+        await self.unlisten()
+        self._listener = _Listener(self.url, asyncio.get_running_loop(), on_message, on_gap, name)
+        await self._listener.start()
+
+    async def unlisten(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.stop()
 
     async def _close(self) -> None:
         for reader in self._readers:
@@ -556,3 +579,80 @@ def _classify(e: Exception) -> Exception:
     if isinstance(e, psycopg.OperationalError):
         return Unavailable(f"database error: {e}", "database_unavailable")
     return e
+
+
+# -- Cross-instance notifications: LISTEN/NOTIFY ------------------------------------------------
+# (Kept apart from the connection handling above.) `PgTx.notify` runs pg_notify inside the job's
+# transaction, so a notification is delivered only if the change commits (and dropped with a job
+# whose savepoint is rolled back); PostgreSQL folds identical payloads of one transaction into one.
+# The channel is named after the schema the tables live in, so bridges on other schemas of the
+# same database hear nothing of ours. One dedicated connection per instance listens, in its own
+# thread; it is reopened whenever it breaks, and each (re)connection is reported as a gap.
+
+_CHANNEL = "left('paybridge.' || current_schema(), 63)"  # an identifier is at most 63 bytes
+_NOTIFY = f"SELECT pg_notify({_CHANNEL}, ?)"
+LISTEN_POLL_S = 0.5  # how often the listening thread looks up from its socket (to stop, to probe)
+LISTEN_PROBE_S = 5.0  # a round trip this often: a connection that died silently is noticed
+LISTEN_RETRY_S = 1.0  # wait between reconnection attempts
+
+
+class _Listener:
+    """A thread holding one LISTEN connection; payloads go to the event loop in arrival order."""
+
+    def __init__(
+        self,
+        url: str,
+        loop: asyncio.AbstractEventLoop,
+        on_message: Callable[[str], None],
+        on_gap: Callable[[], None],
+        name: str,
+    ) -> None:
+        self._url = url
+        self._name = name[:63]  # the connection's application_name: which instance listens
+        self._loop = loop
+        self._on_message = on_message
+        self._on_gap = on_gap
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="paybridge-pg-listen", daemon=True)
+
+    async def start(self) -> None:
+        """Start listening; returns once the first LISTEN is in place (or after a connect timeout,
+        the thread going on trying: nothing is lost meanwhile that a gap does not report)."""
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait, CONNECT_TIMEOUT_S)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, CONNECT_TIMEOUT_S + LISTEN_POLL_S + 1)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed under us: we are stopping
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                extra: dict[str, Any] = {} if "connect_timeout" in self._url else {"connect_timeout": CONNECT_TIMEOUT_S}
+                conn = psycopg.connect(self._url, autocommit=True, application_name=self._name, **extra)
+                row = conn.execute(f"SELECT {_CHANNEL}").fetchone()
+                channel = str(row[0]) if row is not None else "paybridge."
+                conn.execute(pgsql.SQL("LISTEN {}").format(pgsql.Identifier(channel)))
+                self._post(self._on_gap)  # anything sent before this LISTEN was not heard
+                self._ready.set()
+                probed = time.monotonic()
+                while not self._stop.is_set():
+                    for note in conn.notifies(timeout=LISTEN_POLL_S):
+                        self._post(self._on_message, note.payload)
+                    if time.monotonic() - probed >= LISTEN_PROBE_S:
+                        conn.execute("SELECT 1")
+                        probed = time.monotonic()
+            except psycopg.Error as e:
+                if not self._stop.is_set():
+                    log.warning("db.listen_lost", error=str(e).strip().splitlines()[0] if str(e).strip() else repr(e))
+                    self._stop.wait(LISTEN_RETRY_S)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bridge.store.database import Row, Tx
+from bridge.core.models.ids import MerchantId
+from bridge.core.models.session import StoredSession
+from bridge.store.database import Tx
 
 __all__ = ["delete_expired", "delete_session", "get_session", "insert_session", "touch_session"]
 
@@ -14,12 +16,22 @@ def insert_session(tx: Tx, *, id_hash: str, merchant_id: str | None, now: int, e
     )
 
 
-def get_session(tx: Tx, id_hash: str) -> Row | None:
+def get_session(tx: Tx, id_hash: str) -> StoredSession | None:
     """The session and, for a merchant's, the merchant's name."""
-    return tx.one(
-        "SELECT s.*, m.name AS merchant_name FROM sessions s LEFT JOIN merchants m ON m.id = s.merchant_id"
-        " WHERE s.id_hash = ?",
+    r = tx.one(
+        "SELECT s.id_hash, s.merchant_id, m.name AS merchant_name, s.created_at, s.last_seen_at, s.expires_at"
+        " FROM sessions s LEFT JOIN merchants m ON m.id = s.merchant_id WHERE s.id_hash = ?",
         (id_hash,),
+    )
+    if r is None:
+        return None
+    return StoredSession(
+        id_hash=str(r["id_hash"]),
+        merchant_id=None if r["merchant_id"] is None else MerchantId(str(r["merchant_id"])),
+        merchant_name=None if r["merchant_name"] is None else str(r["merchant_name"]),
+        created_at=int(r["created_at"]),
+        last_seen_at=int(r["last_seen_at"]),
+        expires_at=int(r["expires_at"]),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import structlog
@@ -10,15 +11,14 @@ from aiohttp import web
 
 from bridge.clock import Clock, SystemClock
 from bridge.config import Settings
-from bridge.core.ratelimit import RateLimiter
-from bridge.errors import Unavailable
+from bridge.services import devices as device_service
+from bridge.services import ratelimits
 from bridge.services.admin import ensure_admin_token
-from bridge.services.context import Context
+from bridge.services.context import open_context
 from bridge.services.orders import expire_orders
-from bridge.store.database import Tx, open_database
 from bridge.web import admin, checkout, compat, dashboard, devices, events, openapi, orders, vmq, webhooks, ws
 from bridge.web.hub import DeviceHub
-from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE, PAIR_CODE_LIMITER, PAIR_LIMITER
+from bridge.web.keys import ADMIN_HASH, CTX, HUB, KEY_CACHE
 from bridge.web.middleware import error_middleware
 from bridge.web.tasks import spawn, stop
 
@@ -30,24 +30,38 @@ log = structlog.get_logger("bridge.app")
 async def _database(app: web.Application) -> AsyncIterator[None]:
     ctx = app[CTX]
     await ctx.db.open()
-
-    def all_offline(tx: Tx) -> None:  # nothing is connected to a process that just started
-        tx.execute("UPDATE devices SET status = 'offline', connected_since = NULL WHERE status != 'offline'")
-
-    for attempt in range(1, 6):
-        # Another instance on the same PostgreSQL database may be updating device rows in another
-        # order: a deadlock (Unavailable) fails this write and must not stop the start; try again.
-        try:
-            await ctx.db.write(all_offline)
-            break
-        except Unavailable as e:
-            if attempt == 5:
-                raise
-            log.warning("db.startup_write_retry", attempt=attempt, error=str(e))
-            await asyncio.sleep(0.1 * attempt)
+    app[HUB].listen()
+    # Other instances on this database tell us of their commits (SQLite: nobody else).
+    await ctx.db.listen(ctx.bus.broadcast.receive, ctx.bus.broadcast.gap, f"paybridge-listen {ctx.bus.instance}")
     yield
     await app[HUB].close_all()
     await ctx.db.close()
+
+
+async def _instance(app: web.Application) -> AsyncIterator[None]:
+    """This instance's heartbeat row, and the sweep that marks offline the devices of instances
+    whose heartbeat ran out (each instance sweeps; a device is taken by one sweep)."""
+    ctx = app[CTX]
+    ttl = ctx.settings.instance_ttl
+    sole = ctx.db.dialect == "sqlite"  # one process: any other instance row is a past run of ours
+    await device_service.beat(ctx, ttl_ms=int(ttl * 1000), sole=sole)
+    await device_service.sweep_orphans(ctx)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                await device_service.beat(ctx, ttl_ms=int(ttl * 1000))
+                await device_service.sweep_orphans(ctx)
+                await ratelimits.prune(ctx)
+            except Exception as e:  # the database may be busy or away; try again next beat
+                log.warning("instance.beat_failed", error=repr(e))
+
+    task = spawn(loop(), "instance-heartbeat")
+    yield
+    await stop(task)
+    with contextlib.suppress(Exception):  # best effort: otherwise its row simply runs out
+        await device_service.leave(ctx)
 
 
 async def _expiry(app: web.Application) -> AsyncIterator[None]:
@@ -81,31 +95,11 @@ def create_app(
     admin_hash: str | None = None,
     extra_contexts: list[Callable[[web.Application], AsyncIterator[None]]] | None = None,
 ) -> web.Application:
-    ctx = Context(
-        settings=settings,
-        db=open_database(
-            settings.database,
-            synchronous=settings.sqlite_synchronous,
-            busy_timeout_ms=settings.sqlite_busy_timeout,
-            key_file=settings.secrets_key_path,
-            pg_timeouts=(
-                settings.pg_statement_timeout,
-                settings.pg_lock_timeout,
-                settings.pg_idle_in_transaction_timeout,
-            ),
-        ),
-        clock=clock or SystemClock(),
-    )
+    ctx = open_context(settings, clock or SystemClock())
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body)
     app[CTX] = ctx
     app[ADMIN_HASH] = admin_hash or ensure_admin_token(settings.data_dir, settings.admin_token)[0]
     app[KEY_CACHE] = {}
-    app[PAIR_LIMITER] = RateLimiter(
-        rate=settings.pairing_attempts_per_minute, per=60.0, burst=settings.pairing_attempts_per_minute
-    )
-    app[PAIR_CODE_LIMITER] = RateLimiter(
-        rate=settings.pairing_codes_per_minute, per=60.0, burst=settings.pairing_codes_per_minute
-    )
     app[HUB] = DeviceHub(ctx)
     for module in (admin, orders, devices, ws, webhooks, events, openapi, checkout, compat, dashboard, vmq):
         module.add_routes(app)
@@ -115,7 +109,9 @@ def create_app(
         await app[HUB].close_all()
 
     app.on_shutdown.append(close_devices)
-    app.cleanup_ctx.extend([_database, _expiry, _monitor, webhooks.delivery_worker_ctx, *(extra_contexts or [])])
+    app.cleanup_ctx.extend(
+        [_database, _instance, _expiry, _monitor, webhooks.delivery_worker_ctx, *(extra_contexts or [])]
+    )
     return app
 
 

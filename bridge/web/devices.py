@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 
 from bridge.clock import rfc3339
+from bridge.core import forwarding
+from bridge.core.forwarding import Network, parse_networks
 from bridge.core.ratelimit import client_network
 from bridge.errors import RateLimited
 from bridge.services import devices as service
+from bridge.services import ratelimits
 from bridge.web.auth import admin_or_merchant, require_merchant
-from bridge.web.keys import CTX, HUB, PAIR_CODE_LIMITER, PAIR_LIMITER
+from bridge.web.keys import CTX
 from bridge.web.validation import Body, read_json
 
 __all__ = ["add_routes", "client_address"]
@@ -17,19 +22,29 @@ __all__ = ["add_routes", "client_address"]
 DEVICE_CHANNELS = ("alipay", "wechat", "unionpay", "cashbar", "bank")
 
 
+@functools.lru_cache(maxsize=8)
+def _proxies(text: str) -> tuple[Network, ...]:
+    return parse_networks(text)
+
+
 def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The client's address for rate limits and logs: the TCP peer, or behind a trusted proxy the
+    address that proxy put in X-Forwarded-For (bridge.core.forwarding)."""
+    trusted = _proxies(request.app[CTX].settings.trusted_proxies)
+    return forwarding.client_address(request.remote, request.headers.getall("X-Forwarded-For", []), trusted)
 
 
 async def create_pairing_code(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await require_merchant(request)
-    codes = request.app[PAIR_CODE_LIMITER]
-    if not codes.allow(merchant_id, ctx.clock.now_ms() / 1000):
-        wait = max(1, int(codes.retry_after(merchant_id)) + 1)
+    # Shared by every instance on the database (bridge.core.ratelimit says why).
+    wait = await ratelimits.take(
+        ctx, f"pairing-codes {merchant_id}", limit=ctx.settings.pairing_codes_per_minute, per_s=60.0
+    )
+    if wait > 0:
         raise RateLimited(
             "too many pairing codes for this merchant (each live code is one more a guess could hit); wait and retry",
-            headers={"Retry-After": str(wait)},
+            headers={"Retry-After": str(int(wait) + 1)},
         )
     code, expires_at = await service.create_pairing_code(ctx, merchant_id)
     server = ctx.base_url
@@ -41,13 +56,13 @@ async def create_pairing_code(request: web.Request) -> web.Response:
 
 async def pair(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    limiter = request.app[PAIR_LIMITER]
     network = client_network(client_address(request))  # not the exact address: a /64 or 127/8 walks around it
-    now = ctx.clock.now_ms() / 1000
-    if not limiter.allow(network, now):
-        wait = max(1, int(limiter.retry_after(network)) + 1)
+    # Shared by every instance: N instances must not give a code guesser N times the attempts.
+    wait = await ratelimits.take(ctx, f"pairing {network}", limit=ctx.settings.pairing_attempts_per_minute, per_s=60.0)
+    if wait > 0:
         raise RateLimited(
-            "too many pairing attempts from this network; wait and retry", headers={"Retry-After": str(wait)}
+            "too many pairing attempts from this network; wait and retry",
+            headers={"Retry-After": str(int(wait) + 1)},
         )
     body = Body(
         await read_json(request, ctx.settings.max_body, ctx.settings.body_timeout),
@@ -67,9 +82,6 @@ async def list_devices(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await admin_or_merchant(request)
     devices = await service.list_devices(ctx, merchant_id)
-    hub = request.app[HUB]
-    for d in devices:
-        d["connected"] = hub.is_connected(d["id"])
     return web.json_response({"data": devices})
 
 
@@ -77,15 +89,13 @@ async def get_device(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await admin_or_merchant(request)
     d = await service.get_device(ctx, merchant_id, request.match_info["id"])
-    d["connected"] = request.app[HUB].is_connected(d["id"])
     return web.json_response(d)
 
 
 async def revoke_device(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     merchant_id = await admin_or_merchant(request)
-    d = await service.revoke_device(ctx, merchant_id, request.match_info["id"])
-    await request.app[HUB].kick(d["id"], "device_revoked", "this device was revoked")
+    d = await service.revoke_device(ctx, merchant_id, request.match_info["id"])  # the bus closes its socket
     return web.json_response(d)
 
 

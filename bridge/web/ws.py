@@ -11,7 +11,6 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
-from bridge.core import codec
 from bridge.core.protocol import (
     MAX_FRAME,
     ProtocolError,
@@ -22,14 +21,12 @@ from bridge.core.protocol import (
     verify_auth,
 )
 from bridge.core.ratelimit import RateLimiter
-from bridge.core.states import DeviceStatus
 from bridge.core.status import device_status
 from bridge.errors import ApiError
 from bridge.ids import random_bytes
 from bridge.services import devices as device_service
 from bridge.services.ingest import ingest_report
-from bridge.store import devices as devices_store
-from bridge.store.database import Row, Tx
+from bridge.web.devices import client_address
 from bridge.web.hub import Connection
 from bridge.web.keys import CTX, HUB
 
@@ -37,13 +34,6 @@ __all__ = ["add_routes"]
 
 log = structlog.get_logger("bridge.devices")
 MAX_IN_FLIGHT = 64
-
-
-async def _load_device(request: web.Request, device_id: str) -> Row | None:
-    def op(tx: Tx) -> Row | None:
-        return devices_store.get_device(tx, device_id)
-
-    return await request.app[CTX].db.read(op)
 
 
 async def _receive_text(ws: web.WebSocketResponse, timeout: float | None) -> str | None:
@@ -75,23 +65,21 @@ async def connect(request: web.Request) -> web.StreamResponse:
         if text is None:
             return ws
         auth = decode_auth(decode_frame(text))
-        device = await _load_device(request, auth.device_id)
+        device = await device_service.find(ctx, auth.device_id)
         if device is None:
             raise ProtocolError("auth_failed", "unknown device")
-        verify_auth(auth, expected_nonce=nonce, public_key=device["public_key"], now_ms=ctx.clock.now_ms())
-        if device["revoked_at"] is not None:
+        verify_auth(auth, expected_nonce=nonce, public_key=device.public_key, now_ms=ctx.clock.now_ms())
+        if device.revoked:
             raise ProtocolError("device_revoked", "this device was revoked; pair it again")
     except TimeoutError:
         await anon.close("auth_timeout", "authenticate within 10 seconds")
         return ws
     except ProtocolError as e:
-        log.info("device.auth_failed", code=e.code, reason=e.message, remote=request.remote)
+        log.info("device.auth_failed", code=e.code, reason=e.message, remote=client_address(request))
         await anon.close(e.code, e.message)
         return ws
     now = ctx.clock.now_ms()
-    conn = Connection(
-        auth.device_id, device["merchant_id"], ws, now, now, channels=frozenset(codec.loads(device["channels"]))
-    )
+    conn = Connection(auth.device_id, device.merchant_id, ws, now, now, channels=frozenset(device.channels))
     await hub.register(conn)
     log.info("device.connected", device_id=conn.device_id, agent_version=auth.agent_version)
     try:
@@ -101,19 +89,18 @@ async def connect(request: web.Request) -> web.StreamResponse:
                 "device_id": conn.device_id,
                 "heartbeat_interval": s.heartbeat_interval,
                 "server_time": now,
-                "last_seq": device["last_seq"],
+                "last_seq": device.last_seq,
             }
         )
-        await device_service.set_status(ctx, conn.device_id, DeviceStatus.ONLINE, [], connected_since=now)
+        if not await device_service.connect(ctx, conn.device_id, conn.id):  # revoked in the meantime
+            await conn.close("device_revoked", "this device was revoked; pair it again")
+            return ws
+        hub.held(conn)
         await _serve(request, conn)
     finally:
         if hub.unregister(conn):
             with contextlib.suppress(ApiError, asyncio.CancelledError):
-                await asyncio.shield(
-                    device_service.set_status(
-                        ctx, conn.device_id, DeviceStatus.OFFLINE, ["disconnected"], clear_connected=True
-                    )
-                )
+                await asyncio.shield(device_service.disconnect(ctx, conn.device_id, conn.id, ["disconnected"]))
         log.info("device.disconnected", device_id=conn.device_id, close_code=ws.close_code)
     return ws
 
@@ -225,7 +212,7 @@ async def _heartbeat(request: web.Request, conn: Connection, obj: dict[str, Any]
         now=now,
         rules=ctx.health_rules,
     )
-    await device_service.set_status(ctx, conn.device_id, status, reasons, heartbeat=hb.body)
+    await device_service.set_status(ctx, conn.device_id, status, reasons, heartbeat=hb.body, connection_id=conn.id)
     await conn.send({"type": "heartbeat_ack", "server_time": now})
 
 

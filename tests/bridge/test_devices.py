@@ -79,6 +79,41 @@ async def test_pairing_guessing_is_rate_limited(bridge: RunningBridge) -> None:
     assert statuses[:10] == [404] * 10 and set(statuses[10:]) == {429}
 
 
+async def _guesses(bridge: RunningBridge, forwarded_for: list[str]) -> list[int]:
+    dev = TestDevice(bridge.ws_url)
+    statuses = []
+    for i, xff in enumerate(forwarded_for):
+        status, _ = await bridge.call(
+            "POST",
+            "/v1/devices/pair",
+            json_body={"code": f"ZZZZZZ{i:02d}", "public_key": dev.public_key_b64, "name": "p"},
+            headers={"X-Forwarded-For": xff},
+        )
+        statuses.append(status)
+    return statuses
+
+
+async def test_behind_a_trusted_proxy_each_client_network_has_its_own_pairing_budget(tmp_path: Path) -> None:
+    """With the loopback proxy trusted, guesses are counted per forwarded client network: one network
+    runs out after its 3 attempts while another still has its own; a spoofed entry left of the proxy's
+    own does not buy a fresh budget."""
+    settings = make_settings(tmp_path, trusted_proxies="127.0.0.1, ::1", pairing_attempts_per_minute=3)
+    async with running_bridge(settings) as bridge:
+        first = await _guesses(bridge, ["198.51.100.7"] * 4)
+        spoofed = await _guesses(bridge, [f"203.0.{i}.1, 198.51.100.8" for i in range(2)])
+        other = await _guesses(bridge, ["192.0.2.1"] * 3)
+    assert first == [404, 404, 404, 429]
+    assert spoofed == [429, 429]  # still 198.51.100.0/24: the proxy appended the real address
+    assert other == [404, 404, 404]
+
+
+async def test_without_trusted_proxies_x_forwarded_for_is_ignored(tmp_path: Path) -> None:
+    """By default a client cannot pick its rate-limit key: varying X-Forwarded-For still counts as one client."""
+    async with running_bridge(make_settings(tmp_path, pairing_attempts_per_minute=3)) as bridge:
+        statuses = await _guesses(bridge, [f"198.51.{i}.7" for i in range(5)])
+    assert statuses == [404, 404, 404, 429, 429]
+
+
 async def test_status_follows_connection_and_heartbeats(bridge: RunningBridge) -> None:
     """Connecting makes a device online, a broken listener or low battery degraded, disconnecting offline,
     and each change raises a device.* event."""

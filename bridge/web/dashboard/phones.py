@@ -19,7 +19,7 @@ from bridge.services import payments as payments_service
 from bridge.services.events import ALL
 from bridge.services.sessions import load_session
 from bridge.web.dashboard.pages import NO_STORE, PATH, View, page, redirect
-from bridge.web.keys import HUB, PAIR_WATCHES
+from bridge.web.keys import PAIR_WATCHES
 
 __all__ = ["add_routes", "qr_svg"]
 
@@ -36,7 +36,6 @@ async def _phones(view: View) -> dict[str, Any]:
     """The devices the session may see, with account and merchant names."""
     ctx = view.ctx
     devices = await service.list_devices(ctx, view.session.merchant_id)
-    hub = view.request.app[HUB]
     names: dict[str, str] = {}
     merchants: dict[str, str] = {}
     if view.session.merchant_id is not None:
@@ -46,7 +45,6 @@ async def _phones(view: View) -> dict[str, Any]:
     else:
         merchants = {m.id: m.name for m in await admin_service.list_merchants(ctx)}
     for d in devices:
-        d["connected"] = hub.is_connected(d["id"])
         d["account_names"] = [names.get(a, a) for a in d["account_ids"]]
         d["merchant_name"] = merchants.get(d["merchant_id"], "")
         hb = d["last_heartbeat"] or {}
@@ -73,8 +71,7 @@ async def revoke_page(view: View) -> web.StreamResponse:
 
 @page("any")
 async def revoke(view: View) -> web.StreamResponse:
-    d = await service.revoke_device(view.ctx, view.session.merchant_id, view.request.match_info["id"])
-    await view.request.app[HUB].kick(d["id"], "device_revoked", "this device was revoked")
+    await service.revoke_device(view.ctx, view.session.merchant_id, view.request.match_info["id"])  # the bus kicks
     raise redirect(f"{PATH}/phones")
 
 
