@@ -80,6 +80,12 @@ class Settings:
     database_url: str = field(default="", repr=False)
     sqlite_busy_timeout: int = 5000  # ms a write waits for a lock held by another process
     sqlite_synchronous: str = "FULL"  # FULL: acked data survives power loss; NORMAL: process crashes only
+    # PostgreSQL session limits, s (0: none): a statement running longer, or waiting longer for a lock
+    # another instance holds, fails (503 unavailable; phones resend); a session idle inside an open
+    # transaction that long is ended by the server.
+    pg_statement_timeout: float = 30.0
+    pg_lock_timeout: float = 10.0
+    pg_idle_in_transaction_timeout: float = 60.0
     expiry_interval: float = 1.0
     # Dashboard
     dashboard_idle_timeout: int = 1800  # s without a request before a dashboard session ends
@@ -104,6 +110,9 @@ class Settings:
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError("sqlite_synchronous must be FULL, NORMAL or EXTRA (PAYBRIDGE_SQLITE_SYNCHRONOUS)")
         _check_database_url(self.database_url)
+        for name in ("pg_statement_timeout", "pg_lock_timeout", "pg_idle_in_transaction_timeout"):
+            if not (0 <= getattr(self, name) <= 86_400):
+                raise ConfigError(f"{name} must be 0 (none) .. 86400 seconds (PAYBRIDGE_{name.upper()})")
         if self.webhook_per_host < 1 or self.webhook_concurrency < 1:
             raise ConfigError("webhook_per_host and webhook_concurrency must be at least 1")
         if not (1.0 <= self.webhook_lease <= 3600.0):

@@ -19,7 +19,8 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p = sub.add_parser(
         "bench",
         help="benchmark a fresh local bridge with simulated devices (prints one JSON line)",
-        description="Starts `python -m bridge serve` with a temporary durable SQLite database and drives it "
+        description="Starts `python -m bridge serve` with a temporary durable SQLite database (or N of them on "
+        "one new PostgreSQL schema: --database-url, --instances) and drives it "
         "from this process. Default: end-to-end payments (report -> verified order.paid webhook).",
     )
     p.add_argument("--devices", type=int, default=20, help="simulated devices (default 20)")
@@ -46,6 +47,19 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--profile", type=Path, help="sample the server with py-spy during the measured phase (raw collapsed stacks)"
     )
     p.add_argument("--keep-dir", action="store_true", help="keep the server's temporary data dir and logs")
+    p.add_argument(
+        "--database-url",
+        default="",
+        help="run the bridge on this PostgreSQL server (postgresql://...), in a new schema dropped after the run"
+        " (default: a SQLite file in the temporary data dir)",
+    )
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=1,
+        help="end-to-end run: N `paybridge serve` processes on the one PostgreSQL schema, the devices spread"
+        " over them (default 1; more than 1 needs --database-url)",
+    )
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -60,6 +74,15 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("--rate must be >= 0 and --idle-seconds > 0")
     if (args.idle_devices is not None and args.idle_devices < 1) or (args.orders is not None and args.orders < 1):
         raise ValueError("--idle-devices and --orders need a positive count")
+    if not 1 <= args.instances <= 16:
+        raise ValueError("--instances must be 1..16")
+    postgres = args.database_url.startswith(("postgresql://", "postgres://"))
+    if args.database_url and not postgres:
+        raise ValueError("--database-url must be a postgresql:// URL (SQLite is the default)")
+    if args.instances > 1 and not postgres:
+        raise ValueError("--instances needs --database-url postgresql://... (one SQLite file has one writer)")
+    if args.instances > 1 and (args.idle_devices is not None or args.orders is not None):
+        raise ValueError("--instances is for the end-to-end run (not --idle-devices or --orders)")
     if args.profile is not None and shutil.which("py-spy") is None:
         raise ValueError("--profile needs py-spy: pip install py-spy")
 
@@ -94,26 +117,49 @@ def run_bench(args: argparse.Namespace, out: TextIO, *, err: TextIO, workdir: Pa
         err.flush()
 
     base = Path(tempfile.mkdtemp(prefix="paybridge-bench-", dir=workdir))
-    server = BenchServer(base, synchronous=args.synchronous, profile=args.profile, sender=args.webhook_sender)
+    database_url, schema = "", ""
+    if args.database_url:
+        from bridge.store.database import scratch_schema
+
+        database_url, schema = scratch_schema(args.database_url, "paybridge_bench_")
+    servers = [
+        BenchServer(
+            base / f"instance{n}" if args.instances > 1 else base,
+            synchronous=args.synchronous,
+            profile=args.profile if n == 0 else None,
+            sender=args.webhook_sender,
+            database_url=database_url,
+            key_file=base / "secrets.key" if database_url else None,
+        )
+        for n in range(args.instances)
+    ]
     try:
-        server.start()
-        log(f"bridge pid {server.pid} at {server.base_url} (data in {base}, synchronous={args.synchronous})")
+        for n, server in enumerate(servers):
+            server.start()
+            where = f"schema {schema}" if schema else f"synchronous={args.synchronous}"
+            log(f"bridge {n} pid {server.pid} at {server.base_url} (data in {server.workdir}, {where})")
         if args.idle_devices is not None:
-            result = asyncio.run(run_idle(server, args.idle_devices, args.idle_seconds, log))
+            result = asyncio.run(run_idle(servers[0], args.idle_devices, args.idle_seconds, log))
             ok = result["connected_at_end"] >= args.idle_devices
         elif args.orders is not None:
-            result = asyncio.run(run_orders(server, args.orders, args.clients, log))
+            result = asyncio.run(run_orders(servers[0], args.orders, args.clients, log))
             ok = result["orders"] == args.orders
         else:
             cfg = E2EConfig(devices=args.devices, events=args.events, window=args.window, rate=args.rate)
-            result = asyncio.run(run_e2e(server, cfg, log))
+            result = asyncio.run(run_e2e(servers, cfg, log))
             ok = result["events"] == args.devices * args.events and result["bad_signatures"] == 0
     finally:
-        code = server.stop()
-        if code not in (0, None):
-            log(f"the bridge exited with {code}; see {base / 'server.err'}")
+        for server in servers:
+            code = server.stop()
+            if code not in (0, None):
+                log(f"a bridge exited with {code}; see {server.workdir / 'server.err'}")
+        if schema and not args.keep_dir:
+            from bridge.store.database import drop_scratch_schema
+
+            drop_scratch_schema(args.database_url, schema)
         if not args.keep_dir:
             shutil.rmtree(base, ignore_errors=True)
+    result["database"] = "postgresql" if database_url else "sqlite"
     result["synchronous"] = args.synchronous
     result["webhook_sender"] = args.webhook_sender
     result["machine"] = machine()

@@ -4,6 +4,11 @@ End-to-end (the default): every event has a pending order created through the HT
 beforehand; a simulated device reports the matching notification; the clock runs from the
 moment the device's client takes the report to send it until the `order.paid` webhook for
 that order has arrived at the bench's receiver and its signature has been verified.
+
+With several instances (`paybridge serve` processes on one PostgreSQL schema), device k is paired
+through and connected to instance k mod N, and the orders are created through them in turn; the
+figures are for the whole cluster, and `per_instance` gives each instance's share (its devices'
+events and latencies, its CPU and memory).
 """
 
 from __future__ import annotations
@@ -155,8 +160,8 @@ async def _connect_all(devices: list[SimDevice], stop: asyncio.Event, concurrenc
     await asyncio.gather(*(one(d) for d in devices))
 
 
-async def run_e2e(server: BenchServer, cfg: E2EConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    base = server.base_url
+async def run_e2e(servers: list[BenchServer], cfg: E2EConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    base = servers[0].base_url
     total = cfg.devices * cfg.events
     receiver = Receiver()
     all_paid = asyncio.Event()
@@ -166,6 +171,7 @@ async def run_e2e(server: BenchServer, cfg: E2EConfig, log: Callable[[str], None
     devices: list[SimDevice] = []
     sent: dict[str, float] = {}
     acked: dict[str, float] = {}
+    home = [servers[k % len(servers)] for k in range(cfg.devices)]  # the instance device k talks to
     async with _session() as session:
         try:
             key = await _merchant(session, base)
@@ -174,9 +180,12 @@ async def run_e2e(server: BenchServer, cfg: E2EConfig, log: Callable[[str], None
             )
             receiver.secret = endpoint["secret"]
             log(f"pairing {cfg.devices} devices")
-            paired = await pair_devices(session, base, key, cfg.devices)
+            shares: list[list[tuple[str, Any]]] = []  # (device id, key) paired through each instance
+            for n, server in enumerate(servers):
+                mine = len(range(n, cfg.devices, len(servers)))
+                shares.append(await pair_devices(session, server.base_url, key, mine) if mine else [])
             log(f"creating {total} pending orders")
-            orders, _ = await _create_orders(session, base, key, total, 20)
+            orders = await _orders_on(session, servers, key, total)
 
             def on_send(event_id: str, t: float) -> None:
                 sent.setdefault(event_id, t)
@@ -184,11 +193,15 @@ async def run_e2e(server: BenchServer, cfg: E2EConfig, log: Callable[[str], None
             def on_ack(event_id: str, t: float) -> None:
                 acked.setdefault(event_id, t)
 
-            devices = [
-                SimDevice.create(base, did, k, window=cfg.window, on_send=on_send, on_ack=on_ack) for did, k in paired
-            ]
+            devices = []
+            for k in range(cfg.devices):
+                did, dkey = shares[k % len(servers)][k // len(servers)]
+                devices.append(
+                    SimDevice.create(home[k].base_url, did, dkey, window=cfg.window, on_send=on_send, on_ack=on_ack)
+                )
             await _connect_all(devices, stop)
             order_of_event: dict[str, str] = {}
+            instance_of_event: dict[str, int] = {}
             now_ms = int(time.time() * 1000)
             frames: list[list[dict[str, Any]]] = []
             for d_index in range(cfg.devices):
@@ -197,26 +210,29 @@ async def run_e2e(server: BenchServer, cfg: E2EConfig, log: Callable[[str], None
                     order = orders[d_index * cfg.events + e_index]
                     frame = alipay_report(e_index + 1, int(order["pay_amount_cents"]), now_ms)
                     order_of_event[frame["event_id"]] = order["id"]
+                    instance_of_event[frame["event_id"]] = d_index % len(servers)
                     frames[-1].append(frame)
-            log(f"sending {total} reports")
-            server.profile_start()
-            before = server.sample()
+            log(f"sending {total} reports" + (f" to {len(servers)} instances" if len(servers) > 1 else ""))
+            servers[0].profile_start()
+            before = [server.sample() for server in servers]
             load_cpu0 = time.process_time()
             t0 = time.perf_counter()
             await _feed(devices, frames, cfg.rate)
             await asyncio.wait_for(all_paid.wait(), max(120.0, total / 50))
             t1 = max(receiver.arrived.values())
-            after = server.sample()
+            after = [server.sample() for server in servers]
             load_cpu = time.process_time() - load_cpu0
-            server.profile_stop()
+            servers[0].profile_stop()
         finally:
             stop.set()
             await asyncio.gather(*(d.task for d in devices if d.task), return_exceptions=True)
             await runner.cleanup()
     e2e = [receiver.arrived[order_of_event[e]] - t for e, t in sent.items()]
     acks = [acked[e] - t for e, t in sent.items() if e in acked]
-    return {
+    cpu = [a.cpu_s - b.cpu_s for a, b in zip(after, before, strict=True)]
+    result: dict[str, Any] = {
         "mode": "e2e",
+        "instances": len(servers),
         "devices": cfg.devices,
         "events": len(e2e),
         "window": cfg.window,
@@ -227,11 +243,55 @@ async def run_e2e(server: BenchServer, cfg: E2EConfig, log: Callable[[str], None
         **_ms_summary("ack_", acks),
         "webhooks_verified": receiver.verified,
         "bad_signatures": receiver.bad_signatures,
-        "server_cpu_s_per_1000_events": round((after.cpu_s - before.cpu_s) * 1000 / len(e2e), 3),
-        "server_cpu_util": round((after.cpu_s - before.cpu_s) / (t1 - t0), 3),
-        "server_peak_rss_mib": round(after.hwm_kib / 1024, 1),
+        "server_cpu_s_per_1000_events": round(sum(cpu) * 1000 / len(e2e), 3),
+        "server_cpu_util": round(sum(cpu) / (t1 - t0), 3),
+        "server_peak_rss_mib": round(sum(a.hwm_kib for a in after) / 1024, 1),
         "load_cpu_util": round(load_cpu / (t1 - t0), 3),
     }
+    if len(servers) > 1:
+        per: list[dict[str, Any]] = []
+        for n in range(len(servers)):
+            its = [receiver.arrived[order_of_event[e]] - t for e, t in sent.items() if instance_of_event[e] == n]
+            per.append(
+                {
+                    "events": len(its),
+                    **_ms_summary("", its),
+                    "cpu_s_per_1000_events": round(cpu[n] * 1000 / max(1, len(its)), 3),
+                    "cpu_util": round(cpu[n] / (t1 - t0), 3),
+                    "peak_rss_mib": round(after[n].hwm_kib / 1024, 1),
+                }
+            )
+        result["per_instance"] = per
+    return result
+
+
+async def _orders_on(
+    session: aiohttp.ClientSession, servers: list[BenchServer], key: str, total: int
+) -> list[dict[str, Any]]:
+    """`total` pending orders with distinct amounts, created through the instances in turn."""
+    if len(servers) == 1:
+        made, _ = await _create_orders(session, servers[0].base_url, key, total, 20)
+        return made
+    orders: list[dict[str, Any]] = [{} for _ in range(total)]
+    clients = max(1, 20 // len(servers))
+    parts = await asyncio.gather(
+        *(
+            _create_orders(
+                session,
+                server.base_url,
+                key,
+                len(range(n, total, len(servers))),
+                clients,
+                first_amount=100 + n * total,
+                prefix=f"bench{n}",
+            )
+            for n, server in enumerate(servers)
+        )
+    )
+    for n, (made, _) in enumerate(parts):
+        for j, order in enumerate(made):
+            orders[n + j * len(servers)] = order
+    return orders
 
 
 async def _feed(devices: list[SimDevice], frames: list[list[dict[str, Any]]], rate: float) -> None:

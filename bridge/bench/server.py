@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["ADMIN_TOKEN", "BenchServer", "ProcSample", "children", "sample", "sample_one"]
+__all__ = [
+    "ADMIN_TOKEN",
+    "BenchServer",
+    "ProcSample",
+    "children",
+    "sample",
+    "sample_one",
+]
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdefghij"  # noqa: S105 - a throw-away local server's token
 _LISTENING = re.compile(r"listening on (http://\S+)")
@@ -61,14 +68,26 @@ def sample(pid: int) -> ProcSample:
 
 
 class BenchServer:
-    """Starts the bridge with a fresh data dir, waits for its "listening on" line, stops it with SIGINT."""
+    """Starts the bridge with a fresh data dir, waits for its "listening on" line, stops it with SIGINT.
+
+    `database_url` empty: a SQLite file in the data dir. Instances sharing a PostgreSQL schema share
+    `key_file` (the secrets key every instance on one database needs)."""
 
     def __init__(
-        self, workdir: Path, *, synchronous: str = "FULL", profile: Path | None = None, sender: str = "process"
+        self,
+        workdir: Path,
+        *,
+        synchronous: str = "FULL",
+        profile: Path | None = None,
+        sender: str = "process",
+        database_url: str = "",
+        key_file: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.synchronous = synchronous
         self.sender = sender
+        self.database_url = database_url
+        self.key_file = key_file
         self.profile = profile
         self.proc: subprocess.Popen[bytes] | None = None
         self.profiler: subprocess.Popen[bytes] | None = None
@@ -88,10 +107,15 @@ class BenchServer:
             PAYBRIDGE_LOG_FORMAT="json",
             PAYBRIDGE_LOG_LEVEL="warning",
         )
+        if self.database_url:
+            env["PAYBRIDGE_DATABASE_URL"] = self.database_url
+        if self.key_file is not None:
+            env["PAYBRIDGE_SECRETS_KEY_FILE"] = str(self.key_file)
         return env
 
     def start(self, timeout: float = 30.0) -> str:
         """Start the server; return its base URL."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
         data = self.workdir / "data"
         out = (self.workdir / "server.out").open("wb")
         err = (self.workdir / "server.err").open("wb")

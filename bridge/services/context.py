@@ -53,5 +53,6 @@ def open_context(settings: Settings, clock: Clock) -> Context:
         synchronous=settings.sqlite_synchronous,
         busy_timeout_ms=settings.sqlite_busy_timeout,
         key_file=settings.secrets_key_path,
+        pg_timeouts=(settings.pg_statement_timeout, settings.pg_lock_timeout, settings.pg_idle_in_transaction_timeout),
     )
     return Context(settings=settings, db=db, clock=clock)

@@ -44,7 +44,17 @@ import structlog
 
 from bridge.errors import StoreError, Unavailable
 
-__all__ = ["Database", "IntegrityError", "Row", "Tx", "open_database", "redact_url", "sqlite_path"]
+__all__ = [
+    "Database",
+    "IntegrityError",
+    "Row",
+    "Tx",
+    "drop_scratch_schema",
+    "open_database",
+    "redact_url",
+    "scratch_schema",
+    "sqlite_path",
+]
 
 log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
@@ -266,14 +276,20 @@ def redact_url(url: str) -> str:
 
 
 def open_database(
-    url: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000, key_file: Path | None = None
+    url: str,
+    *,
+    synchronous: str = "FULL",
+    busy_timeout_ms: int = 5000,
+    key_file: Path | None = None,
+    pg_timeouts: tuple[float, float, float] = (30.0, 10.0, 60.0),
 ) -> Database:
     """The backend for a URL: `sqlite:///path` or `postgresql://...` (not yet opened).
 
     `key_file` holds the key that seals stored signing secrets (bridge.store.sealing; created on
     first use); by default `secrets.key` next to a SQLite file, and required for PostgreSQL (every
     instance sharing that database needs the same key). `synchronous` and `busy_timeout_ms` apply
-    to SQLite only.
+    to SQLite only; `pg_timeouts` (statement, lock, idle in transaction; seconds, 0: none) to
+    PostgreSQL only.
     """
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
@@ -287,5 +303,21 @@ def open_database(
             raise StoreError(f"PostgreSQL needs psycopg 3: pip install 'paybridge[bridge]' ({e})") from None
         if key_file is None:
             raise ValueError("a PostgreSQL database needs key_file: the secrets key every instance shares")
-        return PostgresDatabase(url, key_file)
+        from bridge.store.postgres import Timeouts
+
+        return PostgresDatabase(url, key_file, timeouts=Timeouts(*pg_timeouts))
     raise ValueError(f"unknown database URL scheme {scheme!r}: use sqlite:///path or postgresql://...")
+
+
+def scratch_schema(url: str, prefix: str = "paybridge_scratch_") -> tuple[str, str]:
+    """A new, empty schema on the PostgreSQL server at `url` (benchmarks): (its URL, its name)."""
+    from bridge.store.postgres import create_scratch_schema
+
+    return create_scratch_schema(url, prefix)
+
+
+def drop_scratch_schema(url: str, name: str) -> None:
+    """Drop a schema `scratch_schema` made."""
+    from bridge.store.postgres import drop_scratch_schema as drop
+
+    drop(url, name)

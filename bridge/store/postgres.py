@@ -13,9 +13,15 @@ backends. The cost is a thread per connection, which the SQLite backend already 
   another process holds simply waits.
 - A few reader connections serve `read()`, each in a REPEATABLE READ READ ONLY transaction (one
   snapshot, as a SQLite read transaction).
-- A connection the server closed while idle (restart, pg_terminate_backend) is reopened before
-  the next transaction; one lost in the middle of a batch or read fails it with `Unavailable`
-  (nothing is retried blindly: a COMMIT whose answer was lost may have happened).
+- A connection the server closed (restart, pg_terminate_backend) is reopened. One lost while idle
+  or in the middle of a read or of a write batch before its COMMIT: the transaction died with it,
+  so the read or the batch runs once more on the new connection. One lost while a COMMIT was on
+  its way: it may have committed or not, so every job of the batch fails with `Unavailable` and
+  nothing is retried blindly; a caller told "unavailable" (a phone not acked) sends again, and the
+  dedupe keys make the second write a no-op if the first one landed.
+- Every session gets `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout`
+  (`Timeouts`, from Settings): a statement that waits for a lock another process holds too long,
+  or runs too long, fails its job with `Unavailable` instead of holding the writer forever.
 - Migrations run under `pg_advisory_xact_lock`, one transaction per migration, so instances that
   start together apply each one once; a schema newer than this bridge refuses to start.
 - `?` placeholders become `%s` (and a literal `%` becomes `%%`) once per distinct statement.
@@ -36,9 +42,12 @@ import contextlib
 import functools
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import psycopg
 import structlog
@@ -60,7 +69,16 @@ from bridge.store.files import private_dir
 from bridge.store.migrations import MIGRATIONS, statements_for
 from bridge.store.sealing import load_or_create_key
 
-__all__ = ["MIGRATION_LOCK", "PG_PREFIX", "PgRow", "PostgresDatabase", "translate"]
+__all__ = [
+    "MIGRATION_LOCK",
+    "PG_PREFIX",
+    "PgRow",
+    "PostgresDatabase",
+    "Timeouts",
+    "create_scratch_schema",
+    "drop_scratch_schema",
+    "translate",
+]
 
 log = structlog.get_logger("bridge.store")
 T = TypeVar("T")
@@ -178,6 +196,28 @@ def _rows(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
 Conn = psycopg.Connection[PgRow]
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Session limits in seconds (0: none), set on every connection when it opens.
+
+    `statement`: a statement running longer is cancelled; `lock`: a statement waiting longer for a
+    lock (a row another instance is updating, a table lock) gives up; `idle_in_transaction`: the
+    server ends a session that sits in an open transaction that long (a stuck thread must not hold
+    row locks for ever). All three fail the job (or the read) with `Unavailable`."""
+
+    statement: float = 30.0
+    lock: float = 10.0
+    idle_in_transaction: float = 60.0
+
+    def settings(self) -> list[tuple[str, str]]:
+        """(GUC, value in ms) pairs for set_config."""
+        return [
+            ("statement_timeout", str(round(self.statement * 1000))),
+            ("lock_timeout", str(round(self.lock * 1000))),
+            ("idle_in_transaction_session_timeout", str(round(self.idle_in_transaction * 1000))),
+        ]
+
+
 def _integrity(e: psycopg.IntegrityError) -> IntegrityError:
     d = e.diag
     return IntegrityError(f"{d.message_primary or type(e).__name__} ({d.constraint_name or d.table_name or '?'})")
@@ -232,9 +272,12 @@ class PgTx(Tx):
 class _Connection:
     """A psycopg connection owned by one thread, reopened when it breaks; work is submitted as functions."""
 
-    def __init__(self, url: str, name: str, key: str) -> None:
+    def __init__(self, url: str, name: str, key: str, timeouts: Timeouts) -> None:
         self._url = url
         self._key = key  # the sealing key (base64), handed to the session at connect
+        self._timeouts = timeouts
+        self._name = name
+        self.reconnects = 0  # connections opened after the first (the old one broke)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self.conn: Conn | None = None
 
@@ -250,10 +293,13 @@ class _Connection:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
             self.conn = None
+            self.reconnects += 1
+            log.warning("db.reconnect", connection=self._name)
         extra: dict[str, Any] = {} if "connect_timeout" in self._url else {"connect_timeout": CONNECT_TIMEOUT_S}
         conn = psycopg.connect(self._url, autocommit=True, row_factory=_rows, **extra)
         try:
-            conn.execute("SELECT set_config(%s, %s, false)", (KEY_SETTING, self._key), prepare=False)
+            for name, value in [(KEY_SETTING, self._key), *self._timeouts.settings()]:
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value), prepare=False)
         except BaseException:
             conn.close()
             raise
@@ -274,10 +320,11 @@ class _Connection:
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, url: str, key_file: Path, *, readers: int = READERS) -> None:
+    def __init__(self, url: str, key_file: Path, *, readers: int = READERS, timeouts: Timeouts | None = None) -> None:
         super().__init__()
         self.url = url
         self.key_file = key_file  # the key sealing stored signing secrets (bridge.store.sealing)
+        self.timeouts = timeouts or Timeouts()
         self._key = ""
         self._readers_wanted = readers
         self._writer: _Connection | None = None
@@ -289,7 +336,7 @@ class PostgresDatabase(Database):
         if not self.key_file.parent.exists():  # the data dir (default) or wherever the key is kept
             private_dir(self.key_file.parent)
         self._key = base64.b64encode(load_or_create_key(self.key_file)).decode("ascii")
-        self._writer = _Connection(self.url, "paybridge-pg-writer", self._key)
+        self._writer = _Connection(self.url, "paybridge-pg-writer", self._key, self.timeouts)
         try:
             try:
                 await self._writer.run(self._writer.ensure)
@@ -302,7 +349,7 @@ class PostgresDatabase(Database):
             self._writer = None
             raise
         for i in range(self._readers_wanted):
-            reader = _Connection(self.url, f"paybridge-pg-reader{i}", self._key)
+            reader = _Connection(self.url, f"paybridge-pg-reader{i}", self._key, self.timeouts)
             self._readers.append(reader)
             self._free.put_nowait(reader)
 
@@ -314,6 +361,8 @@ class PostgresDatabase(Database):
             version, description = 0, "schema version table"
             try:
                 conn.execute("BEGIN")
+                # Another instance may hold the lock for a long migration: wait for it, not lock_timeout.
+                conn.execute("SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0", prepare=False)
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
                 row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
@@ -377,12 +426,18 @@ class PostgresDatabase(Database):
             await self._writer.close()
             self._writer = None
 
+    @property
+    def reconnects(self) -> int:
+        """Connections reopened after they broke (writer and readers): for tests and figures."""
+        conns = [*self._readers, *([self._writer] if self._writer is not None else [])]
+        return sum(c.reconnects for c in conns)
+
     async def read(self, fn: Callable[[Tx], T]) -> T:
         if not self._readers:
             raise Unavailable("the database is not open")
         reader = await self._free.get()
 
-        def run() -> T:
+        def once() -> T:
             conn = _begin(reader, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             try:
                 value = fn(PgTx(conn, None))
@@ -390,6 +445,15 @@ class PostgresDatabase(Database):
                 if not conn.broken:
                     conn.execute("ROLLBACK", prepare=False)
             return value
+
+        def run() -> T:
+            try:
+                return once()
+            except psycopg.OperationalError:
+                if reader.conn is None or not reader.conn.broken:
+                    raise  # a timeout or a cancel: the connection is fine, the answer is no
+            # The connection was lost mid-read: a read changes nothing, so run it again on a new one.
+            return once()
 
         try:
             return await reader.run(run)
@@ -407,28 +471,71 @@ class PostgresDatabase(Database):
 
         The control statements ride together (`RELEASE j0; SAVEPOINT j1` is one round trip), so a
         batch of one job costs its own statements plus two round trips.
+
+        A connection lost before COMMIT was sent took its transaction with it (the server rolls back
+        a session it ends): the batch runs once more on a new connection. One lost while COMMIT was
+        on its way may or may not have committed: every job fails (BatchFailed), none is acked.
         """
         assert self._writer is not None
+        for attempt in (1, 2):
+            try:
+                conn = self._run_jobs(jobs)
+                break
+            except psycopg.Error as e:
+                conn_now = self._writer.conn
+                if conn_now is not None and not conn_now.broken:
+                    with contextlib.suppress(psycopg.Error):
+                        conn_now.execute("ROLLBACK", prepare=False)
+                    raise BatchFailed(str(e)) from None
+                if attempt == 2:
+                    raise BatchFailed(str(e)) from None
+                log.warning("db.batch_rerun", jobs=len(jobs), error=str(e).strip())
         try:
-            conn = _begin(self._writer, "BEGIN; SAVEPOINT j0")
-            for i, job in enumerate(jobs):
-                if i:
-                    conn.execute(f"RELEASE j{i - 1}; SAVEPOINT j{i}", prepare=False)
-                tx = PgTx(conn, self.fault)
-                try:
-                    job.value = job.fn(tx)
-                    job.ok = True
-                    job.after = tx.after_commit
-                except Exception as e:  # the job failed: undo only its own work
-                    conn.execute(f"ROLLBACK TO j{i}", prepare=False)
-                    job.ok, job.value = False, _classify(e)
             conn.execute(f"RELEASE j{len(jobs) - 1}; COMMIT", prepare=False)
         except psycopg.Error as e:
-            conn_now = self._writer.conn
-            if conn_now is not None and not conn_now.broken:
+            # The connection may have broken after the server committed and before we heard it: the
+            # outcome is unknown. The jobs are failed (not acked); what was not committed is sent
+            # again by its caller, and what was is recognised by the dedupe keys when it comes back.
+            if conn.broken:
+                log.warning("db.commit_outcome_unknown", jobs=len(jobs), error=str(e).strip())
+            else:
                 with contextlib.suppress(psycopg.Error):
-                    conn_now.execute("ROLLBACK", prepare=False)
+                    conn.execute("ROLLBACK", prepare=False)
             raise BatchFailed(str(e)) from None
+
+    def _run_jobs(self, jobs: list[Job]) -> Conn:
+        """BEGIN and every job under its savepoint (not committed); the connection they ran on."""
+        assert self._writer is not None
+        conn = _begin(self._writer, "BEGIN; SAVEPOINT j0")
+        for i, job in enumerate(jobs):
+            if i:
+                conn.execute(f"RELEASE j{i - 1}; SAVEPOINT j{i}", prepare=False)
+            tx = PgTx(conn, self.fault)
+            job.ok, job.value, job.after = False, None, []
+            try:
+                job.value = job.fn(tx)
+                job.ok = True
+                job.after = tx.after_commit
+            except Exception as e:  # the job failed: undo only its own work
+                conn.execute(f"ROLLBACK TO j{i}", prepare=False)
+                job.ok, job.value = False, _classify(e)
+        return conn
+
+
+def create_scratch_schema(url: str, prefix: str) -> tuple[str, str]:
+    """A new, empty schema `<prefix><random>` on the server at `url`: (a URL whose search_path puts
+    the bridge's tables there, its name). For benchmarks: several instances share it."""
+    name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        conn.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(name)))
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}options={quote(f'-csearch_path={name}')}", name
+
+
+def drop_scratch_schema(url: str, name: str) -> None:
+    """Drop a schema `create_scratch_schema` made, with everything in it."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
+        conn.execute(pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(name)))
 
 
 def _create_sealing_functions(conn: Conn) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,10 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from bridge.bench.driver import percentile
 from bridge.bench.server import sample, sample_one
+from tests import pg
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,3 +118,44 @@ def test_server_sample_counts_live_children() -> None:
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait(10)
+
+
+def test_instances_run_spreads_devices_over_processes_on_one_postgres_schema(tmp_path: Path) -> None:
+    """`--database-url postgresql://... --instances 2`: two bridge processes on one new schema run a
+    tiny end-to-end bench to completion, each reports its share, and the schema is dropped after."""
+    server = pg.reachable_or_skip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYBRIDGE_")}
+    env["PAYBRIDGE_BENCH_DIR"] = str(tmp_path)
+    argv = ["--database-url", server, "--instances", "2", "--devices", "3", "--events", "4"]
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "bench", *argv], capture_output=True, text=True, timeout=100, env=env, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["database"] == "postgresql" and result["instances"] == 2
+    assert result["events"] == 12 and result["bad_signatures"] == 0 and ordered(result)
+    per = result["per_instance"]
+    assert [p["events"] for p in per] == [8, 4]  # devices 0 and 2 on the first instance, device 1 on the second
+    assert all(ordered(p) and p["peak_rss_mib"] > 0 and p["cpu_s_per_1000_events"] >= 0 for p in per)
+    schemas = set(re.findall(r"schema (paybridge_bench_\w+)", out.stderr))
+    assert len(schemas) == 1 and out.stderr.count("bench: bridge ") == 2  # two processes, one schema
+    with psycopg.connect(server, autocommit=True) as conn:
+        left = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schemas.pop(),)).fetchall()
+    assert left == []
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--instances", "2"], "--instances needs --database-url"),
+        (["--database-url", "sqlite:///x.db"], "must be a postgresql:// URL"),
+        (["--database-url", "postgresql://u@127.0.0.1:1/x", "--instances", "2", "--orders", "5"], "end-to-end"),
+    ],
+)
+def test_instances_need_postgres_and_the_end_to_end_run(args: list[str], message: str) -> None:
+    """Several instances without PostgreSQL, or with another mode, are refused (exit 2) before any start."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "bench", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert out.returncode == 2 and message in out.stderr, out.stderr
