@@ -12,7 +12,9 @@ BridgeError                      base of everything we raise on purpose
 │   ├── PayloadTooLarge   413    send less
 │   ├── RateLimited       429    slow down
 │   └── Unavailable       503    try again later (database busy, disk full)
-└── StoreError                   the database failed; retryable or not
+└── StoreError                   the database failed (a bug, a wrong key, a failed migration)
+    └── DatabaseUnavailable      down, busy, shutting down, or a COMMIT of unknown outcome: nothing
+                                 is reported done; try again later (the web middleware answers 503)
 
 A webhook attempt that got no usable HTTP answer is not raised: the transport returns it as a
 `SendFailure` in `TransportResult.failure`, and the delivery worker branches on that value:
@@ -34,6 +36,7 @@ __all__ = [
     "BridgeError",
     "ConfigError",
     "Conflict",
+    "DatabaseUnavailable",
     "Forbidden",
     "NotFound",
     "PayloadTooLarge",
@@ -56,6 +59,16 @@ class ConfigError(BridgeError):
 
 class StoreError(BridgeError):
     """The database failed."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot do it now (down, busy, locked, shutting down): retry later. The store raises
+    it, never an HTTP error; the web middleware turns it into 503 with `code`."""
+
+    def __init__(self, message: str, code: str = "unavailable") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 class ApiError(BridgeError):

@@ -75,7 +75,7 @@ async def merchant_for_key(ctx: Context, key_hash: str) -> MerchantId | None:
 
 
 async def database_ok(ctx: Context) -> None:
-    """A trivial read: returns once the database answers (raises Unavailable when it cannot)."""
+    """A trivial read: returns once the database answers (raises DatabaseUnavailable when it cannot)."""
     await ctx.db.read(store.ping)
 
 

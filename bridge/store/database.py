@@ -19,7 +19,7 @@ Both backends keep this shape, so the store's functions stay plain synchronous f
 
 Nothing outside the backend modules knows which driver is underneath: rows are `Row`s (index
 and column-name access), a violated constraint is our `IntegrityError`, a database that is down
-or busy is `Unavailable`. SQL in `bridge/store/*` is written once in the dialect both share; a
+or busy is `DatabaseUnavailable`. SQL in `bridge/store/*` is written once in the dialect both share; a
 store function that must differ asks `tx.dialect`.
 
 On PostgreSQL a failed statement aborts the transaction until its savepoint is rolled back, so
@@ -42,7 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-from bridge.errors import StoreError, Unavailable
+from bridge.errors import DatabaseUnavailable, StoreError
 
 __all__ = [
     "Database",
@@ -203,13 +203,13 @@ class Database:
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if not job.future.done():
-                job.future.set_exception(Unavailable("the bridge is shutting down"))
+                job.future.set_exception(DatabaseUnavailable("the bridge is shutting down"))
         await self._close()
 
     async def write(self, fn: Callable[[Tx], T]) -> T:
         """Run `fn(tx)` in a write transaction (in the database thread); return its result after COMMIT."""
         if self._task is None or self._task.done():
-            raise Unavailable("the database is not open")
+            raise DatabaseUnavailable("the database is not open")
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(Job(fn, fut))
         return await asyncio.shield(fut)
@@ -224,11 +224,11 @@ class Database:
             except asyncio.CancelledError:
                 for job in jobs:
                     if not job.future.done():
-                        job.future.set_exception(Unavailable("the bridge is shutting down"))
+                        job.future.set_exception(DatabaseUnavailable("the bridge is shutting down"))
                 raise
             except BatchFailed as e:
                 log.warning("db.batch_failed", jobs=len(jobs), error=str(e))
-                err = Unavailable(f"the database refused the write: {e}", "database_unavailable")
+                err = DatabaseUnavailable(f"the database refused the write: {e}", "database_unavailable")
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(err)

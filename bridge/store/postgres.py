@@ -16,12 +16,12 @@ backends. The cost is a thread per connection, which the SQLite backend already 
 - A connection the server closed (restart, pg_terminate_backend) is reopened. One lost while idle
   or in the middle of a read or of a write batch before its COMMIT: the transaction died with it,
   so the read or the batch runs once more on the new connection. One lost while a COMMIT was on
-  its way: it may have committed or not, so every job of the batch fails with `Unavailable` and
+  its way: it may have committed or not, so every job of the batch fails with `DatabaseUnavailable` and
   nothing is retried blindly; a caller told "unavailable" (a phone not acked) sends again, and the
   dedupe keys make the second write a no-op if the first one landed.
 - Every session gets `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout`
   (`Timeouts`, from Settings): a statement that waits for a lock another process holds too long,
-  or runs too long, fails its job with `Unavailable` instead of holding the writer forever.
+  or runs too long, fails its job with `DatabaseUnavailable` instead of holding the writer forever.
 - Migrations run under `pg_advisory_xact_lock`, one transaction per migration, so instances that
   start together apply each one once; a schema newer than this bridge refuses to start.
 - `?` placeholders become `%s` (and a literal `%` becomes `%%`) once per distinct statement.
@@ -54,7 +54,7 @@ import structlog
 from psycopg import sql as pgsql
 from psycopg.rows import RowMaker
 
-from bridge.errors import StoreError, Unavailable
+from bridge.errors import DatabaseUnavailable, StoreError
 from bridge.store.database import (
     BatchFailed,
     Database,
@@ -93,7 +93,7 @@ _PGP = "cipher-algo=aes256, compress-algo=0, s2k-mode=1, s2k-digest-algo=sha256"
 # Made (again) at every start under the migration lock, in the schema the tables live in; {pgp} is
 # pgcrypto's schema. Both pass NULL through; seal_secret leaves a sealed value as it is;
 # open_secret refuses one that is not sealed, is sealed as another kind, or does not open. Their
-# errors are SQLSTATE 39000 (as pgcrypto's "Wrong key"): Unavailable, as on SQLite.
+# errors are SQLSTATE 39000 (as pgcrypto's "Wrong key"): DatabaseUnavailable, as on SQLite.
 _SEALING_FUNCTIONS = """
 CREATE OR REPLACE FUNCTION paybridge_secrets_key() RETURNS text LANGUAGE plpgsql STABLE AS $f$
 DECLARE k text := current_setting('{setting}', true);
@@ -203,7 +203,7 @@ class Timeouts:
     `statement`: a statement running longer is cancelled; `lock`: a statement waiting longer for a
     lock (a row another instance is updating, a table lock) gives up; `idle_in_transaction`: the
     server ends a session that sits in an open transaction that long (a stuck thread must not hold
-    row locks for ever). All three fail the job (or the read) with `Unavailable`."""
+    row locks for ever). All three fail the job (or the read) with `DatabaseUnavailable`."""
 
     statement: float = 30.0
     lock: float = 10.0
@@ -434,7 +434,7 @@ class PostgresDatabase(Database):
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
         if not self._readers:
-            raise Unavailable("the database is not open")
+            raise DatabaseUnavailable("the database is not open")
         reader = await self._free.get()
 
         def once() -> T:
@@ -458,7 +458,7 @@ class PostgresDatabase(Database):
         try:
             return await reader.run(run)
         except psycopg.OperationalError as e:
-            raise Unavailable(f"database error: {e}", "database_unavailable") from None
+            raise DatabaseUnavailable(f"database error: {e}", "database_unavailable") from None
         finally:
             self._free.put_nowait(reader)
 
@@ -575,9 +575,9 @@ def _begin(owner: _Connection, sql: str) -> Conn:
 
 
 def _classify(e: Exception) -> Exception:
-    """Database errors a retry may cure (a lost connection, a deadlock) become Unavailable."""
+    """Database errors a retry may cure (a lost connection, a deadlock) become DatabaseUnavailable."""
     if isinstance(e, psycopg.OperationalError):
-        return Unavailable(f"database error: {e}", "database_unavailable")
+        return DatabaseUnavailable(f"database error: {e}", "database_unavailable")
     return e
 
 

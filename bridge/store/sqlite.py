@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from bridge.errors import StoreError, Unavailable
+from bridge.errors import DatabaseUnavailable, StoreError
 from bridge.store.database import BatchFailed, Database, IntegrityError, Job, Row, Tx, check_schema
 from bridge.store.files import private_dir, private_file, tighten
 from bridge.store.migrations import MIGRATIONS, statements_for
@@ -232,7 +232,7 @@ class SqliteDatabase(Database):
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
         if self._reader is None:
-            raise Unavailable("the database is not open")
+            raise DatabaseUnavailable("the database is not open")
         reader = self._reader
 
         def run() -> T:
@@ -246,7 +246,7 @@ class SqliteDatabase(Database):
         try:
             return await reader.run(run)
         except sqlite3.OperationalError as e:
-            raise Unavailable(f"database error: {e}", "database_unavailable") from None
+            raise DatabaseUnavailable(f"database error: {e}", "database_unavailable") from None
 
     async def _commit(self, jobs: list[Job]) -> None:
         assert self._writer is not None
@@ -283,9 +283,9 @@ class SqliteDatabase(Database):
 
 
 def _classify(e: Exception) -> Exception:
-    """Database errors become Unavailable (retry later); our own errors pass through."""
+    """Database errors become DatabaseUnavailable (retry later); our own errors pass through."""
     if isinstance(e, sqlite3.OperationalError):
-        return Unavailable(f"database error: {e}", "database_unavailable")
+        return DatabaseUnavailable(f"database error: {e}", "database_unavailable")
     return e
 
 

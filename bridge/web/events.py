@@ -8,7 +8,7 @@ import contextlib
 from aiohttp import web
 
 from bridge.core.models.event import Event, Position
-from bridge.errors import RateLimited, Unavailable
+from bridge.errors import DatabaseUnavailable, RateLimited
 from bridge.services import events as service
 from bridge.services.context import Context
 from bridge.web.auth import merchant_route
@@ -80,7 +80,7 @@ async def stream_events(request: web.Request, ctx: Context, merchant_id: str) ->
             await resp.write_eof()
     except ConnectionResetError:  # the client went away
         pass
-    except Unavailable:  # the database is closing under a stream that missed the shutdown wake-up
+    except DatabaseUnavailable:  # the database is closing under a stream that missed the shutdown wake-up
         pass
     finally:
         ctx.bus.unsubscribe(merchant_id, wake)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from bridge.errors import ApiError
+from bridge.errors import ApiError, DatabaseUnavailable
 
 __all__ = ["error_middleware", "error_response"]
 
@@ -25,6 +25,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as e:
         return error_response(e.status, e.code, e.message, e.headers)
+    except DatabaseUnavailable as e:  # nothing was done: the client may try again
+        return error_response(503, e.code, e.message, {"Retry-After": "1"})
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "payload_too_large", "request bodies are limited to 64 KiB")
     except web.HTTPException as e:

@@ -22,7 +22,7 @@ from bridge.core.protocol import (
 )
 from bridge.core.ratelimit import RateLimiter
 from bridge.core.status import device_status
-from bridge.errors import ApiError
+from bridge.errors import ApiError, DatabaseUnavailable
 from bridge.ids import random_bytes
 from bridge.services import devices as device_service
 from bridge.services.ingest import ingest_report
@@ -99,7 +99,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
         await _serve(request, conn)
     finally:
         if hub.unregister(conn):
-            with contextlib.suppress(ApiError, asyncio.CancelledError):
+            with contextlib.suppress(ApiError, DatabaseUnavailable, asyncio.CancelledError):
                 await asyncio.shield(device_service.disconnect(ctx, conn.device_id, conn.id, ["disconnected"]))
         log.info("device.disconnected", device_id=conn.device_id, close_code=ws.close_code)
     return ws

@@ -91,9 +91,9 @@ async def test_one_failing_job_does_not_spoil_the_batch(bridge: RunningBridge) -
 
 
 async def test_a_broken_transaction_fails_the_batch_and_the_writer_lives_on(bridge: RunningBridge) -> None:
-    """When the transaction itself breaks (as on a full disk), every job in the batch gets Unavailable,
+    """When the transaction itself breaks (as on a full disk), every job in the batch gets DatabaseUnavailable,
     nothing is committed, and later writes still work."""
-    from bridge.errors import Unavailable
+    from bridge.errors import DatabaseUnavailable
 
     db = bridge.ctx.db
 
@@ -106,7 +106,7 @@ async def test_a_broken_transaction_fails_the_batch_and_the_writer_lives_on(brid
         raise Crash("disk full")
 
     results = await asyncio.gather(db.write(victim), db.write(breaker), return_exceptions=True)
-    assert all(isinstance(r, Unavailable) for r in results), results
+    assert all(isinstance(r, DatabaseUnavailable) for r in results), results
 
     def count(tx: Tx) -> int:
         row = tx.one("SELECT COUNT(*) FROM events WHERE id = 'evt_v'")

@@ -1,6 +1,6 @@
 """PostgreSQL connections that break or wait: cut by the server, held up by another session's lock,
 stuck in a transaction. The store reconnects and goes on; a write whose COMMIT may not have happened
-is never reported as committed; a wait longer than the session limits fails with `Unavailable`.
+is never reported as committed; a wait longer than the session limits fails with `DatabaseUnavailable`.
 
 PostgreSQL only (real pg_terminate_backend from a second connection): at
 `PAYBRIDGE_TEST_DATABASE_URL` or the local default, skipped with a message when unreachable.
@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from bridge.config import Settings
-from bridge.errors import ConfigError, Unavailable
+from bridge.errors import ConfigError, DatabaseUnavailable
 from bridge.store.database import Tx
 from bridge.store.postgres import PostgresDatabase, Timeouts
 from bridge.web.app import CTX, create_app
@@ -113,7 +113,7 @@ async def test_connections_cut_while_idle_are_reopened(opened: Opener, app_name:
 async def test_a_write_cut_before_its_commit_runs_again_on_a_new_connection(opened: Opener, app_name: str) -> None:
     """The writer's connection cut while its batch waits on a row lock (before COMMIT: the server
     rolled it back): the batch runs again on a new connection and commits once, and a second cut
-    of the rerun fails it with Unavailable with nothing of it stored."""
+    of the rerun fails it with DatabaseUnavailable with nothing of it stored."""
     db = await opened(Timeouts(lock=60))
     await db.write(_insert(1, 1))
     with _admin() as holder:
@@ -128,7 +128,7 @@ async def test_a_write_cut_before_its_commit_runs_again_on_a_new_connection(open
         write = asyncio.create_task(db.write(bump))
         await eventually(lambda: _terminate(app_name, "Lock"), lambda n: n == 1)
         await eventually(lambda: _terminate(app_name, "Lock"), lambda n: n == 1)  # the rerun, cut too
-        with pytest.raises(Unavailable):
+        with pytest.raises(DatabaseUnavailable):
             await write
         write = asyncio.create_task(db.write(bump))
         await eventually(lambda: _terminate(app_name, "Lock"), lambda n: n == 1)  # once: the rerun waits
@@ -143,9 +143,9 @@ async def test_a_write_cut_before_its_commit_runs_again_on_a_new_connection(open
 
 async def test_a_commit_whose_answer_is_lost_is_not_reported_committed(opened: Opener) -> None:
     """The session dies during COMMIT (a deferred trigger terminates its own backend): the write is
-    reported Unavailable, not done, and the writer goes on with the next one."""
+    reported DatabaseUnavailable, not done, and the writer goes on with the next one."""
     db = await opened(Timeouts())
-    with pytest.raises(Unavailable):
+    with pytest.raises(DatabaseUnavailable):
         await db.write(_insert(1, 666))
     await db.write(_insert(2, 2))
     assert await db.read(_count) == 1
@@ -172,7 +172,7 @@ async def test_a_read_cut_mid_query_runs_again_on_a_new_connection(opened: Opene
 
 
 async def test_a_lock_held_elsewhere_fails_the_write_after_lock_timeout(opened: Opener) -> None:
-    """A row locked by another session: a write that needs it fails with Unavailable once lock_timeout
+    """A row locked by another session: a write that needs it fails with DatabaseUnavailable once lock_timeout
     has passed (it does not hang), other writes of the same batch commit, and once the lock is gone
     the write goes through."""
     db = await opened(Timeouts(lock=0.3))
@@ -189,7 +189,7 @@ async def test_a_lock_held_elsewhere_fails_the_write_after_lock_timeout(opened: 
         )
         waited = time.monotonic() - started
         holder.execute("ROLLBACK")
-    assert isinstance(outcomes[0], Unavailable)
+    assert isinstance(outcomes[0], DatabaseUnavailable)
     assert outcomes[1] == 1
     assert waited >= 0.3  # it waited for the lock, then gave up (lock_timeout), not at once
     assert await db.write(lambda tx: tx.execute("UPDATE probe SET v = 10 WHERE id = 1")) == 1
@@ -197,9 +197,9 @@ async def test_a_lock_held_elsewhere_fails_the_write_after_lock_timeout(opened: 
 
 
 async def test_a_statement_running_past_statement_timeout_is_cancelled(opened: Opener) -> None:
-    """A read running past statement_timeout fails with Unavailable; the connection stays usable."""
+    """A read running past statement_timeout fails with DatabaseUnavailable; the connection stays usable."""
     db = await opened(Timeouts(statement=0.2))
-    with pytest.raises(Unavailable):
+    with pytest.raises(DatabaseUnavailable):
         await db.read(lambda tx: tx.one("SELECT pg_sleep(5)"))
     assert await db.read(_count) == 0
     assert db.reconnects == 0
@@ -207,7 +207,7 @@ async def test_a_statement_running_past_statement_timeout_is_cancelled(opened: O
 
 async def test_a_transaction_left_idle_is_ended_by_the_server(opened: Opener) -> None:
     """A write job that sits idle inside its transaction past idle_in_transaction_session_timeout is
-    failed with Unavailable (the server ended the session; its row is not stored), and the next
+    failed with DatabaseUnavailable (the server ended the session; its row is not stored), and the next
     write commits on a new connection."""
     db = await opened(Timeouts(idle_in_transaction=0.3))
 
@@ -216,7 +216,7 @@ async def test_a_transaction_left_idle_is_ended_by_the_server(opened: Opener) ->
         time.sleep(1.5)  # the writer thread stuck with the transaction open
         return tx.execute("INSERT INTO probe (id, v) VALUES (2, 2)")
 
-    with pytest.raises(Unavailable):
+    with pytest.raises(DatabaseUnavailable):
         await db.write(stuck)
     await db.write(_insert(3, 3))
     assert await db.read(lambda tx: [r[0] for r in tx.all("SELECT id FROM probe")]) == [3]

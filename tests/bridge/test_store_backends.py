@@ -26,7 +26,7 @@ from bridge.core.models.merchant import Merchant, MerchantUsage
 from bridge.core.models.order import Order
 from bridge.core.models.payment import Payment
 from bridge.core.states import DeliveryStatus, OrderStatus, PaymentStatus
-from bridge.errors import StoreError, Unavailable
+from bridge.errors import DatabaseUnavailable, StoreError
 from bridge.store import compat, deliveries, endpoints, events, merchants, orders, payments
 from bridge.store.database import Database, IntegrityError, Tx, open_database
 from bridge.store.migrations import MIGRATIONS, statements_for
@@ -140,10 +140,10 @@ async def test_pay_amount_slots_are_unique_under_concurrency(
 
     async def create_retrying(n: int) -> int | None:
         db = first if n % 2 else second
-        for _ in range(20):  # a deadlock between the two processes is reported as Unavailable: retry
+        for _ in range(20):  # a deadlock between the two processes is reported as DatabaseUnavailable: retry
             try:
                 return await db.write(create(n))
-            except Unavailable:
+            except DatabaseUnavailable:
                 await asyncio.sleep(0.01)
         raise AssertionError("never committed")
 
@@ -566,7 +566,7 @@ async def test_connections_the_server_closed_are_reopened(key_file: Path) -> Non
 async def test_a_connection_lost_mid_batch_fails_the_batch_and_the_next_one_works(
     opened: Callable[[str], Awaitable[Database]],
 ) -> None:
-    """PostgreSQL: when the writer's session dies inside a batch, every job of the batch gets Unavailable,
+    """PostgreSQL: when the writer's session dies inside a batch, every job of the batch gets DatabaseUnavailable,
     nothing of it is committed, and the next write commits on a new connection."""
     db = await opened(pg.fresh_database())
     await _merchant(db)
@@ -585,7 +585,7 @@ async def test_a_connection_lost_mid_batch_fails_the_batch_and_the_next_one_work
         tx.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
     results = await asyncio.gather(db.write(event("e1")), db.write(suicide), return_exceptions=True)
-    assert all(isinstance(r, Unavailable) for r in results), results
+    assert all(isinstance(r, DatabaseUnavailable) for r in results), results
     assert await db.write(event("e2")) == "e2"
     ids = await db.read(lambda tx: [str(r[0]) for r in tx.all("SELECT id FROM events")])
     assert ids == ["e2"]
@@ -627,7 +627,7 @@ async def test_secrets_are_sealed_in_the_database_and_opened_by_sql(
 ) -> None:
     """seal_secret / open_secret on every backend: the stored value is not the secret and differs each
     time it is sealed, opens back to it, NULL passes through, a sealed value is not sealed again, and a
-    value that is plaintext or sealed as another kind of secret does not open (Unavailable, not garbage)."""
+    value that is plaintext or sealed as another kind of secret does not open (DatabaseUnavailable, not garbage)."""
     db = await opened(url)
     secret = "whsec_" + "c2VjcmV0IHNpZ25pbmcga2V5IQ"
 
@@ -651,7 +651,7 @@ async def test_secrets_are_sealed_in_the_database_and_opened_by_sql(
         "SELECT open_secret('webhook_endpoints.secret', webhook_secret) FROM merchants",
         "SELECT open_secret('merchants.webhook_secret', name) FROM merchants",
     ):
-        with pytest.raises(Unavailable):
+        with pytest.raises(DatabaseUnavailable):
             await db.read(lambda tx, sql=sql: tx.one(sql))  # type: ignore[misc]
 
 

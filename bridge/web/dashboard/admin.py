@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.errors import StoreError, Unavailable
+from bridge.errors import StoreError
 from bridge.services import admin as service
 from bridge.services.views import health_json, merchant_usage_json, new_merchant_json
 from bridge.web.dashboard.pages import NO_STORE, PATH, View, form_str, page
@@ -19,7 +19,7 @@ __all__ = ["add_routes"]
 async def _context(view: View) -> dict[str, Any]:
     try:
         health = health_json(await service.health(view.ctx))
-    except (StoreError, Unavailable) as e:  # the page still opens and says so
+    except StoreError as e:  # the page still opens and says so
         health = {"database": {"ok": False, "error": str(e)}, "devices": {}, "deliveries": None, "sender": None}
     health["connected"] = len(view.request.app[HUB])
     return {
