@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -325,3 +329,26 @@ async def eventually(fetch: Any, predicate: Any, timeout: float = 10.0, interval
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not reached within {timeout}s; last: {result!r}"[:2000])
         await asyncio.sleep(interval)
+
+
+def serve_process(data_dir: Path, **settings: str) -> tuple[subprocess.Popen[str], str]:
+    """`paybridge serve --port 0` as a real process (for SIGKILL tests), with the test admin token, the
+    inline webhook sender and quiet logs, plus `settings` as PAYBRIDGE_<NAME> variables; none of the
+    caller's own PAYBRIDGE_* variables leak in. Returns the process and its base URL once it listens."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYBRIDGE_")}
+    env.update(PAYBRIDGE_ADMIN_TOKEN=ADMIN_TOKEN, PAYBRIDGE_WEBHOOK_SENDER="inline", PAYBRIDGE_LOG_LEVEL="warning")
+    env.update({f"PAYBRIDGE_{name.upper()}": value for name, value in settings.items()})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        found = re.search(r"listening on (http://\S+)", line)
+        if found:
+            return proc, found.group(1)
+    proc.kill()
+    raise AssertionError(f"paybridge serve exited with {proc.wait()} before listening")

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +26,14 @@ from bridge.core.protocol import CLOSE_CODES
 from bridge.services import endpoints as endpoints_service
 from bridge.store.database import Tx, open_database
 from tests import pg
-from tests.harness import ADMIN_TOKEN, RunningBridge, TestDevice, eventually, make_settings, running_bridge
+from tests.harness import (
+    RunningBridge,
+    TestDevice,
+    eventually,
+    make_settings,
+    running_bridge,
+    serve_process,
+)
 
 # A stream that missed its wake-up would still look again after its keep-alive (15 s): waiting
 # less than that for a live event shows the bus woke it.
@@ -246,29 +250,12 @@ async def test_a_phone_moving_to_another_instance_stays_online_through_stops_and
 
 def _serve(tmp_path: Path, url: str, instance_ttl: float) -> tuple[subprocess.Popen[str], str]:
     """`paybridge serve` as a real process on the shared database; returns it and its base URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYBRIDGE_")}
-    env.update(
-        PAYBRIDGE_DATABASE_URL=url,
-        PAYBRIDGE_SECRETS_KEY_FILE=str(tmp_path / "secrets.key"),
-        PAYBRIDGE_ADMIN_TOKEN=ADMIN_TOKEN,
-        PAYBRIDGE_WEBHOOK_SENDER="inline",
-        PAYBRIDGE_INSTANCE_TTL=str(instance_ttl),
-        PAYBRIDGE_LOG_LEVEL="warning",
+    return serve_process(
+        tmp_path / "killed",
+        database_url=url,
+        secrets_key_file=str(tmp_path / "secrets.key"),
+        instance_ttl=str(instance_ttl),
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "serve", "--port", "0", "--data-dir", str(tmp_path / "killed")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        found = re.search(r"listening on (http://\S+)", line)
-        if found:
-            return proc, found.group(1)
-    proc.kill()
-    raise AssertionError(f"paybridge serve exited with {proc.wait()} before listening")
 
 
 async def test_the_phones_of_a_killed_instance_go_offline_and_those_of_live_ones_stay_online(tmp_path: Path) -> None:

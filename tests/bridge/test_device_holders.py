@@ -5,34 +5,11 @@ online when they reconnect."""
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from tests.harness import ADMIN_TOKEN, RunningBridge, eventually, make_settings, running_bridge
-
-
-def _serve(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYBRIDGE_")}
-    env.update(PAYBRIDGE_ADMIN_TOKEN=ADMIN_TOKEN, PAYBRIDGE_WEBHOOK_SENDER="inline", PAYBRIDGE_LOG_LEVEL="warning")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "serve", "--port", "0", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        found = re.search(r"listening on (http://\S+)", line)
-        if found:
-            return proc, found.group(1)
-    proc.kill()
-    raise AssertionError(f"paybridge serve exited with {proc.wait()} before listening")
+from tests.harness import RunningBridge, eventually, make_settings, running_bridge, serve_process
 
 
 async def _device(bridge: RunningBridge, key: str, device_id: str) -> dict[str, Any]:
@@ -50,7 +27,7 @@ async def test_a_restart_after_sigkill_marks_the_killed_runs_phones_offline_once
     async with running_bridge(settings) as b:  # creates the merchant and pairs the phone
         key = (await b.merchant())["api_key"]
         phone = await b.pair(key)
-    proc, url = await asyncio.to_thread(_serve, data_dir)
+    proc, url = await asyncio.to_thread(serve_process, data_dir)
     try:
         phone.ws_url = url.replace("http://", "ws://") + "/v1/devices/connect"
         await phone.connect()

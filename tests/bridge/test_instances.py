@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import os
-import re
 import signal
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from aiohttp import web
 
 from bridge.config import Settings
 from tests import pg
-from tests.harness import ADMIN_TOKEN, RunningBridge, eventually, make_settings, running_bridge
+from tests.harness import RunningBridge, eventually, make_settings, running_bridge, serve_process
 from tests.harness import running_handler as running_receiver_handler
 
 
@@ -148,32 +145,15 @@ async def test_two_instances_send_each_webhook_once_at_a_time_and_expire_each_or
 
 def _serve(tmp_path: Path, url: str, lease: float) -> tuple[subprocess.Popen[str], str]:
     """`paybridge serve` as a real process on the shared database; returns it and its base URL."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYBRIDGE_")}
-    env.update(
-        PAYBRIDGE_DATABASE_URL=url,
-        PAYBRIDGE_SECRETS_KEY_FILE=str(tmp_path / "secrets.key"),
-        PAYBRIDGE_ADMIN_TOKEN=ADMIN_TOKEN,
-        PAYBRIDGE_ALLOW_PRIVATE_WEBHOOKS="true",
-        PAYBRIDGE_WEBHOOK_SENDER="inline",
-        PAYBRIDGE_WEBHOOK_LEASE=str(lease),
-        PAYBRIDGE_WEBHOOK_TIMEOUT="120",
-        PAYBRIDGE_WEBHOOK_SCHEDULE="0,0,0",
-        PAYBRIDGE_LOG_LEVEL="warning",
+    return serve_process(
+        tmp_path / "killed",
+        database_url=url,
+        secrets_key_file=str(tmp_path / "secrets.key"),
+        allow_private_webhooks="true",
+        webhook_lease=str(lease),
+        webhook_timeout="120",
+        webhook_schedule="0,0,0",
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "serve", "--port", "0", "--data-dir", str(tmp_path / "killed")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        found = re.search(r"listening on (http://\S+)", line)
-        if found:
-            return proc, found.group(1)
-    proc.kill()
-    raise AssertionError(f"paybridge serve exited with {proc.wait()} before listening")
 
 
 async def test_a_killed_instances_deliveries_are_sent_by_another_once_its_leases_run_out(tmp_path: Path) -> None:
