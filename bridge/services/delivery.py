@@ -53,7 +53,7 @@ import structlog
 
 from bridge.core.backoff import RetryPolicy, delay_for
 from bridge.core.models.delivery import Outgoing
-from bridge.core.models.ids import DeliveryId, EndpointId, EventId, InstanceId, MerchantId
+from bridge.core.models.ids import DeliveryId, EndpointId, InstanceId
 from bridge.core.signing import signature_header
 from bridge.core.states import DeliveryStatus
 from bridge.errors import SendFailure
@@ -115,26 +115,6 @@ def classify_compat(
     if result.status is not None and 200 <= result.status < 300 and compat_notify.is_ack(protocol, result.body):
         return Outcome(DeliveryStatus.SUCCEEDED, "success", None)
     return _retry(result, attempt=attempt, policy=policy, rng=rng)
-
-
-def _fresh(row: dict[str, Any]) -> Outgoing:
-    """A delivery handed over at commit (`bridge.services.events.emit`), as the record a claim returns."""
-    endpoint_id = row["endpoint_id"]
-    return Outgoing(
-        id=DeliveryId(str(row["id"])),
-        event_id=EventId(str(row["event_id"])),
-        event_type=str(row["event_type"]),
-        merchant_id=MerchantId(str(row["merchant_id"])),
-        endpoint_id=None if endpoint_id is None else EndpointId(str(endpoint_id)),
-        url=str(row["url"]),
-        attempts=int(row["attempts"]),
-        body=str(row["body"]),
-        lease_until=row.get("lease_until"),
-        secret=row.get("secret"),
-        old_secret=row.get("old_secret"),
-        old_secret_expires_at=row.get("old_secret_expires_at"),
-        webhook_secret=row.get("webhook_secret"),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +271,7 @@ class DeliveryWorker:
         host already has FRESH_PER_TARGET waiting (its claim is given back at step 4)."""
         fresh = self.ctx.bus.fresh
         while fresh:
-            delivery = _fresh(fresh.popleft())
+            delivery = fresh.popleft()
             if delivery.lease_until is None or delivery.lease_until <= now:
                 continue
             target = self._targets.get(_host(delivery.url))

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from bridge.clock import rfc3339
 from bridge.core import codec
-from bridge.core.models.delivery import Delivery, DeliveryDetail
+from bridge.core.models.delivery import Delivery, DeliveryDetail, Outgoing
 from bridge.core.models.endpoint import Endpoint
-from bridge.core.models.ids import DeliveryId, EndpointId, EventId
+from bridge.core.models.ids import DeliveryId, EndpointId, EventId, MerchantId
 from bridge.core.signing import new_secret
 from bridge.core.states import DeliveryStatus
 from bridge.errors import Conflict, NotFound
@@ -224,21 +224,20 @@ async def send_test_event(ctx: Context, merchant_id: str, endpoint_id: str) -> T
             targets=[(delivery_id, endpoint_id, ep.url)],
             claim=(claim := ctx.bus.claim(now)),
         )
-        fresh = {  # the shape bridge.services.events.emit hands over
-            "id": delivery_id,
-            "event_id": event_id,
-            "merchant_id": merchant_id,
-            "endpoint_id": endpoint_id,
-            "url": ep.url,
-            "attempts": 0,
-            "body": body,
-            "event_type": TEST_EVENT,
-            "lease_until": None if claim is None else claim[1],
-            "secret": keys.secret,
-            "old_secret": keys.old_secret,
-            "old_secret_expires_at": keys.old_secret_expires_at,
-            "webhook_secret": None,
-        }
+        fresh = Outgoing(  # handed to the worker as bridge.services.events.emit does
+            id=delivery_id,
+            event_id=event_id,
+            event_type=TEST_EVENT,
+            merchant_id=MerchantId(merchant_id),
+            endpoint_id=EndpointId(endpoint_id),
+            url=ep.url,
+            attempts=0,
+            body=body,
+            lease_until=None if claim is None else claim[1],
+            secret=keys.secret,
+            old_secret=keys.old_secret,
+            old_secret_expires_at=keys.old_secret_expires_at,
+        )
         tx.after_commit.append(lambda: ctx.bus.announce(merchant_id, [fresh]))
         ctx.bus.broadcast.publish(tx, Message(EVENTS, merchant_id), local=False)  # streams on other instances
         return TestSent(event_id, delivery_id)

@@ -10,8 +10,10 @@ from typing import Any
 
 from bridge.clock import rfc3339
 from bridge.core import codec
+from bridge.core.models.delivery import Outgoing
 from bridge.core.models.endpoint import Subscribers
 from bridge.core.models.event import Event, Position
+from bridge.core.models.ids import DeliveryId, EndpointId, EventId, MerchantId
 from bridge.errors import BadRequest
 from bridge.ids import new_id
 from bridge.services.bus import EVENTS, Broadcast, Message
@@ -50,7 +52,7 @@ class EventBus:
         # Deliveries just committed, with everything needed to sign and send them: the worker takes
         # them from here without reading them back (the database stays the truth: whatever the
         # worker cannot take now, its next poll finds).
-        self.fresh: collections.deque[dict[str, Any]] = collections.deque(maxlen=100_000)
+        self.fresh: collections.deque[Outgoing] = collections.deque(maxlen=100_000)
         self.fresh_ready = asyncio.Event()
         # (instance id, lease ms) while a delivery worker in this process takes `fresh`: the
         # deliveries start claimed by it. None: they start unclaimed, for any instance's poll.
@@ -73,7 +75,7 @@ class EventBus:
             for ev in events:
                 ev.set()
 
-    def announce(self, merchant_id: str, deliveries: list[dict[str, Any]]) -> None:
+    def announce(self, merchant_id: str, deliveries: list[Outgoing]) -> None:
         if deliveries:
             self.fresh.extend(deliveries)
             self.fresh_ready.set()
@@ -120,51 +122,42 @@ def emit(
     assert type in EVENT_TYPES, type
     event_id = new_id("evt")
     body = codec.dumps({"id": event_id, "type": type, "timestamp": rfc3339(now), "data": data})
-    targets: list[tuple[str, str | None, str]] = []
-    sendable: list[dict[str, Any]] = []
     if subscribers is None:
         subscribers = store.subscribers(tx, merchant_id)
-    for ep in subscribers.endpoints:
-        if ep.wants(type):
-            targets.append((new_id("dlv"), ep.id, ep.url))
-            sendable.append(
-                {
-                    "secret": ep.keys.secret,
-                    "old_secret": ep.keys.old_secret,
-                    "old_secret_expires_at": ep.keys.old_secret_expires_at,
-                    "webhook_secret": None,
-                }
-            )
-    if notify_url and type.startswith("order."):
-        targets.append((new_id("dlv"), None, notify_url))
-        sendable.append(
-            {
-                "secret": None,
-                "old_secret": None,
-                "old_secret_expires_at": None,
-                "webhook_secret": subscribers.webhook_secret,
-            }
-        )
     claim = bus.claim(now)
+
+    def outgoing(endpoint_id: str | None, url: str, **secrets: Any) -> Outgoing:
+        return Outgoing(
+            id=DeliveryId(new_id("dlv")),
+            event_id=EventId(event_id),
+            event_type=type,
+            merchant_id=MerchantId(merchant_id),
+            endpoint_id=None if endpoint_id is None else EndpointId(endpoint_id),
+            url=url,
+            attempts=0,
+            body=body,
+            lease_until=None if claim is None else claim[1],
+            **secrets,
+        )
+
+    # What the worker sends at once (the same record a claim from the database returns).
+    fresh = [
+        outgoing(
+            ep.id,
+            ep.url,
+            secret=ep.keys.secret,
+            old_secret=ep.keys.old_secret,
+            old_secret_expires_at=ep.keys.old_secret_expires_at,
+        )
+        for ep in subscribers.endpoints
+        if ep.wants(type)
+    ]
+    if notify_url and type.startswith("order."):
+        fresh.append(outgoing(None, notify_url, webhook_secret=subscribers.webhook_secret))
+    targets = [(d.id, d.endpoint_id, d.url) for d in fresh]
     store.insert_event(
         tx, event_id=event_id, merchant_id=merchant_id, type=type, body=body, now=now, targets=targets, claim=claim
     )
-    # The same shape as bridge.store.deliveries.due_deliveries rows.
-    fresh = [
-        {
-            "id": d,
-            "event_id": event_id,
-            "merchant_id": merchant_id,
-            "endpoint_id": ep,
-            "url": url,
-            "attempts": 0,
-            "body": body,
-            "event_type": type,
-            "lease_until": None if claim is None else claim[1],
-            **secrets,
-        }
-        for (d, ep, url), secrets in zip(targets, sendable, strict=True)
-    ]
     tx.after_commit.append(lambda: bus.announce(merchant_id, fresh))
     bus.broadcast.publish(tx, Message(EVENTS, merchant_id), local=False)  # the announce above is ours
     return event_id

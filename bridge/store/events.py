@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bridge.core import codec
 from bridge.core.models.endpoint import EndpointKeys, Subscriber, Subscribers
 from bridge.core.models.event import Event, Position
@@ -54,7 +56,7 @@ def insert_event(
     type: str,
     body: str,
     now: int,
-    targets: list[tuple[str, str | None, str]],
+    targets: Sequence[tuple[str, str | None, str]],
     claim: tuple[str, int] | None = None,
 ) -> None:
     """Store the event and one pending delivery per (delivery id, endpoint id or None, url).
