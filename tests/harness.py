@@ -352,3 +352,29 @@ def serve_process(data_dir: Path, **settings: str) -> tuple[subprocess.Popen[str
             return proc, found.group(1)
     proc.kill()
     raise AssertionError(f"paybridge serve exited with {proc.wait()} before listening")
+
+
+async def sse_frames(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
+    """An SSE response as {"id", "event", "data"} frames (comments skipped)."""
+    frame: dict[str, str] = {}
+    async for raw in resp.content:
+        line = raw.decode().rstrip("\n")
+        if line == "":
+            if frame:
+                yield frame
+            frame = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            frame[name] = value
+
+
+async def take_frames(frames: AsyncIterator[dict[str, str]], n: int) -> list[dict[str, str]]:
+    """The next `n` frames (none for 0); wrap in `asyncio.wait_for` for a deadline."""
+    out: list[dict[str, str]] = []
+    if n == 0:
+        return out
+    async for f in frames:
+        out.append(f)
+        if len(out) == n:
+            break
+    return out

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,8 @@ from tests.harness import (
     make_settings,
     running_bridge,
     serve_process,
+    sse_frames,
+    take_frames,
 )
 
 # A stream that missed its wake-up would still look again after its keep-alive (15 s): waiting
@@ -48,31 +49,6 @@ def _settings(tmp_path: Path, name: str, url: str, **overrides: Any) -> Settings
         "webhook_sender": "inline",
     }
     return make_settings(tmp_path / name, **{**base, **overrides})
-
-
-async def _sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
-    """SSE frames as {"id", "event", "data"} (comments skipped)."""
-    frame: dict[str, str] = {}
-    async for raw in resp.content:
-        line = raw.decode().rstrip("\n")
-        if line == "":
-            if frame:
-                yield frame
-            frame = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(": ")
-            frame[name] = value
-
-
-async def _take(frames: AsyncIterator[dict[str, str]], n: int) -> list[dict[str, str]]:
-    out: list[dict[str, str]] = []
-    if n == 0:
-        return out
-    async for f in frames:
-        out.append(f)
-        if len(out) == n:
-            break
-    return out
 
 
 async def _close_orders(bridge: RunningBridge, key: str, n: int, base: int = 1) -> None:
@@ -106,11 +82,11 @@ async def test_a_stream_on_one_instance_carries_events_committed_on_another_at_o
         key = (await a.merchant())["api_key"]
         async with _stream(s, b, key) as resp:
             assert resp.status == 200
-            frames = _sse(resp)
+            frames = sse_frames(resp)
             seen: list[str] = []
             for i in range(3):
                 await _close_orders(a, key, 1, base=10 * (i + 1))
-                [frame] = await asyncio.wait_for(_take(frames, 1), LIVE_S)
+                [frame] = await asyncio.wait_for(take_frames(frames, 1), LIVE_S)
                 assert frame["event"] == "order.closed"
                 seen.append(frame["id"])
         assert seen == await _event_ids(a, key)
@@ -133,9 +109,9 @@ async def test_a_webhook_test_event_sent_on_one_instance_reaches_a_stream_on_ano
         assert status == 201, ep
         async with _stream(s, b, key) as resp:
             assert resp.status == 200
-            frames = _sse(resp)
+            frames = sse_frames(resp)
             sent = await endpoints_service.send_test_event(a.ctx, merchant["id"], ep["id"])
-            [frame] = await asyncio.wait_for(_take(frames, 1), LIVE_S)
+            [frame] = await asyncio.wait_for(take_frames(frames, 1), LIVE_S)
         assert frame["event"] == "webhook.test" and frame["id"] == sent.event_id
 
 
@@ -158,9 +134,9 @@ async def test_a_stream_resumed_on_another_instance_gets_exactly_the_rest(tmp_pa
         total = per_writer * len(writers)
         try:
             async with _stream(s, a, key) as resp:
-                first = await asyncio.wait_for(_take(_sse(resp), 10), 30)
+                first = await asyncio.wait_for(take_frames(sse_frames(resp), 10), 30)
             async with _stream(s, b, key, after=first[-1]["id"]) as resp:
-                rest = await asyncio.wait_for(_take(_sse(resp), total - len(first)), 60)
+                rest = await asyncio.wait_for(take_frames(sse_frames(resp), total - len(first)), 60)
         finally:
             await asyncio.gather(*writers)
         ids = [f["id"] for f in first + rest]
@@ -404,7 +380,7 @@ async def test_an_instance_whose_listening_connection_is_cut_catches_up_and_hear
         )
         assert after != [before]
         async with _stream(s, b, key) as resp:
-            frames = _sse(resp)
+            frames = sse_frames(resp)
             await _close_orders(a, key, 1, base=50)
 
             async def closed() -> dict[str, str]:

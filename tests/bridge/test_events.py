@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.harness import RunningBridge, make_settings, running_bridge
+from tests.harness import RunningBridge, make_settings, running_bridge, sse_frames, take_frames
 
 
 async def _closed_orders(bridge: RunningBridge, key: str, n: int) -> list[str]:
@@ -22,29 +21,6 @@ async def _closed_orders(bridge: RunningBridge, key: str, n: int) -> list[str]:
         assert status == 200
         ids.append(o["id"])
     return ids
-
-
-async def _sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
-    """Parse an SSE response into {"id", "event", "data"} frames (comments skipped)."""
-    frame: dict[str, str] = {}
-    async for raw in resp.content:
-        line = raw.decode().rstrip("\n")
-        if line == "":
-            if frame:
-                yield frame
-            frame = {}
-        elif not line.startswith(":"):
-            name, _, value = line.partition(": ")
-            frame[name] = value
-
-
-async def _take(frames: AsyncIterator[dict[str, str]], n: int) -> list[dict[str, str]]:
-    out: list[dict[str, str]] = []
-    async for f in frames:
-        out.append(f)
-        if len(out) == n:
-            break
-    return out
 
 
 async def test_events_page_in_order(bridge: RunningBridge) -> None:
@@ -93,10 +69,10 @@ async def test_sse_resumes_after_last_event_id_and_streams_live(bridge: RunningB
         ) as resp,
     ):
         assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/event-stream")
-        frames = _sse(resp)
-        [replayed] = await asyncio.wait_for(_take(frames, 1), 10)
+        frames = sse_frames(resp)
+        [replayed] = await asyncio.wait_for(take_frames(frames, 1), 10)
         [o3] = await _closed_orders(bridge, key, 1)
-        [live] = await asyncio.wait_for(_take(frames, 1), 10)
+        [live] = await asyncio.wait_for(take_frames(frames, 1), 10)
     for frame, order_id in ((replayed, o2), (live, o3)):
         body = json.loads(frame["data"])
         assert frame["event"] == body["type"] == "order.closed"
@@ -114,7 +90,7 @@ async def test_sse_after_query_and_bad_cursor(bridge: RunningBridge) -> None:
         aiohttp.ClientSession() as s,
         s.get(f"{bridge.base_url}/v1/events/stream?after={ids[0]}", headers={"Authorization": f"Bearer {key}"}) as r,
     ):
-        frames = await asyncio.wait_for(_take(_sse(r), 2), 10)
+        frames = await asyncio.wait_for(take_frames(sse_frames(r), 2), 10)
     assert [f["id"] for f in frames] == ids[1:]
     status, out = await bridge.call("GET", "/v1/events/stream", token=key, headers={"Last-Event-ID": "evt_gone"})
     assert status == 400 and out["error"]["code"] == "unknown_event"
@@ -130,7 +106,7 @@ async def test_sse_ends_cleanly_when_the_bridge_shuts_down(tmp_path: Path) -> No
             resp = await s.get(b.base_url + "/v1/events/stream", headers={"Authorization": f"Bearer {m['api_key']}"})
 
             async def read_all() -> None:
-                async for f in _sse(resp):  # a ClientPayloadError here means the stream was cut off
+                async for f in sse_frames(resp):  # a ClientPayloadError here means the stream was cut off
                     got.append(json.loads(f["data"]))
 
             reader = asyncio.create_task(read_all())
