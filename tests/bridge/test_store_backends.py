@@ -114,23 +114,7 @@ async def test_pay_amount_slots_are_unique_under_concurrency(
             for amount in amounts:
                 if ("slot", amount) in taken:
                     continue
-                orders.insert_order(
-                    tx,
-                    id=order_id,
-                    merchant_id="m1",
-                    merchant_order_id=order_id,
-                    channel="alipay",
-                    amount_cents=1000,
-                    pay_amount_cents=amount,
-                    account_id=None,
-                    notify_url=None,
-                    return_url=None,
-                    description=None,
-                    metadata="{}",
-                    params_hash="p",
-                    now=0,
-                    expires_at=10**12,
-                )
+                _new_order(tx, order_id, pay=amount)
                 if orders.lock_amount(tx, "slot", amount, order_id):
                     return amount
                 tx.execute("DELETE FROM orders WHERE id = ?", (order_id,))  # lost the race: try the next amount
@@ -696,12 +680,15 @@ def test_placeholders_are_translated_outside_quotes_only() -> None:
 # The typed store: records with typed statuses, and status moves guarded by the transition table.
 
 
-def _new_order(tx: Tx, order_id: str, *, pay: int = 1000, account_id: str | None = None) -> Order | None:
+def _new_order(
+    tx: Tx, order_id: str, *, pay: int = 1000, account_id: str | None = None, ref: str | None = None
+) -> Order | None:
+    """An order of merchant m1 (reference `ref`, by default one of its own), or None if the reference is taken."""
     return orders.insert_order(
         tx,
         id=order_id,
         merchant_id="m1",
-        merchant_order_id=f"ref-{order_id}",
+        merchant_order_id=ref or f"ref-{order_id}",
         channel="alipay",
         amount_cents=1000,
         pay_amount_cents=pay,
@@ -775,23 +762,7 @@ async def test_a_second_order_with_one_merchant_order_id_is_not_inserted(
 
     def insert(order_id: str) -> Callable[[Tx], bool]:
         def op(tx: Tx) -> bool:
-            return None is not orders.insert_order(
-                tx,
-                id=order_id,
-                merchant_id="m1",
-                merchant_order_id="same",
-                channel="alipay",
-                amount_cents=1000,
-                pay_amount_cents=1000,
-                account_id=None,
-                notify_url=None,
-                return_url=None,
-                description=None,
-                metadata="{}",
-                params_hash="p",
-                now=0,
-                expires_at=10**12,
-            )
+            return None is not _new_order(tx, order_id, ref="same")
 
         return op
 
