@@ -308,15 +308,18 @@ async def create_shop_order(ctx: Context, shop: Shop, order: ShopOrder) -> ShopO
     params_hash = order.params_hash()
 
     def op(tx: Tx) -> ShopOrderDetail:
-        existing = store.get_compat_order_by_ref(tx, shop.merchant_id, order.out_trade_no)
-        if existing is not None:
+        # The order first, then its compat row: both commit in one transaction, so once the order is
+        # seen its row is too (read the other way round, another instance's commit landing between
+        # the two reads made a repeat look like an API order's reference).
+        if orders_store.get_order_by_merchant_ref(tx, shop.merchant_id, order.out_trade_no) is not None:
+            existing = store.get_compat_order_by_ref(tx, shop.merchant_id, order.out_trade_no)
+            if existing is None:
+                raise Conflict("an API order already uses this out_trade_no", "out_trade_no_conflict")
             if existing.params_hash != params_hash:
                 raise Conflict(
                     "an order with this out_trade_no exists with different parameters", "out_trade_no_conflict"
                 )
             return _order_view(tx, existing)
-        if orders_store.get_order_by_merchant_ref(tx, shop.merchant_id, order.out_trade_no) is not None:
-            raise Conflict("an API order already uses this out_trade_no", "out_trade_no_conflict")
         metadata: dict[str, Any] = {"source": order.protocol}
         if order.name:
             metadata["name"] = order.name
